@@ -1,0 +1,8 @@
+//! The routing table: built whole from a plain [`Model`], looked up per request,
+//! swapped atomically. Pure: no I/O, no async, no Kubernetes types.
+
+pub mod model;
+mod table;
+
+pub use model::*;
+pub use table::{Backend, Diagnostic, Endpoint, Match, Route, RoutingTable, build};

@@ -1,0 +1,210 @@
+//! The plain model both `config` (file mode) and `kube` (controller mode) produce.
+//! No I/O and no Kubernetes types: just what a route is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::policy::Policy;
+
+/// Everything the routing table is built from.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    /// Routes in source order; order only breaks ties between equally specific matches.
+    pub routes: Vec<RouteSpec>,
+    /// Served when no host rule matches, or a host's rules match no path.
+    pub default_backend: Option<RouteSpec>,
+    /// The `authenticate_service_url` host, if sign-in is configured.
+    pub authenticate_host: Option<HostPort>,
+}
+
+/// A host name and an optional port a request must have arrived on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// Lower-case host name, without port.
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// One route: which requests it takes, where they go and who may pass.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// Stable, human-readable name: `routes[3]` in file mode, `ns/ingress/rules[0]/paths[1]` in
+    /// controller mode. Shown in logs, metrics, `/debug/routes` and the 403 page.
+    pub id: String,
+    pub host: HostMatch,
+    /// When set, the request must have arrived on this port.
+    pub port: Option<u16>,
+    pub path: PathMatch,
+    pub backend: BackendSpec,
+    /// The effective policy; build a `Policy::deny_all(reason)` when it could not be made.
+    pub policy: Arc<Policy>,
+    pub options: RouteOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostMatch {
+    /// Any host (an Ingress rule without `host`).
+    Any,
+    /// One lower-case host name.
+    Exact(String),
+    /// `*.foo.com` stored as `foo.com`: exactly one more label in front.
+    Wildcard(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    /// Every path.
+    Any,
+    /// The whole path, case-sensitive (Pomerium `path`, Ingress `Exact`).
+    Exact(String),
+    /// A plain string prefix: `/foo` matches `/foobar` (Pomerium `prefix`).
+    StrPrefix(String),
+    /// Element-wise on `/`: `/foo` matches `/foo` and `/foo/bar`, not `/foobar`; a trailing
+    /// `/` in the rule is ignored (Ingress `Prefix`).
+    SegmentPrefix(String),
+    /// An anchored regular expression over the path (Pomerium `regex`, `path-regex`).
+    Regex(String),
+}
+
+/// Where a route sends requests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendSpec {
+    pub endpoints: Vec<EndpointSpec>,
+    pub balance: Balance,
+}
+
+/// One upstream address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointSpec {
+    pub scheme: UpstreamScheme,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum UpstreamScheme {
+    #[default]
+    Http,
+    Https,
+    /// HTTP/2 over cleartext, prior knowledge.
+    H2c,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastRequest,
+}
+
+/// Which `Host` header the upstream sees.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum UpstreamHost {
+    /// The client's original `Host` (Ingress default, `preserve_host_header`).
+    #[default]
+    Original,
+    /// The endpoint's own host (Pomerium's file-mode default).
+    Endpoint,
+    /// A fixed value (`host_rewrite`).
+    Rewrite(String),
+}
+
+/// TLS settings towards the upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct UpstreamTls {
+    pub skip_verify: bool,
+    pub server_name: Option<String>,
+    /// Extra trusted roots (PEM), e.g. from `tls-custom-ca-secret`.
+    pub ca_pem: Option<Arc<[u8]>>,
+}
+
+/// Per-route behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteOptions {
+    /// Time allowed for the upstream to answer with response headers.
+    pub timeout: Duration,
+    /// Time a request or response body, or an upgraded connection, may sit idle.
+    pub idle_timeout: Duration,
+    pub set_request_headers: Vec<(HeaderName, HeaderValue)>,
+    pub remove_request_headers: Vec<HeaderName>,
+    pub set_response_headers: Vec<(HeaderName, HeaderValue)>,
+    pub upstream_host: UpstreamHost,
+    /// Replaces the matched prefix (or the whole path for exact matches) before forwarding.
+    pub prefix_rewrite: Option<String>,
+    pub allow_websockets: bool,
+    pub pass_identity_headers: bool,
+    pub tls: UpstreamTls,
+}
+
+/// Pomerium's defaults.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        RouteOptions {
+            timeout: DEFAULT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            set_request_headers: Vec::new(),
+            remove_request_headers: Vec::new(),
+            set_response_headers: Vec::new(),
+            upstream_host: UpstreamHost::Original,
+            prefix_rewrite: None,
+            allow_websockets: false,
+            pass_identity_headers: false,
+            tls: UpstreamTls::default(),
+        }
+    }
+}
+
+impl HostMatch {
+    /// Parses a host pattern as written in a `from` URL or an Ingress rule.
+    pub fn parse(pattern: &str) -> Result<HostMatch, String> {
+        let p = pattern.trim().to_ascii_lowercase();
+        if p.is_empty() || p == "*" {
+            return Ok(HostMatch::Any);
+        }
+        let (wild, name) = match p.strip_prefix("*.") {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, p.clone()),
+        };
+        if name.is_empty()
+            || name.contains('*')
+            || name.starts_with('.')
+            || name.ends_with('.')
+            || name.contains("..")
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return Err(format!("`{pattern}` is not a valid host name or `*.` wildcard"));
+        }
+        Ok(if wild {
+            HostMatch::Wildcard(name)
+        } else {
+            HostMatch::Exact(name)
+        })
+    }
+}
+
+impl PathMatch {
+    /// Checks what `build` would otherwise reject: paths start with `/`, regexes compile.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            PathMatch::Any => Ok(()),
+            PathMatch::Exact(p) | PathMatch::StrPrefix(p) | PathMatch::SegmentPrefix(p) => {
+                if p.starts_with('/') {
+                    Ok(())
+                } else {
+                    Err(format!("path `{p}` must start with `/`"))
+                }
+            }
+            PathMatch::Regex(r) => super::table::compile_path_regex(r)
+                .map(|_| ())
+                .map_err(|e| format!("invalid path regex `{r}`: {e}")),
+        }
+    }
+}

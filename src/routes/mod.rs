@@ -5,4 +5,7 @@ pub mod model;
 mod table;
 
 pub use model::*;
-pub use table::{Backend, Diagnostic, Endpoint, Match, Route, RoutingTable, build};
+pub use table::{
+    Backend, Diagnostic, EJECT_AFTER_FAILURES, EJECT_FOR_MS, Endpoint, InflightGuard, Match, Route,
+    RoutingTable, build,
+};

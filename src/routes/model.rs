@@ -180,7 +180,9 @@ impl HostMatch {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
         {
-            return Err(format!("`{pattern}` is not a valid host name or `*.` wildcard"));
+            return Err(format!(
+                "`{pattern}` is not a valid host name or `*.` wildcard"
+            ));
         }
         Ok(if wild {
             HostMatch::Wildcard(name)

@@ -1,34 +1,441 @@
-//! STUB — being written.
+//! The compiled routing table and its lookup: host (exact, then one-label wildcard, then
+//! any host), then path (exact, then the longest prefix, then regexes in order, then the
+//! host's catch-all), then the default backend. Lookups never allocate.
+
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use regex::Regex;
 
 use super::model::*;
+use crate::policy::Policy;
 
-#[derive(Debug)]
-pub struct Endpoint {
-    pub spec: EndpointSpec,
+/// Consecutive transport failures (connect errors, timeouts) that eject an endpoint.
+pub const EJECT_AFTER_FAILURES: u32 = 5;
+/// How long an ejected endpoint is skipped; it is tried again afterwards.
+pub const EJECT_FOR_MS: u64 = 10_000;
+/// Longest host name a lookup considers (DNS caps names at 253).
+const MAX_HOST_LEN: usize = 255;
+
+// === impl RoutingTable ===
+
+/// An immutable routing table. Rebuilt whole and swapped atomically by its owner.
+#[derive(Debug, Default)]
+pub struct RoutingTable {
+    exact: HashMap<Box<str>, HostRoutes>,
+    wildcard: HashMap<Box<str>, HostRoutes>,
+    any: Option<HostRoutes>,
+    default_backend: Option<Arc<Route>>,
+    authenticate_host: Option<HostPort>,
+    /// Every route in model order, for dumps and metrics.
+    routes: Vec<Arc<Route>>,
+    /// Live backends by spec, so a rebuild keeps balancing and ejection state.
+    backends: HashMap<BackendSpec, Arc<Backend>>,
 }
-#[derive(Debug)]
-pub struct Backend {
-    pub endpoints: Vec<Endpoint>,
-}
+
+/// A route as served: its spec plus the shared, stateful backend.
 #[derive(Debug)]
 pub struct Route {
-    pub spec: RouteSpec,
+    pub id: Arc<str>,
+    pub host: HostMatch,
+    pub port: Option<u16>,
+    pub path: PathMatch,
     pub backend: Arc<Backend>,
+    pub policy: Arc<Policy>,
+    pub options: RouteOptions,
 }
-#[derive(Debug, Default)]
-pub struct RoutingTable {}
+
+/// A lookup result: the route and how much of the path its rule matched.
+#[derive(Debug, Clone, Copy)]
+pub struct Match<'t> {
+    pub route: &'t Arc<Route>,
+    /// Length of the matched prefix (the whole path for exact and regex matches).
+    pub matched_len: usize,
+}
+
+/// Something the builder could not use as written, attributed to a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub route_id: String,
     pub message: String,
 }
-pub struct Match<'t> {
-    pub route: &'t Arc<Route>,
+
+#[derive(Debug, Default)]
+struct HostRoutes {
+    exact: Vec<(Box<str>, Arc<Route>)>,
+    /// Longest first; equal lengths keep model order.
+    prefixes: Vec<Prefix>,
+    regexes: Vec<(Regex, Arc<Route>)>,
+    catch_all: Vec<Arc<Route>>,
 }
-pub fn build(_model: &Model, _previous: Option<&RoutingTable>) -> (RoutingTable, Vec<Diagnostic>) {
-    (RoutingTable {}, Vec::new())
+
+#[derive(Debug)]
+struct Prefix {
+    /// Normalized: segment prefixes lose their trailing `/` (so `/` becomes ``).
+    prefix: Box<str>,
+    segment: bool,
+    route: Arc<Route>,
 }
-pub(crate) fn compile_path_regex(r: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&format!("^(?:{r})$"))
+
+/// Builds a table from the model. Routes that cannot be served (a regex that does not
+/// compile, a rule shadowed by an identical earlier one) are left out and reported; the
+/// rest of the table is unaffected. `previous` lends its backends so balancing and
+/// ejection state survive the swap.
+pub fn build(model: &Model, previous: Option<&RoutingTable>) -> (RoutingTable, Vec<Diagnostic>) {
+    let mut table = RoutingTable {
+        authenticate_host: model.authenticate_host.clone(),
+        ..RoutingTable::default()
+    };
+    let mut diagnostics = Vec::new();
+    let mut seen: HashMap<(&HostMatch, Option<u16>, &PathMatch), &str> = HashMap::new();
+
+    for spec in &model.routes {
+        if let Some(first) = seen.get(&(&spec.host, spec.port, &spec.path)) {
+            diagnostics.push(Diagnostic {
+                route_id: spec.id.clone(),
+                message: format!("shadowed by `{first}`, which has the same host and path"),
+            });
+            continue;
+        }
+        let regex = match &spec.path {
+            PathMatch::Regex(r) => match compile_path_regex(r) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    diagnostics.push(Diagnostic {
+                        route_id: spec.id.clone(),
+                        message: format!("invalid path regex `{r}`: {e}"),
+                    });
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        seen.insert((&spec.host, spec.port, &spec.path), &spec.id);
+        let route = table.route(spec, previous);
+        let host = match &spec.host {
+            HostMatch::Any => table.any.get_or_insert_with(HostRoutes::default),
+            HostMatch::Exact(h) => table.exact.entry(h.as_str().into()).or_default(),
+            HostMatch::Wildcard(h) => table.wildcard.entry(h.as_str().into()).or_default(),
+        };
+        host.insert(route.clone(), regex);
+        table.routes.push(route);
+    }
+    if let Some(spec) = &model.default_backend {
+        table.default_backend = Some(table.route(spec, previous));
+    }
+    for host in table
+        .exact
+        .values_mut()
+        .chain(table.wildcard.values_mut())
+        .chain(table.any.iter_mut())
+    {
+        // Stable: among equal lengths, model order stands.
+        host.prefixes
+            .sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+    }
+    (table, diagnostics)
 }
+
+impl RoutingTable {
+    /// Finds the route for a request. `host` may carry any case and a trailing dot;
+    /// `port` is the port the request was addressed to; `path` excludes the query.
+    pub fn lookup(&self, host: &str, port: u16, path: &str) -> Option<Match<'_>> {
+        let mut buf = [0u8; MAX_HOST_LEN];
+        let hosts = match normalize_host(host, &mut buf) {
+            Some(host) => self
+                .exact
+                .get(host)
+                .or_else(|| {
+                    let (_, parent) = host.split_once('.')?;
+                    self.wildcard.get(parent)
+                })
+                .or(self.any.as_ref()),
+            None => self.any.as_ref(),
+        };
+        if let Some(m) = hosts.and_then(|h| h.lookup(port, path)) {
+            return Some(m);
+        }
+        self.default_backend.as_ref().map(|route| Match {
+            route,
+            matched_len: 0,
+        })
+    }
+
+    /// Whether `host` (as sent by the client) is the authenticate service's host.
+    pub fn is_authenticate_host(&self, host: &str, port: u16) -> bool {
+        let mut buf = [0u8; MAX_HOST_LEN];
+        match (&self.authenticate_host, normalize_host(host, &mut buf)) {
+            (Some(a), Some(h)) => a.host == h && a.port.is_none_or(|p| p == port),
+            _ => false,
+        }
+    }
+
+    /// Whether any route could answer for `host` (used to validate sign-in return URLs).
+    pub fn knows_host(&self, host: &str) -> bool {
+        let mut buf = [0u8; MAX_HOST_LEN];
+        let Some(host) = normalize_host(host, &mut buf) else {
+            return false;
+        };
+        self.exact.contains_key(host)
+            || host
+                .split_once('.')
+                .is_some_and(|(_, parent)| self.wildcard.contains_key(parent))
+    }
+
+    /// Every route in model order (the default backend last, if any).
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter().chain(self.default_backend.iter())
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len() + usize::from(self.default_backend.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn route(&mut self, spec: &RouteSpec, previous: Option<&RoutingTable>) -> Arc<Route> {
+        let backend = self
+            .backends
+            .get(&spec.backend)
+            .or_else(|| previous.and_then(|p| p.backends.get(&spec.backend)))
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Backend::new(&spec.backend)));
+        self.backends.insert(spec.backend.clone(), backend.clone());
+        Arc::new(Route {
+            id: spec.id.as_str().into(),
+            host: spec.host.clone(),
+            port: spec.port,
+            path: spec.path.clone(),
+            backend,
+            policy: spec.policy.clone(),
+            options: spec.options.clone(),
+        })
+    }
+}
+
+/// Lower-cases `host` into `buf` when needed and drops one trailing dot. `None` for
+/// names no route can have.
+fn normalize_host<'b>(host: &'b str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<&'b str> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > MAX_HOST_LEN {
+        return None;
+    }
+    if !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(host);
+    }
+    let out = &mut buf[..host.len()];
+    out.copy_from_slice(host.as_bytes());
+    out.make_ascii_lowercase();
+    std::str::from_utf8(out).ok()
+}
+
+pub(crate) fn compile_path_regex(r: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{r})$"))
+}
+
+// === impl HostRoutes ===
+
+impl HostRoutes {
+    fn insert(&mut self, route: Arc<Route>, regex: Option<Regex>) {
+        match &route.path {
+            PathMatch::Any => self.catch_all.push(route),
+            PathMatch::Exact(p) => self.exact.push((p.as_str().into(), route)),
+            PathMatch::StrPrefix(p) => self.prefixes.push(Prefix {
+                prefix: p.as_str().into(),
+                segment: false,
+                route,
+            }),
+            PathMatch::SegmentPrefix(p) => self.prefixes.push(Prefix {
+                prefix: p.trim_end_matches('/').into(),
+                segment: true,
+                route,
+            }),
+            PathMatch::Regex(_) => {
+                if let Some(re) = regex {
+                    self.regexes.push((re, route));
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, port: u16, path: &str) -> Option<Match<'_>> {
+        let on_port = |r: &Arc<Route>| r.port.is_none_or(|p| p == port);
+        let whole = |route| Match {
+            route,
+            matched_len: path.len(),
+        };
+        if let Some((_, r)) = self.exact.iter().find(|(p, r)| **p == *path && on_port(r)) {
+            return Some(whole(r));
+        }
+        if let Some(p) = self
+            .prefixes
+            .iter()
+            .find(|p| p.matches(path) && on_port(&p.route))
+        {
+            return Some(Match {
+                route: &p.route,
+                matched_len: p.prefix.len(),
+            });
+        }
+        if let Some((_, r)) = self
+            .regexes
+            .iter()
+            .find(|(re, r)| on_port(r) && re.is_match(path))
+        {
+            return Some(whole(r));
+        }
+        self.catch_all
+            .iter()
+            .find(|r| on_port(r))
+            .map(|route| Match {
+                route,
+                matched_len: 0,
+            })
+    }
+}
+
+impl Prefix {
+    fn matches(&self, path: &str) -> bool {
+        if !path.starts_with(&*self.prefix) {
+            return false;
+        }
+        // Element-wise: the prefix must end at a `/` boundary of the path.
+        !self.segment
+            || path.len() == self.prefix.len()
+            || path.as_bytes()[self.prefix.len()] == b'/'
+    }
+}
+
+impl Match<'_> {
+    /// The path to send upstream after `prefix_rewrite`, or `None` when it is unchanged.
+    pub fn rewritten_path(&self, path: &str) -> Option<String> {
+        let rewrite = self.route.options.prefix_rewrite.as_deref()?;
+        let rest = path.get(self.matched_len..).unwrap_or("");
+        let mut out = String::with_capacity(rewrite.len() + rest.len());
+        out.push_str(rewrite);
+        if out.ends_with('/') && rest.starts_with('/') {
+            out.pop();
+        }
+        out.push_str(rest);
+        if !out.starts_with('/') {
+            out.insert(0, '/');
+        }
+        Some(out)
+    }
+}
+
+// === impl Backend ===
+
+/// The endpoints of one backend and the state that picks among them. Shared by every
+/// route with the same backend spec and carried across table rebuilds.
+#[derive(Debug)]
+pub struct Backend {
+    pub balance: Balance,
+    pub endpoints: Box<[Endpoint]>,
+    next: AtomicUsize,
+}
+
+/// One upstream address with its live counters.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub spec: EndpointSpec,
+    /// `host:port`, bracketed for IPv6, ready for URIs.
+    pub authority: http::uri::Authority,
+    inflight: AtomicUsize,
+    failures: AtomicU32,
+    /// Milliseconds on the caller's clock until which the endpoint is skipped.
+    ejected_until: AtomicU64,
+}
+
+impl Backend {
+    pub fn new(spec: &BackendSpec) -> Backend {
+        Backend {
+            balance: spec.balance,
+            endpoints: spec.endpoints.iter().filter_map(Endpoint::new).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Picks an endpoint by the backend's balancing rule, skipping ejected ones unless
+    /// every endpoint is ejected (then all are tried, rather than failing outright).
+    /// `now_ms` is any monotonic millisecond clock, the same one given to `report`.
+    pub fn pick(&self, now_ms: u64) -> Option<&Endpoint> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let healthy = |e: &&Endpoint| e.ejected_until.load(Ordering::Relaxed) <= now_ms;
+        let rotation = (0..n).map(|i| &self.endpoints[(start + i) % n]);
+        let chosen = match self.balance {
+            Balance::RoundRobin => rotation.clone().find(healthy),
+            Balance::LeastRequest => rotation
+                .clone()
+                .filter(healthy)
+                .min_by_key(|e| e.inflight.load(Ordering::Relaxed)),
+        };
+        chosen.or_else(|| rotation.min_by_key(|e| e.inflight.load(Ordering::Relaxed)))
+    }
+}
+
+impl Endpoint {
+    fn new(spec: &EndpointSpec) -> Option<Endpoint> {
+        let authority = if spec.host.contains(':') {
+            format!("[{}]:{}", spec.host, spec.port)
+        } else {
+            format!("{}:{}", spec.host, spec.port)
+        };
+        Some(Endpoint {
+            spec: spec.clone(),
+            authority: authority.parse().ok()?,
+            inflight: AtomicUsize::new(0),
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts a request in flight until the guard drops (for least-request balancing).
+    pub fn start(&self) -> InflightGuard<'_> {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(self)
+    }
+
+    /// Records how a request went. Transport failures in a row eject the endpoint for a
+    /// while; any success resets the count.
+    pub fn report(&self, transport_ok: bool, now_ms: u64) {
+        if transport_ok {
+            self.failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= EJECT_AFTER_FAILURES {
+            self.failures.store(0, Ordering::Relaxed);
+            self.ejected_until
+                .store(now_ms + EJECT_FOR_MS, Ordering::Relaxed);
+        }
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    pub fn is_ejected(&self, now_ms: u64) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now_ms
+    }
+}
+
+/// Marks a request as finished when dropped.
+#[derive(Debug)]
+pub struct InflightGuard<'e>(&'e Endpoint);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

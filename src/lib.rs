@@ -6,6 +6,7 @@
 //! `policy` for a decision on every request; `telemetry` logs and counts.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod kube;
 pub mod policy;

@@ -1,8 +1,12 @@
 //! The routing table: built whole from a plain [`Model`], looked up per request,
 //! swapped atomically. Pure: no I/O, no async, no Kubernetes types.
 
+mod describe;
+mod live;
 pub mod model;
 mod table;
+
+pub use live::{Applied, LiveTable, Snapshot};
 
 pub use model::*;
 pub use table::{

@@ -1,1 +1,36 @@
-//! STUB — being written.
+//! Logs, metrics and the admin listener (`/metrics`, `/healthz`, `/readyz`,
+//! `/debug/routes`).
+
+mod admin;
+mod metrics;
+
+pub use admin::{AdminState, bind as bind_admin, serve_admin};
+pub use metrics::{Metrics, RouteLabel};
+
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber. `level` is a level (`info`) or a filter directive
+/// (`info,portcullis::proxy=debug`); `RUST_LOG`, when set, wins.
+pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(v)?,
+        _ => EnvFilter::try_new(level)
+            .map_err(|e| anyhow::anyhow!("log_level `{level}` is not a valid level: {e}"))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
+}

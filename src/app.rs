@@ -1,0 +1,193 @@
+//! Starting and stopping the whole data plane: listeners, the live table, the admin
+//! endpoints, and graceful shutdown. `main` and the integration tests both use it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::proxy::tls::{CertStore, PemPair};
+use crate::proxy::{self, Limits, Proxy};
+use crate::routes::{HostMatch, LiveTable, Model};
+use crate::telemetry::{self, AdminState, Metrics};
+
+/// Where to listen and with which certificates.
+#[derive(Clone)]
+pub struct Settings {
+    pub address: SocketAddr,
+    pub http_redirect_address: Option<SocketAddr>,
+    pub metrics_address: Option<SocketAddr>,
+    pub certificates: Vec<PemPair>,
+    pub limits: Limits,
+    /// Port named in HTTP→HTTPS redirects; defaults to the HTTPS listener's port.
+    pub redirect_https_port: Option<u16>,
+}
+
+/// A started data plane.
+pub struct Running {
+    pub https_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    pub table: LiveTable,
+    pub metrics: Arc<Metrics>,
+    pub ready: Arc<AtomicBool>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Binds every listener, applies `model` and starts serving. Errors name the
+/// setting at fault (a port in use, a certificate that does not parse).
+pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running> {
+    let fallback_names = self_signed_names(model);
+    let certs = CertStore::new(&settings.certificates, &fallback_names)?;
+    if certs.has_generated_default() {
+        tracing::warn!(
+            names = ?fallback_names,
+            "no certificates configured: serving a generated self-signed certificate \
+             (browsers will warn; set `certificates` for production)"
+        );
+    }
+    let certs = Arc::new(ArcSwap::from_pointee(certs));
+    let metrics = Arc::new(Metrics::new());
+    let table = LiveTable::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    let https = proxy::server::bind(settings.address, "address").await?;
+    let https_addr = https.local_addr()?;
+    let http = match settings.http_redirect_address {
+        Some(a) => Some(proxy::server::bind(a, "http_redirect_address").await?),
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
+    let admin = match settings.metrics_address {
+        Some(a) => Some(telemetry::bind_admin(a).await?),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
+
+    let proxy = Arc::new(Proxy::new(table.clone(), certs, metrics.clone()));
+    let running_table = table.clone();
+    let applied = table.apply(model);
+    report_applied(&table, &metrics, applied);
+    ready.store(true, Ordering::Release);
+
+    tasks.spawn(proxy::serve_https(
+        https,
+        proxy.clone(),
+        settings.limits,
+        shutdown_rx.clone(),
+    ));
+    tracing::info!(address = %https_addr, "HTTPS listener ready");
+    if let Some(listener) = http {
+        let port = settings.redirect_https_port.unwrap_or(https_addr.port());
+        tasks.spawn(proxy::serve_redirect(
+            listener,
+            port,
+            settings.limits,
+            shutdown_rx.clone(),
+        ));
+        tracing::info!(address = ?http_addr, "HTTP listener ready (redirects to HTTPS)");
+    }
+    if let Some(listener) = admin {
+        let debug_table = table.clone();
+        let debug_proxy = proxy.clone();
+        let state = Arc::new(AdminState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+            debug_routes: Box::new(move || {
+                let snapshot = debug_table.load_full();
+                serde_json::json!({
+                    "generation": snapshot.generation,
+                    "routes": snapshot.table.describe(debug_proxy.now_ms()),
+                    "diagnostics": snapshot.diagnostics.iter().map(|d| serde_json::json!({
+                        "route": d.route_id, "message": d.message,
+                    })).collect::<Vec<_>>(),
+                })
+            }),
+        });
+        tasks.spawn(telemetry::serve_admin(listener, state, shutdown_rx.clone()));
+    }
+    Ok(Running {
+        https_addr,
+        http_addr,
+        admin_addr,
+        table: running_table,
+        metrics,
+        ready,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Swaps in a table built from `model`; in-flight requests finish on the old one.
+    pub fn apply(&self, model: &Model) {
+        let applied = self.table.apply(model);
+        report_applied(&self.table, &self.metrics, applied);
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the drain timeout), and
+    /// returns when every listener is done.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Resolves when the process is asked to stop (SIGINT or SIGTERM).
+    pub async fn stop_signal() {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    }
+}
+
+fn report_applied(table: &LiveTable, metrics: &Metrics, applied: crate::routes::Applied) {
+    metrics.table_swapped(
+        applied.generation,
+        applied.routes,
+        applied.build_time.as_secs_f64(),
+    );
+    let snapshot = table.load();
+    for d in &snapshot.diagnostics {
+        tracing::warn!(route = %d.route_id, "{}", d.message);
+    }
+    tracing::info!(
+        generation = applied.generation,
+        routes = applied.routes,
+        build_ms = applied.build_time.as_secs_f64() * 1000.0,
+        "routing table applied"
+    );
+}
+
+/// Names for the generated certificate: every exact route host, and `localhost`.
+fn self_signed_names(model: &Model) -> Vec<String> {
+    let mut names: Vec<String> = model
+        .routes
+        .iter()
+        .filter_map(|r| match &r.host {
+            HostMatch::Exact(h) => Some(h.clone()),
+            HostMatch::Wildcard(h) => Some(format!("*.{h}")),
+            HostMatch::Any => None,
+        })
+        .chain(model.authenticate_host.iter().map(|h| h.host.clone()))
+        .collect();
+    names.push("localhost".into());
+    names.sort();
+    names.dedup();
+    names
+}

@@ -1,0 +1,611 @@
+//! One request, in phases: early filter (request ID, host) → route lookup →
+//! authorization → upstream request → response filter → logging and metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tracing::Instrument;
+
+use super::headers::{self, X_REQUEST_ID};
+use super::pages::{ErrorPage, wants_json};
+use super::{Body, Proxy};
+use crate::policy::{self, Outcome};
+use crate::routes::{Endpoint, Route, UpstreamHost, UpstreamScheme};
+
+/// What the server knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The port assumed when the client's `Host` names none.
+    pub default_port: u16,
+}
+
+/// Why the upstream exchange failed.
+enum UpstreamError {
+    NoEndpoints,
+    Connect(String),
+    Timeout,
+    Other(String),
+}
+
+impl Proxy {
+    /// Serves one request from the current routing table.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        // Early filter.
+        let request_id = headers::request_id(req.headers());
+        let method = req.method().clone();
+        let path_for_log = req.uri().path().to_owned();
+        let snapshot = self.table.load_full();
+        let Some((host, port)) = request_host(&req, conn.default_port) else {
+            let resp = self.error(
+                &req,
+                &request_id,
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "The request names no host.",
+                None,
+            );
+            self.record(
+                None,
+                &method,
+                "",
+                &path_for_log,
+                resp.status(),
+                started,
+                &request_id,
+            );
+            return resp;
+        };
+        let host = host.to_owned();
+        // Route lookup.
+        let Some(found) = snapshot.table.lookup(&host, port, req.uri().path()) else {
+            let resp = self.error(
+                &req,
+                &request_id,
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "No route matches this host and path.",
+                None,
+            );
+            self.record(
+                None,
+                &method,
+                &host,
+                &path_for_log,
+                resp.status(),
+                started,
+                &request_id,
+            );
+            return resp;
+        };
+        let route = found.route.clone();
+        let rewritten = found.rewritten_path(req.uri().path());
+
+        // Authorization (sign-in arrives with the auth module; until then no session exists).
+        let preflight = is_cors_preflight(&req);
+        let decision = route.policy.evaluate(&policy::Input {
+            identity: None,
+            request: policy::Request {
+                method: req.method().as_str(),
+                path: req.uri().path(),
+                host: &host,
+                source_ip: Some(conn.peer.ip()),
+                cors_preflight: preflight,
+            },
+            now: jiff::Timestamp::now(),
+        });
+        let denied = match decision.outcome {
+            Outcome::Allow => None,
+            Outcome::Deny => Some(match route.policy.invalid_reason() {
+                Some(_) => "This route's policy could not be loaded, so it denies everyone.",
+                None => "The route's policy does not allow this request.",
+            }),
+            Outcome::SignIn => {
+                Some("This route needs a signed-in user, and sign-in is not configured.")
+            }
+        };
+        if let Some(detail) = denied {
+            let resp = self.error(
+                &req,
+                &request_id,
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                detail,
+                Some(&route.id),
+            );
+            tracing::info!(route = %route.id, request_id = ?request_id, outcome = %decision.outcome,
+                "request denied");
+            self.record(
+                Some(&route),
+                &method,
+                &host,
+                &path_for_log,
+                resp.status(),
+                started,
+                &request_id,
+            );
+            return resp;
+        }
+
+        // Upstream request and response filter.
+        let resp = match self
+            .forward(req, &route, rewritten, &host, conn, &request_id)
+            .await
+        {
+            Ok(mut resp) => {
+                let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                headers::strip_hop_by_hop(resp.headers_mut(), switching);
+                for (name, value) in &route.options.set_response_headers {
+                    resp.headers_mut().insert(name.clone(), value.clone());
+                }
+                resp
+            }
+            Err(e) => self.upstream_error(&route, &request_id, e),
+        };
+        self.record(
+            Some(&route),
+            &method,
+            &host,
+            &path_for_log,
+            resp.status(),
+            started,
+            &request_id,
+        );
+        resp
+    }
+
+    /// Sends the request to one of the route's endpoints. A request without a body is
+    /// retried once on another endpoint when the first could not be connected to.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        route: &Arc<Route>,
+        rewritten: Option<String>,
+        host: &str,
+        conn: ConnInfo,
+        request_id: &HeaderValue,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let (mut parts, body) = req.into_parts();
+        let upgrade = headers::is_upgrade_request(&parts.headers) && route.options.allow_websockets;
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        headers::strip_identity_headers(&mut parts.headers);
+        let client_host = original_host(&parts).unwrap_or_else(|| HeaderValue::from_static(""));
+        headers::set_forwarded(&mut parts.headers, conn.peer.ip(), host);
+        parts.headers.insert(X_REQUEST_ID, request_id.clone());
+        for name in &route.options.remove_request_headers {
+            parts.headers.remove(name);
+        }
+        for (name, value) in &route.options.set_request_headers {
+            parts.headers.insert(name.clone(), value.clone());
+        }
+        let path_and_query = upstream_path(&parts.uri, rewritten.as_deref());
+        parts.version = http::Version::HTTP_11;
+
+        let body_empty = hyper::body::Body::is_end_stream(&body);
+        let retry_head = (body_empty && !upgrade && route.backend.endpoints.len() > 1)
+            .then(|| parts.clone_head());
+        let clients = self.upstreams.clients(&route.options.tls);
+        let mut body = Some(body);
+        let mut head = Some(parts);
+        for attempt in 0..2 {
+            let now_ms = self.now_ms();
+            let endpoint = route
+                .backend
+                .pick(now_ms)
+                .ok_or(UpstreamError::NoEndpoints)?;
+            let mut parts = match (attempt, head.take(), &retry_head) {
+                (_, Some(p), _) => p,
+                (_, None, Some(h)) => h.clone_head(),
+                (_, None, None) => break,
+            };
+            parts.uri = upstream_uri(endpoint, &path_and_query);
+            set_host(
+                &mut parts,
+                &route.options.upstream_host,
+                endpoint,
+                &client_host,
+            );
+            let body = match body.take() {
+                Some(b) => b.boxed_body(),
+                None => super::empty(),
+            };
+            let _inflight = endpoint.start();
+            let req = Request::from_parts(parts, body);
+            let result = if upgrade {
+                self.upgrade(req, endpoint, &clients, route).await
+            } else {
+                let send = clients.for_scheme(endpoint.spec.scheme).request(req);
+                match with_timeout(route.options.timeout, send).await {
+                    Ok(Ok(resp)) => Ok(resp.map(super::boxed_incoming)),
+                    Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
+                    Ok(Err(e)) => Err(UpstreamError::Other(error_chain(&e))),
+                    Err(_) => Err(UpstreamError::Timeout),
+                }
+            };
+            match result {
+                Ok(resp) => {
+                    endpoint.report(true, self.now_ms());
+                    return Ok(resp);
+                }
+                Err(UpstreamError::Connect(e)) if attempt == 0 && retry_head.is_some() => {
+                    endpoint.report(false, self.now_ms());
+                    self.metrics.upstream_error("connect");
+                    tracing::debug!(route = %route.id, endpoint = %endpoint.authority, error = %e,
+                        "connect failed; retrying on another endpoint");
+                }
+                Err(e) => {
+                    if !matches!(e, UpstreamError::Other(_)) {
+                        endpoint.report(false, self.now_ms());
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(UpstreamError::Other("no endpoint answered".into()))
+    }
+
+    /// Forwards an upgrade request on a fresh connection and, when the upstream
+    /// switches protocols, splices the two upgraded connections together.
+    async fn upgrade(
+        &self,
+        mut req: Request<Body>,
+        endpoint: &Endpoint,
+        clients: &super::upstream::Clients,
+        route: &Arc<Route>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let client_side = req
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .ok_or_else(|| UpstreamError::Other("the client connection cannot upgrade".into()))?;
+        let connect = clients.connect_for_upgrade(req.uri().clone());
+        let io = match with_timeout(super::upstream::CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => return Err(UpstreamError::Connect(e.to_string())),
+            Err(_) => return Err(UpstreamError::Timeout),
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream upgrade connection ended with an error");
+            }
+        });
+        // Origin-form on a direct connection.
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(path);
+        let mut resp = with_timeout(route.options.timeout, sender.send_request(req))
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
+            .map_err(|e| UpstreamError::Other(e.to_string()))?;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            let idle = route.options.idle_timeout;
+            let route_id = route.id.clone();
+            let metrics = self.metrics.clone();
+            let span = tracing::debug_span!("upgrade", route = %route_id);
+            tokio::spawn(
+                async move {
+                    let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            metrics.upstream_error("upgrade");
+                            tracing::debug!(error = %e, "upgrade did not complete");
+                            return;
+                        }
+                    };
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+                    match tokio::time::timeout(idle_or_forever(idle), copy).await {
+                        Ok(Ok((up, down))) => {
+                            tracing::debug!(up, down, "upgraded connection closed")
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "upgraded connection failed"),
+                        Err(_) => tracing::debug!("upgraded connection reached its time limit"),
+                    }
+                }
+                .instrument(span),
+            );
+        }
+        endpoint.report(true, self.now_ms());
+        Ok(resp.map(super::boxed_incoming))
+    }
+
+    fn upstream_error(
+        &self,
+        route: &Route,
+        request_id: &HeaderValue,
+        e: UpstreamError,
+    ) -> Response<Body> {
+        let (status, kind, detail) = match &e {
+            UpstreamError::NoEndpoints => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_endpoints",
+                "The route has no upstream endpoints.",
+            ),
+            UpstreamError::Connect(_) => (
+                StatusCode::BAD_GATEWAY,
+                "connect",
+                "The upstream could not be reached.",
+            ),
+            UpstreamError::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "The upstream did not answer in time.",
+            ),
+            UpstreamError::Other(_) => (
+                StatusCode::BAD_GATEWAY,
+                "protocol",
+                "The upstream connection failed.",
+            ),
+        };
+        self.metrics.upstream_error(kind);
+        let cause = match &e {
+            UpstreamError::Connect(c) | UpstreamError::Other(c) => c.as_str(),
+            _ => "",
+        };
+        tracing::warn!(route = %route.id, request_id = ?request_id, kind, cause, "upstream failed");
+        ErrorPage {
+            status,
+            title: status.canonical_reason().unwrap_or("Error"),
+            detail,
+            route: Some(&route.id),
+            request_id,
+        }
+        .render(false)
+    }
+
+    fn error(
+        &self,
+        req: &Request<Incoming>,
+        request_id: &HeaderValue,
+        status: StatusCode,
+        title: &str,
+        detail: &str,
+        route: Option<&str>,
+    ) -> Response<Body> {
+        ErrorPage {
+            status,
+            title,
+            detail,
+            route,
+            request_id,
+        }
+        .render(wants_json(req.headers()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        route: Option<&Arc<Route>>,
+        method: &Method,
+        host: &str,
+        path: &str,
+        status: StatusCode,
+        started: Instant,
+        request_id: &HeaderValue,
+    ) {
+        let elapsed = started.elapsed();
+        self.metrics
+            .request(route.map(|r| &r.id), status.as_u16(), elapsed.as_secs_f64());
+        tracing::debug!(
+            target: "portcullis::access",
+            route = route.map(|r| &*r.id),
+            %method, host, path, status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            request_id = request_id.to_str().unwrap_or(""),
+        );
+    }
+}
+
+/// The host and port the client addressed: the URI authority (HTTP/2, absolute-form)
+/// or the `Host` header.
+fn request_host<B>(req: &Request<B>, default_port: u16) -> Option<(&str, u16)> {
+    let authority = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    split_host_port(authority, default_port)
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some((host, port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host, port.parse().ok()?)),
+        None => Some((authority, default_port)),
+    }
+    .filter(|(h, _)| !h.is_empty())
+}
+
+fn original_host(parts: &http::request::Parts) -> Option<HeaderValue> {
+    parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
+}
+
+fn set_host(
+    parts: &mut http::request::Parts,
+    mode: &UpstreamHost,
+    endpoint: &Endpoint,
+    client_host: &HeaderValue,
+) {
+    let value = match mode {
+        UpstreamHost::Original => client_host.clone(),
+        UpstreamHost::Endpoint => {
+            let default = match endpoint.spec.scheme {
+                UpstreamScheme::Https => 443,
+                _ => 80,
+            };
+            let host = if endpoint.spec.port == default {
+                endpoint.authority.host().to_owned()
+            } else {
+                endpoint.authority.as_str().to_owned()
+            };
+            match HeaderValue::from_str(&host) {
+                Ok(v) => v,
+                Err(_) => return,
+            }
+        }
+        UpstreamHost::Rewrite(h) => match HeaderValue::from_str(h) {
+            Ok(v) => v,
+            Err(_) => return,
+        },
+    };
+    parts.headers.insert(header::HOST, value);
+}
+
+fn upstream_path(uri: &Uri, rewritten: Option<&str>) -> PathAndQuery {
+    match (rewritten, uri.query()) {
+        (None, _) => uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        (Some(p), None) => p.parse().unwrap_or_else(|_| PathAndQuery::from_static("/")),
+        (Some(p), Some(q)) => format!("{p}?{q}")
+            .parse()
+            .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+    }
+}
+
+fn upstream_uri(endpoint: &Endpoint, path: &PathAndQuery) -> Uri {
+    let scheme = match endpoint.spec.scheme {
+        UpstreamScheme::Https => Scheme::HTTPS,
+        UpstreamScheme::Http | UpstreamScheme::H2c => Scheme::HTTP,
+    };
+    Uri::builder()
+        .scheme(scheme)
+        .authority(endpoint.authority.clone())
+        .path_and_query(path.clone())
+        .build()
+        .expect("scheme, authority and path are each valid")
+}
+
+fn is_cors_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ORIGIN)
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+async fn with_timeout<F: std::future::Future>(
+    limit: std::time::Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(idle_or_forever(limit), fut).await
+}
+
+/// Zero means no limit (as in Pomerium); a century stands in for forever.
+fn idle_or_forever(limit: std::time::Duration) -> std::time::Duration {
+    if limit.is_zero() {
+        std::time::Duration::from_secs(100 * 365 * 24 * 3600)
+    } else {
+        limit
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+trait CloneHead {
+    fn clone_head(&self) -> http::request::Parts;
+}
+
+impl CloneHead for http::request::Parts {
+    /// Copies method, URI, version and headers (not extensions).
+    fn clone_head(&self) -> http::request::Parts {
+        let mut req = Request::new(());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        req.into_parts().0
+    }
+}
+
+trait BoxedBody {
+    fn boxed_body(self) -> Body;
+}
+
+impl BoxedBody for Incoming {
+    fn boxed_body(self) -> Body {
+        super::boxed_incoming(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_parsing() {
+        let cases: &[(&str, Option<(&str, u16)>)] = &[
+            ("app.example.com", Some(("app.example.com", 443))),
+            ("app.example.com:8443", Some(("app.example.com", 8443))),
+            ("[::1]:8443", Some(("::1", 8443))),
+            ("[::1]", Some(("::1", 443))),
+            ("[::1]x", None),
+            ("app:notaport", None),
+            ("", None),
+            (":443", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(split_host_port(input, 443), *want, "{input}");
+        }
+    }
+
+    #[test]
+    fn query_survives_rewrites() {
+        let uri: Uri = "/api/users?page=2".parse().unwrap();
+        assert_eq!(upstream_path(&uri, None).as_str(), "/api/users?page=2");
+        assert_eq!(
+            upstream_path(&uri, Some("/v2/users")).as_str(),
+            "/v2/users?page=2"
+        );
+    }
+
+    #[test]
+    fn preflight_needs_origin_and_method() {
+        let req = Request::builder()
+            .method(Method::OPTIONS)
+            .header("origin", "https://a.example")
+            .header("access-control-request-method", "POST")
+            .body(())
+            .unwrap();
+        assert!(is_cors_preflight(&req));
+        let req = Request::builder().method(Method::OPTIONS).body(()).unwrap();
+        assert!(!is_cors_preflight(&req));
+    }
+}

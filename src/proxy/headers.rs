@@ -1,0 +1,195 @@
+//! Header hygiene between client and upstream: hop-by-hop removal, spoofable identity
+//! headers, forwarding headers and request IDs.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, not the message (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Identity headers Portcullis (or Pomerium, which apps may still trust) sets; a client
+/// must never be able to send them.
+const IDENTITY_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-forwarded-email"),
+    HeaderName::from_static("x-forwarded-user"),
+    HeaderName::from_static("x-forwarded-groups"),
+    HeaderName::from_static("x-forwarded-preferred-username"),
+];
+const IDENTITY_PREFIXES: [&str; 2] = ["x-portcullis-", "x-pomerium-"];
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Longest client-supplied request ID that is kept; longer ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Removes hop-by-hop headers, including those the `Connection` header names. With
+/// `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay for the upgrade handshake.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Whether the request asks to switch protocols (WebSocket and the like).
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes every identity header a client may have sent.
+pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    for name in &IDENTITY_HEADERS {
+        headers.remove(name);
+    }
+    let prefixed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| IDENTITY_PREFIXES.iter().any(|p| k.as_str().starts_with(p)))
+        .cloned()
+        .collect();
+    for name in prefixed {
+        headers.remove(name);
+    }
+}
+
+/// The client's request ID when it is sane, else a new random one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(|c| c.is_ascii_graphic())
+        {
+            return v.clone();
+        }
+    }
+    let id: u128 = rand::random();
+    HeaderValue::from_str(&format!("{id:032x}")).expect("hex is a valid header value")
+}
+
+/// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: std::net::IpAddr, host: &str) {
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {peer}"),
+        _ => peer.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert(X_FORWARDED_HOST, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn upgrade_headers_survive_for_upgrades() {
+        let mut h = map(&[
+            ("connection", "Upgrade, x-secret"),
+            ("upgrade", "websocket"),
+            ("x-secret", "1"),
+        ]);
+        assert!(is_upgrade_request(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert!(h.get("x-secret").is_none());
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_removed() {
+        let mut h = map(&[
+            ("x-portcullis-jwt-assertion", "forged"),
+            ("X-Portcullis-Claim-Email", "ceo@example.com"),
+            ("x-pomerium-jwt-assertion", "forged"),
+            ("x-forwarded-email", "ceo@example.com"),
+            ("x-forwarded-user", "ceo"),
+            ("x-forwarded-groups", "admin"),
+            ("x-forwarded-for", "10.0.0.1"),
+        ]);
+        strip_identity_headers(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-forwarded-for"]);
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane() {
+        assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
+        let long = "a".repeat(MAX_REQUEST_ID_LEN + 1);
+        let fresh = request_id(&map(&[("x-request-id", &long)]));
+        assert_eq!(fresh.len(), 32);
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn forwarded_headers_append_the_peer() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "app.example.com");
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "203.0.113.9, 127.0.0.1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "app.example.com");
+    }
+}

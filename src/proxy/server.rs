@@ -1,0 +1,277 @@
+//! Listeners: HTTPS (TLS by SNI, HTTP/1.1 and HTTP/2 by ALPN) and the plain-HTTP
+//! listener that only redirects to HTTPS. Both drain in-flight requests on shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use super::{Body, ConnInfo, Proxy, empty};
+
+/// Protocol limits and timeouts of the client side.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time a client has to finish its TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Time a client has to send a request's headers (HTTP/1.1).
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// Time in-flight requests get to finish after shutdown starts.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30));
+    b
+}
+
+/// Serves HTTPS on `listener` until `shutdown` turns true, then drains.
+pub async fn serve_https(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let tls = TlsAcceptor::from(super::tls::server_config(proxy.certs.clone()));
+    // A `Host` without a port means the scheme's default, whatever port we listen on
+    // (behind a Service or load balancer the two differ).
+    let default_port = 443;
+    let builder = Arc::new(builder(&limits));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
+        let proxy = proxy.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(
+                limits.tls_handshake_timeout,
+                tls.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            proxy.metrics.connection_opened();
+            let conn = ConnInfo { peer, default_port };
+            let service = {
+                let proxy = proxy.clone();
+                service_fn(move |req: Request<Incoming>| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
+                })
+            };
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            proxy.metrics.connection_closed();
+        });
+    }
+    drain(graceful, limits.drain_timeout, "https").await;
+}
+
+/// Answers every plain-HTTP request with a redirect to the same URL over HTTPS.
+/// `https_port` is added to the target unless it is 443.
+pub async fn serve_redirect(
+    listener: TcpListener,
+    https_port: u16,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = Arc::new(builder(&limits));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| async move {
+                Ok::<_, Infallible>(redirect_to_https(&req, https_port))
+            });
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let _ = watcher.watch(connection).await;
+        });
+    }
+    drain(graceful, limits.drain_timeout, "http redirect").await;
+}
+
+fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(|| {
+            let h = req.headers().get(header::HOST)?.to_str().ok()?;
+            Some(match h.rsplit_once(':') {
+                Some((name, port)) if !name.ends_with(']') || port.is_empty() => name.to_owned(),
+                _ => h.to_owned(),
+            })
+        });
+    let mut resp = Response::new(empty());
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+        return resp;
+    };
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let target = format!("https://{host}{port}{path}");
+    *resp.status_mut() = if matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        StatusCode::PERMANENT_REDIRECT
+    };
+    match HeaderValue::from_str(&target) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => *resp.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    resp
+}
+
+async fn drain(graceful: GracefulShutdown, limit: Duration, name: &str) {
+    let open = graceful.count();
+    if open > 0 {
+        tracing::info!(listener = name, connections = open, "draining connections");
+    }
+    if tokio::time::timeout(limit, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            "drain timed out; closing remaining connections"
+        );
+    }
+}
+
+/// Resolves once `shutdown` holds true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Binds a listener with a message naming the config key when that fails.
+pub async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {key} {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_keep_path_and_query() {
+        let cases = [
+            (
+                "app.example.com",
+                "/a?b=1",
+                443,
+                "https://app.example.com/a?b=1",
+            ),
+            (
+                "app.example.com:8080",
+                "/",
+                8443,
+                "https://app.example.com:8443/",
+            ),
+            ("[::1]:8080", "/x", 443, "https://[::1]/x"),
+        ];
+        for (host, path, port, want) in cases {
+            let req = Request::builder()
+                .uri(path)
+                .header("host", host)
+                .body(())
+                .unwrap();
+            let resp = redirect_to_https(&req, port);
+            assert_eq!(resp.status(), StatusCode::MOVED_PERMANENTLY);
+            assert_eq!(resp.headers()["location"], want, "{host}{path}");
+        }
+        let post = Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("host", "h")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            redirect_to_https(&post, 443).status(),
+            StatusCode::PERMANENT_REDIRECT
+        );
+        let none = Request::builder().uri("/").body(()).unwrap();
+        assert_eq!(
+            redirect_to_https(&none, 443).status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

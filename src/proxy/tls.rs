@@ -1,0 +1,277 @@
+//! Server certificates: a store indexed by name and a resolver that picks one per
+//! connection by SNI — exact name, then one-label wildcard, then the default. The store
+//! sits behind an `ArcSwap`, so new certificates apply to the next handshake without a
+//! restart and without touching open connections.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why a certificate could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {message}")]
+pub struct CertError {
+    /// A file name or Secret name, for the message.
+    pub source_name: String,
+    pub message: String,
+}
+
+/// Certificates by the DNS names in their SAN extension.
+pub struct CertStore {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+    /// True when `default` was generated rather than configured.
+    generated_default: bool,
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore")
+            .field("exact", &self.exact.keys().collect::<Vec<_>>())
+            .field("wildcard", &self.wildcard.keys().collect::<Vec<_>>())
+            .field("generated_default", &self.generated_default)
+            .finish()
+    }
+}
+
+/// A certificate chain and key, as PEM, with a name for messages.
+#[derive(Clone)]
+pub struct PemPair {
+    pub source_name: String,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl CertStore {
+    /// Indexes `pairs` by their SAN DNS names; the first pair is the default for clients
+    /// without SNI or with unknown names. With no pairs, a self-signed certificate for
+    /// `fallback_names` is generated (browsers will warn; configure real certificates).
+    /// A pair that fails to parse is an error naming it.
+    pub fn new(pairs: &[PemPair], fallback_names: &[String]) -> Result<CertStore, CertError> {
+        let mut store = CertStore {
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            default: Arc::new(self_signed(fallback_names)?),
+            generated_default: true,
+        };
+        for (i, pair) in pairs.iter().enumerate() {
+            let (key, names) = load_pair(pair)?;
+            let key = Arc::new(key);
+            if i == 0 {
+                store.default = key.clone();
+                store.generated_default = false;
+            }
+            for name in names {
+                let name = name.to_ascii_lowercase();
+                let (map, name) = match name.strip_prefix("*.") {
+                    Some(parent) => (&mut store.wildcard, parent.to_string()),
+                    None => (&mut store.exact, name),
+                };
+                // The first certificate for a name wins, as with the routes.
+                map.entry(name).or_insert_with(|| key.clone());
+            }
+        }
+        Ok(store)
+    }
+
+    /// Builds a store from what parses, reporting the rest, so one bad Secret never takes
+    /// the other certificates down.
+    pub fn lenient(pairs: &[PemPair], fallback_names: &[String]) -> (CertStore, Vec<CertError>) {
+        let mut good = Vec::with_capacity(pairs.len());
+        let mut errors = Vec::new();
+        for pair in pairs {
+            match load_pair(pair) {
+                Ok(_) => good.push(pair.clone()),
+                Err(e) => errors.push(e),
+            }
+        }
+        match CertStore::new(&good, fallback_names) {
+            Ok(store) => (store, errors),
+            Err(e) => {
+                errors.push(e);
+                let store = CertStore::new(&[], fallback_names)
+                    .expect("a self-signed certificate can always be generated");
+                (store, errors)
+            }
+        }
+    }
+
+    /// The certificate for a server name: exact, then `*.parent`, then the default.
+    pub fn pick(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
+        if let Some(name) = server_name {
+            let name = name.to_ascii_lowercase();
+            if let Some(k) = self.exact.get(&name) {
+                return k.clone();
+            }
+            if let Some(k) = name
+                .split_once('.')
+                .and_then(|(_, parent)| self.wildcard.get(parent))
+            {
+                return k.clone();
+            }
+        }
+        self.default.clone()
+    }
+
+    pub fn has_generated_default(&self) -> bool {
+        self.generated_default
+    }
+}
+
+fn load_pair(pair: &PemPair) -> Result<(CertifiedKey, Vec<String>), CertError> {
+    let err = |message: String| CertError {
+        source_name: pair.source_name.clone(),
+        message,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pair.cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(format!("certificate PEM does not parse: {e}")))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| err("no CERTIFICATE block in the certificate PEM".into()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&pair.key_pem)
+        .map_err(|e| err(format!("private key PEM does not parse: {e}")))?;
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key_der)
+        .map_err(|e| err(format!("unsupported private key: {e}")))?;
+    let names: Vec<String> = webpki::EndEntityCert::try_from(leaf)
+        .map_err(|e| err(format!("certificate does not parse: {e}")))?
+        .valid_dns_names()
+        .map(str::to_string)
+        .collect();
+    let key = CertifiedKey::new(chain, signing_key);
+    key.keys_match().map_err(|e| {
+        err(format!(
+            "the private key does not belong to the certificate: {e}"
+        ))
+    })?;
+    Ok((key, names))
+}
+
+/// A self-signed certificate for `names` (or `localhost`).
+fn self_signed(names: &[String]) -> Result<CertifiedKey, CertError> {
+    let mut names: Vec<String> = names.to_vec();
+    if names.is_empty() {
+        names.push("localhost".into());
+    }
+    let err = |e: rcgen::Error| CertError {
+        source_name: "generated certificate".into(),
+        message: e.to_string(),
+    };
+    let cert = rcgen::generate_simple_self_signed(names).map_err(err)?;
+    let key_der =
+        PrivateKeyDer::try_from(cert.signing_key.serialize_der()).map_err(|e| CertError {
+            source_name: "generated certificate".into(),
+            message: e.to_string(),
+        })?;
+    let signing_key =
+        rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| CertError {
+            source_name: "generated certificate".into(),
+            message: e.to_string(),
+        })?;
+    Ok(CertifiedKey::new(
+        vec![cert.cert.der().clone()],
+        signing_key,
+    ))
+}
+
+// === impl SniResolver ===
+
+/// Resolves each handshake against the current store.
+#[derive(Debug)]
+pub struct SniResolver(pub Arc<ArcSwap<CertStore>>);
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load().pick(hello.server_name()))
+    }
+}
+
+/// A rustls server config that resolves by SNI and offers HTTP/2 and HTTP/1.1.
+pub fn server_config(store: Arc<ArcSwap<CertStore>>) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver(store)));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(names: &[&str]) -> PemPair {
+        let cert = rcgen::generate_simple_self_signed(
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        PemPair {
+            source_name: names.join(","),
+            cert_pem: cert.cert.pem().into_bytes(),
+            key_pem: cert.signing_key.serialize_pem().into_bytes(),
+        }
+    }
+
+    fn names_of(key: &CertifiedKey) -> Vec<String> {
+        webpki::EndEntityCert::try_from(&key.cert[0])
+            .unwrap()
+            .valid_dns_names()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn picks_exact_then_wildcard_then_default() {
+        let store = CertStore::new(
+            &[
+                pair(&["default.example"]),
+                pair(&["*.apps.example"]),
+                pair(&["a.apps.example"]),
+            ],
+            &[],
+        )
+        .unwrap();
+        let cases = [
+            (Some("a.apps.example"), "a.apps.example"),
+            (Some("B.apps.example"), "*.apps.example"),
+            (Some("x.b.apps.example"), "default.example"),
+            (Some("apps.example"), "default.example"),
+            (None, "default.example"),
+        ];
+        for (sni, want) in cases {
+            assert_eq!(names_of(&store.pick(sni)), [want], "{sni:?}");
+        }
+        assert!(!store.has_generated_default());
+    }
+
+    #[test]
+    fn generates_a_default_when_none_is_configured() {
+        let store = CertStore::new(&[], &["app.localhost".into()]).unwrap();
+        assert!(store.has_generated_default());
+        assert_eq!(names_of(&store.pick(Some("x"))), ["app.localhost"]);
+    }
+
+    #[test]
+    fn a_bad_pair_is_named_and_lenient_keeps_the_rest() {
+        let mut bad = pair(&["bad.example"]);
+        bad.source_name = "secret apps/bad-tls".into();
+        bad.key_pem = pair(&["other.example"]).key_pem;
+        let err = CertStore::new(&[bad.clone()], &[]).unwrap_err();
+        assert!(err.to_string().starts_with("secret apps/bad-tls:"), "{err}");
+        let (store, errors) = CertStore::lenient(&[bad, pair(&["good.example"])], &[]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            names_of(&store.pick(Some("good.example"))),
+            ["good.example"]
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! Connections to upstreams: pooled clients per TLS setting, and one-off HTTP/1.1
+//! connections for protocol upgrades.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::Uri;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use tower_service::Service;
+
+use super::Body;
+use crate::routes::{UpstreamScheme, UpstreamTls};
+
+/// Time allowed to open a TCP connection to an upstream.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle pooled connections are closed after this long.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle pooled connections kept per upstream address.
+const POOL_MAX_IDLE_PER_HOST: usize = 1024;
+
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// The clients for one TLS setting: pooled HTTP/1.1 (+HTTP/2 by ALPN for https),
+/// prior-knowledge HTTP/2 for h2c, and an HTTP/1.1-only connector for upgrades.
+#[derive(Clone)]
+pub struct Clients {
+    pub pooled: UpstreamClient,
+    pub h2c: UpstreamClient,
+    pub upgrade: HttpsConnector<HttpConnector>,
+}
+
+/// Every upstream client, built lazily per distinct TLS setting. The common case (no
+/// custom TLS) takes no lock.
+pub struct Upstreams {
+    roots: Arc<RootCertStore>,
+    default: Clients,
+    custom: RwLock<HashMap<UpstreamTls, Clients>>,
+}
+
+impl Upstreams {
+    /// Loads the system's trusted roots once.
+    pub fn new() -> Upstreams {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for e in &native.errors {
+            tracing::debug!(error = %e, "skipping a system root certificate");
+        }
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(roots = added, "loaded system root certificates");
+        let roots = Arc::new(roots);
+        let default = Clients::new(&roots, &UpstreamTls::default());
+        Upstreams {
+            roots,
+            default,
+            custom: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn clients(&self, tls: &UpstreamTls) -> Clients {
+        if *tls == UpstreamTls::default() {
+            return self.default.clone();
+        }
+        if let Some(c) = self
+            .custom
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tls)
+        {
+            return c.clone();
+        }
+        let mut custom = self.custom.write().unwrap_or_else(|p| p.into_inner());
+        custom
+            .entry(tls.clone())
+            .or_insert_with(|| Clients::new(&self.roots, tls))
+            .clone()
+    }
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clients {
+    fn new(roots: &Arc<RootCertStore>, tls: &UpstreamTls) -> Clients {
+        let pooled = connector(roots, tls, false);
+        let upgrade = connector(roots, tls, true);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            // The Host header is set by the proxy on purpose; never from the URI.
+            .set_host(false);
+        let pooled_client = builder.build(pooled.clone());
+        let h2c = builder.clone().http2_only(true).build(pooled);
+        Clients {
+            pooled: pooled_client,
+            h2c,
+            upgrade,
+        }
+    }
+
+    /// The client for an endpoint scheme.
+    pub fn for_scheme(&self, scheme: UpstreamScheme) -> &UpstreamClient {
+        match scheme {
+            UpstreamScheme::H2c => &self.h2c,
+            UpstreamScheme::Http | UpstreamScheme::Https => &self.pooled,
+        }
+    }
+
+    /// Opens a fresh HTTP/1.1 connection for an upgrade handshake.
+    pub async fn connect_for_upgrade(
+        &self,
+        uri: Uri,
+    ) -> Result<
+        hyper_rustls::MaybeHttpsStream<hyper_util::rt::TokioIo<tokio::net::TcpStream>>,
+        Box<dyn std::error::Error + Send + Sync>,
+    > {
+        let mut connector = self.upgrade.clone();
+        connector.call(uri).await
+    }
+}
+
+/// An http-or-https connector; `http1_only` for upgrades, else HTTP/2 is offered by ALPN.
+fn connector(
+    roots: &Arc<RootCertStore>,
+    tls: &UpstreamTls,
+    http1_only: bool,
+) -> HttpsConnector<HttpConnector> {
+    let b = HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(roots, tls))
+        .https_or_http();
+    let name = tls
+        .server_name
+        .as_ref()
+        .and_then(|n| ServerName::try_from(n.clone()).ok());
+    let b = match name {
+        Some(name) => b.with_server_name_resolver(FixedServerNameResolver::new(name)),
+        None => b,
+    };
+    if http1_only {
+        b.enable_http1().wrap_connector(http_connector())
+    } else {
+        b.enable_all_versions().wrap_connector(http_connector())
+    }
+}
+
+fn http_connector() -> HttpConnector {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    http
+}
+
+fn tls_config(roots: &Arc<RootCertStore>, tls: &UpstreamTls) -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
+    if tls.skip_verify {
+        return builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_no_client_auth();
+    }
+    let mut roots = (**roots).clone();
+    if let Some(pem) = &tls.ca_pem {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .filter_map(|c| match c {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an unreadable custom CA certificate");
+                    None
+                }
+            })
+            .collect();
+        roots.add_parsable_certificates(certs);
+    }
+    builder.with_root_certificates(roots).with_no_client_auth()
+}
+
+/// `tls_skip_verify`: accepts any upstream certificate, still checking handshake
+/// signatures so the connection is at least encrypted to whoever answered.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,230 @@
+//! Test fixtures on loopback: echo upstreams, a WebSocket echo upstream, a test CA with
+//! a server certificate, and an HTTPS client that connects to 127.0.0.1 while sending
+//! any SNI and `Host` it is told to.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use portcullis::proxy::tls::PemPair;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A CA and a server certificate it signed for `names`.
+pub struct TestPki {
+    pub ca_der: CertificateDer<'static>,
+    pub server: PemPair,
+}
+
+pub fn pki(names: &[&str]) -> TestPki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Portcullis test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    TestPki {
+        ca_der: ca.der().clone(),
+        server: PemPair {
+            source_name: "test certificate".into(),
+            cert_pem: cert.pem().into_bytes(),
+            key_pem: key.serialize_pem().into_bytes(),
+        },
+    }
+}
+
+/// Starts an HTTP/1.1 upstream that answers every request with a JSON echo of it,
+/// tagged with `name`. `/status/NNN` answers with that status.
+pub async fn echo_upstream(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(echo(name, req).await)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn echo(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                serde_json::Value::String(v.to_str().unwrap_or("").to_string()),
+            )
+        })
+        .collect();
+    let status = parts
+        .uri
+        .path()
+        .strip_prefix("/status/")
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(200);
+    let json = serde_json::json!({
+        "upstream": name,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    resp.headers_mut()
+        .insert("keep-alive", "timeout=5".parse().unwrap());
+    resp
+}
+
+/// Starts a WebSocket server that echoes every text message back prefixed with `echo: `.
+pub async fn websocket_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                        let reply = format!("echo: {}", t.as_str());
+                        if ws.send(reply.into()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A loopback address that refuses connections (bound, then closed).
+pub async fn dead_address() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+/// TLS client config trusting only `ca`.
+pub fn client_tls(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Opens a TLS connection to `addr` presenting `sni`.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    sni: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    TlsConnector::from(config)
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// One keep-alive HTTP/1.1 connection over TLS.
+pub struct H1 {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    pub host: String,
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+impl H1 {
+    pub async fn connect(addr: SocketAddr, host: &str, config: Arc<rustls::ClientConfig>) -> H1 {
+        let tls = tls_connect(addr, host, config).await;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        H1 {
+            sender,
+            host: host.to_string(),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Result<Answer, hyper::Error> {
+        self.send(Request::get(path).body(Full::new(Bytes::new())).unwrap())
+            .await
+    }
+
+    pub async fn send(&mut self, mut req: Request<Full<Bytes>>) -> Result<Answer, hyper::Error> {
+        if !req.headers().contains_key("host") {
+            req.headers_mut().insert("host", self.host.parse().unwrap());
+        }
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}

@@ -1,0 +1,450 @@
+//! The data plane end to end on loopback: HTTPS by SNI, forwarding, balancing,
+//! WebSockets, redirects, header hygiene, failures, the admin endpoints, and table
+//! swaps under load.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderName, HeaderValue};
+use portcullis::app::{self, Running, Settings};
+use portcullis::policy::{Policy, Shorthands};
+use portcullis::proxy::Limits;
+use portcullis::routes::*;
+
+fn public() -> Arc<Policy> {
+    Arc::new(Policy::from_shorthands(&Shorthands {
+        allow_public_unauthenticated_access: true,
+        ..Shorthands::default()
+    }))
+}
+
+fn endpoint(addr: SocketAddr) -> EndpointSpec {
+    EndpointSpec {
+        scheme: UpstreamScheme::Http,
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    }
+}
+
+fn route(id: &str, host: &str, path: PathMatch, to: &[SocketAddr]) -> RouteSpec {
+    RouteSpec {
+        id: id.into(),
+        host: HostMatch::parse(host).unwrap(),
+        port: None,
+        path,
+        backend: BackendSpec {
+            endpoints: to.iter().copied().map(endpoint).collect(),
+            balance: Balance::RoundRobin,
+        },
+        policy: public(),
+        options: RouteOptions::default(),
+    }
+}
+
+struct Fixture {
+    running: Running,
+    tls: Arc<rustls::ClientConfig>,
+    a: SocketAddr,
+    b: SocketAddr,
+    ws: SocketAddr,
+}
+
+impl Fixture {
+    async fn h1(&self, host: &str) -> H1 {
+        H1::connect(self.running.https_addr, host, self.tls.clone()).await
+    }
+}
+
+fn base_model(a: SocketAddr, b: SocketAddr, ws: SocketAddr) -> Model {
+    let mut shaped = route(
+        "shaped",
+        "shaped.example.test",
+        PathMatch::StrPrefix("/api".into()),
+        &[a],
+    );
+    shaped.options.prefix_rewrite = Some("/v2".into());
+    shaped.options.upstream_host = UpstreamHost::Endpoint;
+    shaped.options.set_request_headers = vec![(
+        HeaderName::from_static("x-team"),
+        HeaderValue::from_static("ops"),
+    )];
+    shaped.options.remove_request_headers = vec![HeaderName::from_static("x-drop-me")];
+    shaped.options.set_response_headers = vec![(
+        HeaderName::from_static("strict-transport-security"),
+        HeaderValue::from_static("max-age=31536000"),
+    )];
+    let mut websocket = route("ws", "ws.example.test", PathMatch::Any, &[ws]);
+    websocket.options.allow_websockets = true;
+    let mut private = route("private", "private.example.test", PathMatch::Any, &[a]);
+    private.policy =
+        Arc::new(Policy::from_yaml("allow:\n  and:\n    - groups: {has: admin}\n").unwrap());
+    let mut broken = route("broken", "broken.example.test", PathMatch::Any, &[a]);
+    broken.policy = Arc::new(Policy::deny_all("rules[0]: unknown criterion `grups`"));
+    Model {
+        routes: vec![
+            route("a", "a.example.test", PathMatch::Any, &[a]),
+            route("lb", "lb.example.test", PathMatch::Any, &[a, b]),
+            route("wild", "*.wild.example.test", PathMatch::Any, &[b]),
+            shaped,
+            websocket,
+            private,
+            broken,
+        ],
+        ..Model::default()
+    }
+}
+
+async fn fixture() -> Fixture {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let pki = pki(&[
+        "*.example.test",
+        "*.wild.example.test",
+        "*.y.wild.example.test",
+    ]);
+    let a = echo_upstream("a").await;
+    let b = echo_upstream("b").await;
+    let ws = websocket_upstream().await;
+    let settings = Settings {
+        address: "127.0.0.1:0".parse().unwrap(),
+        http_redirect_address: Some("127.0.0.1:0".parse().unwrap()),
+        metrics_address: Some("127.0.0.1:0".parse().unwrap()),
+        certificates: vec![pki.server.clone()],
+        limits: Limits {
+            drain_timeout: Duration::from_secs(5),
+            ..Limits::default()
+        },
+        redirect_https_port: None,
+    };
+    let running = app::start(settings, &base_model(a, b, ws)).await.unwrap();
+    Fixture {
+        running,
+        tls: client_tls(&pki.ca_der, &[b"http/1.1"]),
+        a,
+        b,
+        ws,
+    }
+}
+
+#[tokio::test]
+async fn forwards_by_host_with_clean_headers() {
+    let f = fixture().await;
+    let mut c = f.h1("a.example.test").await;
+    let req = http::Request::get("/hello?x=1")
+        .header("x-forwarded-email", "ceo@example.com")
+        .header("x-portcullis-jwt-assertion", "forged")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "secret")
+        .header("x-request-id", "client-id-1")
+        .body(Default::default())
+        .unwrap();
+    let ans = c.send(req).await.unwrap();
+    assert_eq!(ans.status, 200, "{}", ans.body);
+    let echo = ans.json();
+    assert_eq!(echo["upstream"], "a");
+    assert_eq!(echo["path"], "/hello?x=1");
+    let h = &echo["headers"];
+    assert_eq!(
+        h["host"], "a.example.test",
+        "Ingress default: the client's Host"
+    );
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "a.example.test");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-request-id"], "client-id-1");
+    for spoofed in ["x-forwarded-email", "x-portcullis-jwt-assertion", "x-hop"] {
+        assert!(h.get(spoofed).is_none(), "{spoofed} reached the upstream");
+    }
+    // Hop-by-hop headers from the upstream do not reach the client.
+    assert!(ans.headers.get("keep-alive").is_none());
+
+    // Same connection, different path; unknown hosts are 404 with a request ID.
+    assert_eq!(c.get("/again").await.unwrap().status, 200);
+    let mut other = f.h1("nope.example.test").await;
+    let ans = other.get("/").await.unwrap();
+    assert_eq!(ans.status, 404);
+    assert!(ans.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn wildcard_hosts_and_sni() {
+    let f = fixture().await;
+    let mut c = f.h1("x.wild.example.test").await;
+    assert_eq!(c.get("/").await.unwrap().json()["upstream"], "b");
+    let mut c = f.h1("x.y.wild.example.test").await;
+    assert_eq!(c.get("/").await.unwrap().status, 404);
+}
+
+#[tokio::test]
+async fn balances_round_robin_over_a_list() {
+    let f = fixture().await;
+    let mut c = f.h1("lb.example.test").await;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(
+            c.get("/").await.unwrap().json()["upstream"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(seen.iter().filter(|s| *s == "a").count(), 3, "{seen:?}");
+    assert_eq!(seen.iter().filter(|s| *s == "b").count(), 3, "{seen:?}");
+}
+
+#[tokio::test]
+async fn shapes_requests_and_responses() {
+    let f = fixture().await;
+    let mut c = f.h1("shaped.example.test").await;
+    let req = http::Request::get("/api/users?page=2")
+        .header("x-drop-me", "1")
+        .header("x-team", "client-value")
+        .body(Default::default())
+        .unwrap();
+    let ans = c.send(req).await.unwrap();
+    assert_eq!(ans.headers["strict-transport-security"], "max-age=31536000");
+    let echo = ans.json();
+    assert_eq!(echo["path"], "/v2/users?page=2");
+    assert_eq!(echo["headers"]["host"], format!("127.0.0.1:{}", f.a.port()));
+    assert_eq!(echo["headers"]["x-team"], "ops");
+    assert!(echo["headers"].get("x-drop-me").is_none());
+    // Outside the prefix: no route for this host.
+    assert_eq!(c.get("/other").await.unwrap().status, 404);
+}
+
+#[tokio::test]
+async fn policies_deny_what_they_do_not_allow() {
+    let f = fixture().await;
+    // Needs a signed-in admin; nobody is signed in.
+    let ans = f.h1("private.example.test").await.get("/").await.unwrap();
+    assert_eq!(ans.status, 403, "{}", ans.body);
+    // An invalid policy denies everyone and says so.
+    let mut c = f.h1("broken.example.test").await;
+    let req = http::Request::get("/")
+        .header("accept", "application/json")
+        .body(Default::default())
+        .unwrap();
+    let ans = c.send(req).await.unwrap();
+    assert_eq!(ans.status, 403);
+    assert_eq!(ans.json()["route"], "broken");
+}
+
+#[tokio::test]
+async fn upgrades_websockets() {
+    let f = fixture().await;
+    let tls = tls_connect(f.running.https_addr, "ws.example.test", f.tls.clone()).await;
+    let (mut ws, resp) = tokio_tungstenite::client_async("wss://ws.example.test/socket", tls)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    for i in 0..3 {
+        ws.send(format!("ping {i}").into()).await.unwrap();
+        let msg = ws.next().await.unwrap().unwrap();
+        assert_eq!(msg.into_text().unwrap().as_str(), format!("echo: ping {i}"));
+    }
+    // Without allow_websockets the upgrade is not forwarded.
+    let tls = tls_connect(f.running.https_addr, "a.example.test", f.tls.clone()).await;
+    assert!(
+        tokio_tungstenite::client_async("wss://a.example.test/socket", tls)
+            .await
+            .is_err()
+    );
+    let _ = f.ws;
+}
+
+#[tokio::test]
+async fn http_listener_redirects_to_https() {
+    let f = fixture().await;
+    let addr = f.running.http_addr.unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(stream))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            http::Request::get("/path?q=1")
+                .header("host", "a.example.test")
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 301);
+    assert_eq!(
+        resp.headers()["location"],
+        format!(
+            "https://a.example.test:{}/path?q=1",
+            f.running.https_addr.port()
+        )
+    );
+}
+
+#[tokio::test]
+async fn dead_endpoints_fail_over_and_get_ejected() {
+    let f = fixture().await;
+    let dead = dead_address().await;
+    let mut model = base_model(f.a, f.b, f.ws);
+    model.routes.push(route(
+        "half-dead",
+        "half.example.test",
+        PathMatch::Any,
+        &[dead, f.a],
+    ));
+    model.routes.push(route(
+        "all-dead",
+        "dead.example.test",
+        PathMatch::Any,
+        &[dead],
+    ));
+    f.running.apply(&model);
+    let mut c = f.h1("half.example.test").await;
+    for _ in 0..20 {
+        let ans = c.get("/").await.unwrap();
+        assert_eq!(ans.status, 200, "{}", ans.body);
+    }
+    let ans = f.h1("dead.example.test").await.get("/").await.unwrap();
+    assert_eq!(ans.status, 502);
+    let debug = admin_get(&f, "/debug/routes").await;
+    let routes: serde_json::Value = serde_json::from_str(&debug).unwrap();
+    let half = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "half-dead")
+        .unwrap();
+    assert_eq!(half["endpoints"][0]["ejected"], true, "{half}");
+    assert_eq!(half["endpoints"][1]["ejected"], false, "{half}");
+}
+
+async fn admin_get(f: &Fixture, path: &str) -> String {
+    let addr = f.running.admin_addr.unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(stream))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            http::Request::get(path)
+                .header("host", "admin")
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test]
+async fn admin_endpoints() {
+    let f = fixture().await;
+    f.h1("a.example.test").await.get("/").await.unwrap();
+    assert_eq!(admin_get(&f, "/healthz").await, "ok\n");
+    assert_eq!(admin_get(&f, "/readyz").await, "ready\n");
+    let metrics = admin_get(&f, "/metrics").await;
+    assert!(
+        metrics.contains("portcullis_requests_total{route=\"a\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_routing_table_generation 1"),
+        "{metrics}"
+    );
+    let routes: serde_json::Value =
+        serde_json::from_str(&admin_get(&f, "/debug/routes").await).unwrap();
+    assert_eq!(routes["generation"], 1);
+    assert_eq!(routes["routes"][0]["id"], "a");
+}
+
+/// Swapping the table every few milliseconds under steady load drops no request and no
+/// connection: every response is the expected 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_swaps_under_load_drop_nothing() {
+    let f = fixture().await;
+    let ok = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut workers = Vec::new();
+    for i in 0..8 {
+        let mut c = f
+            .h1(if i % 2 == 0 {
+                "a.example.test"
+            } else {
+                "lb.example.test"
+            })
+            .await;
+        let ok = ok.clone();
+        workers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while Instant::now() < deadline {
+                match c.get("/steady").await {
+                    Ok(a) if a.status == 200 => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(a) => failures.push(format!("status {}: {}", a.status, a.body)),
+                    Err(e) => failures.push(format!("error: {e}")),
+                }
+            }
+            failures
+        }));
+    }
+    // Alternate between two different tables that both keep the loaded routes.
+    let base = base_model(f.a, f.b, f.ws);
+    let mut bigger = base.clone();
+    for n in 0..500 {
+        bigger.routes.push(route(
+            &format!("extra-{n}"),
+            &format!("h{n}.example.test"),
+            PathMatch::Any,
+            &[f.b],
+        ));
+    }
+    let mut swaps = 0u64;
+    while Instant::now() < deadline {
+        f.running
+            .apply(if swaps % 2 == 0 { &bigger } else { &base });
+        swaps += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut failures = Vec::new();
+    for w in workers {
+        failures.extend(w.await.unwrap());
+    }
+    let served = ok.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(swaps > 100, "only {swaps} swaps");
+    assert!(served > 500, "only {served} requests served");
+    eprintln!("{served} requests, {swaps} table swaps, 0 failures");
+}
+
+/// Shutdown lets a request in flight finish.
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let f = fixture().await;
+    let mut c = f.h1("a.example.test").await;
+    assert_eq!(c.get("/").await.unwrap().status, 200);
+    let Fixture { running, .. } = f;
+    let done = tokio::spawn(running.shutdown());
+    tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .expect("shutdown finished")
+        .unwrap();
+}

@@ -73,15 +73,23 @@ impl Config {
                 }));
             }
             if r.spec.options.tls.skip_verify {
-                out.push(route("tls_skip_verify: the upstream's certificate is not checked"));
+                out.push(route(
+                    "tls_skip_verify: the upstream's certificate is not checked",
+                ));
             }
             if r.spec.options.tls.server_name.is_some()
-                && r.spec.backend.endpoints.iter().all(|e| e.scheme != UpstreamScheme::Https)
+                && r.spec
+                    .backend
+                    .endpoints
+                    .iter()
+                    .all(|e| e.scheme != UpstreamScheme::Https)
             {
                 out.push(route("tls_server_name has no effect: no upstream is https"));
             }
             if let Some(earlier) = self.routes.iter().take_while(|o| o.id != r.id).find(|o| {
-                o.spec.host == r.spec.host && o.spec.port == r.spec.port && o.spec.path == r.spec.path
+                o.spec.host == r.spec.host
+                    && o.spec.port == r.spec.port
+                    && o.spec.path == r.spec.path
             }) {
                 out.push(route(&format!(
                     "same host and path as {}, which comes first: this route never matches",
@@ -98,12 +106,19 @@ impl Config {
             .collect();
         if !sign_in.is_empty() {
             let who = if sign_in.len() > 3 {
-                format!("{} and {} more routes", sign_in[..3].join(", "), sign_in.len() - 3)
+                format!(
+                    "{} and {} more routes",
+                    sign_in[..3].join(", "),
+                    sign_in.len() - 3
+                )
             } else {
                 sign_in.join(", ")
             };
             let missing: Vec<&str> = [
-                ("authenticate_service_url", self.authenticate_service_url.is_none()),
+                (
+                    "authenticate_service_url",
+                    self.authenticate_service_url.is_none(),
+                ),
                 ("idp_provider", self.idp.provider.is_none()),
                 ("idp_provider_url", self.idp.provider_url.is_none()),
                 ("idp_client_id", self.idp.client_id.is_none()),
@@ -140,8 +155,11 @@ impl Config {
     /// The text `portcullis check` prints.
     pub fn summary(&self, file: &str, warnings: &[Warning]) -> String {
         let mut s = String::new();
-        let hosts: std::collections::BTreeSet<String> =
-            self.routes.iter().map(|r| host_text(&r.spec.host, r.spec.port)).collect();
+        let hosts: std::collections::BTreeSet<String> = self
+            .routes
+            .iter()
+            .map(|r| host_text(&r.spec.host, r.spec.port))
+            .collect();
         let _ = writeln!(
             s,
             "{file}: OK, {} route{} on {} host{}",

@@ -22,13 +22,21 @@ impl<'a> Fields<'a> {
     /// Opens `node` as a mapping whose keys must be among `known`.
     pub fn open(node: &'a Node, path: &str, known: &[&str], p: &mut Problems) -> Option<Self> {
         let Value::Map(map) = &node.value else {
-            p.push(&node.origin, path, format!("expected a mapping, found {}", node.kind()));
+            p.push(
+                &node.origin,
+                path,
+                format!("expected a mapping, found {}", node.kind()),
+            );
             return None;
         };
         let mut entries = Vec::with_capacity(map.len());
         for (key, value) in map {
             let Value::Str(name) = &key.value else {
-                p.push(&key.origin, path, format!("keys must be strings, found {}", key.kind()));
+                p.push(
+                    &key.origin,
+                    path,
+                    format!("keys must be strings, found {}", key.kind()),
+                );
                 continue;
             };
             if known.contains(&name.as_str()) {
@@ -126,7 +134,11 @@ pub(crate) fn string(node: &Node, path: &str, p: &mut Problems) -> Option<String
     match node.scalar_text() {
         Some(s) => Some(s),
         None => {
-            p.push(&node.origin, path, format!("expected a string, found {}", node.kind()));
+            p.push(
+                &node.origin,
+                path,
+                format!("expected a string, found {}", node.kind()),
+            );
             None
         }
     }
@@ -151,7 +163,11 @@ pub(crate) fn secret_string(node: &Node, path: &str, p: &mut Problems) -> Option
             None
         }
         _ => {
-            p.push(&node.origin, path, format!("expected a string, found {}", node.kind()));
+            p.push(
+                &node.origin,
+                path,
+                format!("expected a string, found {}", node.kind()),
+            );
             None
         }
     }
@@ -165,12 +181,20 @@ pub(crate) fn boolean(node: &Node, path: &str, p: &mut Problems) -> Option<bool>
             "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
             "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
             other => {
-                p.push(&node.origin, path, format!("expected true or false, found `{other}`"));
+                p.push(
+                    &node.origin,
+                    path,
+                    format!("expected true or false, found `{other}`"),
+                );
                 None
             }
         },
         _ => {
-            p.push(&node.origin, path, format!("expected true or false, found {}", node.kind()));
+            p.push(
+                &node.origin,
+                path,
+                format!("expected true or false, found {}", node.kind()),
+            );
             None
         }
     }
@@ -189,7 +213,11 @@ pub(crate) fn string_list(node: &Node, path: &str, p: &mut Problems) -> Option<V
         }
         Value::Str(s) => Some(split_list(s)),
         _ => {
-            p.push(&node.origin, path, format!("expected a list of strings, found {}", node.kind()));
+            p.push(
+                &node.origin,
+                path,
+                format!("expected a list of strings, found {}", node.kind()),
+            );
             None
         }
     }
@@ -216,14 +244,22 @@ pub(crate) fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Dura
         }
         Value::Str(s) => s.trim(),
         _ => {
-            p.push(&node.origin, path, format!("expected a duration, found {}", node.kind()));
+            p.push(
+                &node.origin,
+                path,
+                format!("expected a duration, found {}", node.kind()),
+            );
             return None;
         }
     };
     match parse_go_duration(text) {
         Ok(d) => Some(d),
         Err(why) => {
-            p.push(&node.origin, path, format!("invalid duration `{text}`: {why}"));
+            p.push(
+                &node.origin,
+                path,
+                format!("invalid duration `{text}`: {why}"),
+            );
             None
         }
     }
@@ -293,7 +329,11 @@ pub(crate) fn socket_addr(node: &Node, path: &str, p: &mut Problems) -> Option<S
     match parse_socket_addr(text.trim()) {
         Ok(a) => Some(a),
         Err(why) => {
-            p.push(&node.origin, path, format!("invalid address `{text}`: {why}"));
+            p.push(
+                &node.origin,
+                path,
+                format!("invalid address `{text}`: {why}"),
+            );
             None
         }
     }
@@ -309,7 +349,10 @@ pub(crate) fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
         "" => Ipv4Addr::UNSPECIFIED.into(),
         "localhost" => Ipv4Addr::LOCALHOST.into(),
         h => {
-            let h = h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h);
+            let h = h
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(h);
             h.parse()
                 .map_err(|_| format!("`{host}` is not an IP address; {FORM}"))?
         }
@@ -323,7 +366,11 @@ pub(crate) fn header_name(node: &Node, path: &str, p: &mut Problems) -> Option<H
     match HeaderName::from_bytes(text.trim().as_bytes()) {
         Ok(n) => Some(n),
         Err(_) => {
-            p.push(&node.origin, path, format!("`{text}` is not a valid HTTP header name"));
+            p.push(
+                &node.origin,
+                path,
+                format!("`{text}` is not a valid HTTP header name"),
+            );
             None
         }
     }
@@ -354,7 +401,10 @@ pub(crate) fn header_map(
         p.push(
             &node.origin,
             path,
-            format!("expected a mapping of header names to values, found {}", node.kind()),
+            format!(
+                "expected a mapping of header names to values, found {}",
+                node.kind()
+            ),
         );
         return None;
     };
@@ -391,7 +441,11 @@ pub(crate) fn header_names(node: &Node, path: &str, p: &mut Problems) -> Option<
             })
             .collect(),
         _ => {
-            p.push(&node.origin, path, format!("expected a list of header names, found {}", node.kind()));
+            p.push(
+                &node.origin,
+                path,
+                format!("expected a list of header names, found {}", node.kind()),
+            );
             return None;
         }
     };
@@ -424,7 +478,11 @@ pub(crate) fn split_url(text: &str) -> Result<Url, String> {
     let (scheme, after) = text
         .split_once("://")
         .ok_or_else(|| format!("`{text}` is not a URL (expected `scheme://host`)"))?;
-    if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
         return Err(format!("`{text}` has an invalid scheme"));
     }
     let end = after.find(['/', '?', '#']).unwrap_or(after.len());
@@ -441,7 +499,10 @@ pub(crate) fn split_url(text: &str) -> Result<Url, String> {
         }
         let port = match tail {
             "" => None,
-            t => Some(t.strip_prefix(':').ok_or_else(|| format!("`{text}`: junk after `]`"))?),
+            t => Some(
+                t.strip_prefix(':')
+                    .ok_or_else(|| format!("`{text}`: junk after `]`"))?,
+            ),
         };
         (h.to_string(), port)
     } else {
@@ -495,13 +556,21 @@ pub(crate) fn origin_url(
         return None;
     }
     if !allow_path && !url.has_no_path() {
-        p.push(&node.origin, path, format!("`{text}`: must not have a path, query or fragment"));
+        p.push(
+            &node.origin,
+            path,
+            format!("`{text}`: must not have a path, query or fragment"),
+        );
         return None;
     }
     match text.trim().parse::<http::Uri>() {
         Ok(u) => Some(u),
         Err(e) => {
-            p.push(&node.origin, path, format!("`{text}` is not a valid URL: {e}"));
+            p.push(
+                &node.origin,
+                path,
+                format!("`{text}` is not a valid URL: {e}"),
+            );
             None
         }
     }
@@ -553,7 +622,10 @@ mod tests {
             (":70000", None),
         ] {
             assert_eq!(
-                parse_socket_addr(text).ok().map(|a| a.to_string()).as_deref(),
+                parse_socket_addr(text)
+                    .ok()
+                    .map(|a| a.to_string())
+                    .as_deref(),
                 want,
                 "{text}"
             );
@@ -563,12 +635,22 @@ mod tests {
     #[test]
     fn urls() {
         let u = split_url("https://*.Example.com:8443/x?y").unwrap();
-        assert_eq!((u.scheme.as_str(), u.host.as_str(), u.port), ("https", "*.example.com", Some(8443)));
+        assert_eq!(
+            (u.scheme.as_str(), u.host.as_str(), u.port),
+            ("https", "*.example.com", Some(8443))
+        );
         assert_eq!(u.rest, "/x?y");
         let u = split_url("h2c://[::1]").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", None));
         assert!(u.has_no_path());
-        for bad in ["example.com", "https://", "https://a:0", "https://a:x", "https://u:p@a", "https://[zz]"] {
+        for bad in [
+            "example.com",
+            "https://",
+            "https://a:0",
+            "https://a:x",
+            "https://u:p@a",
+            "https://[zz]",
+        ] {
             assert!(split_url(bad).is_err(), "{bad}");
         }
     }

@@ -275,16 +275,29 @@ fn read_config(
         .or_else(|| fields::parse_socket_addr(DEFAULT_ADDRESS).ok());
     let http_redirect_address = f.read("http_redirect_address", p, fields::socket_addr);
     let metrics_address = f.read("metrics_address", p, fields::socket_addr);
-    let certificates = f.read("certificates", p, read_certificates).unwrap_or_default();
+    let certificates = f
+        .read("certificates", p, read_certificates)
+        .unwrap_or_default();
 
     let log_level = f
         .read("log_level", p, |n, path, p| {
             let s = fields::string(n, path, p)?.trim().to_ascii_lowercase();
-            let s = if s == "warning" { "warn".to_string() } else { s };
+            let s = if s == "warning" {
+                "warn".to_string()
+            } else {
+                s
+            };
             if LOG_LEVELS.contains(&s.as_str()) {
                 Some(s)
             } else {
-                p.push(&n.origin, path, format!("`{s}` is not a log level; use one of {}", LOG_LEVELS.join(", ")));
+                p.push(
+                    &n.origin,
+                    path,
+                    format!(
+                        "`{s}` is not a log level; use one of {}",
+                        LOG_LEVELS.join(", ")
+                    ),
+                );
                 None
             }
         })
@@ -296,7 +309,11 @@ fn read_config(
                 "text" | "console" => Some(LogFormat::Text),
                 "json" => Some(LogFormat::Json),
                 _ => {
-                    p.push(&n.origin, path, format!("`{s}` is not a log format; use text or json"));
+                    p.push(
+                        &n.origin,
+                        path,
+                        format!("`{s}` is not a log format; use text or json"),
+                    );
                     None
                 }
             }
@@ -308,7 +325,9 @@ fn read_config(
     });
     let idp = read_idp(&f, p);
     let cookie = read_cookie(&f, p);
-    let session_store = f.read("session_store", p, read_session_store).unwrap_or_default();
+    let session_store = f
+        .read("session_store", p, read_session_store)
+        .unwrap_or_default();
     let signing = SigningSettings {
         shared_secret: f.read("shared_secret", p, |n, path, p| {
             secret_bytes(n, path, p).map(Secret::new)
@@ -338,7 +357,11 @@ fn read_config(
             .filter_map(|(i, n)| route::read(n, i, &inherited, p))
             .collect(),
         Some(n) => {
-            p.push(&n.origin, "routes", format!("expected a list of routes, found {}", n.kind()));
+            p.push(
+                &n.origin,
+                "routes",
+                format!("expected a list of routes, found {}", n.kind()),
+            );
             Vec::new()
         }
     };
@@ -364,7 +387,14 @@ fn read_config(
 
 fn read_certificates(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<CertificateFiles>> {
     let Value::Seq(items) = &node.value else {
-        p.push(&node.origin, path, format!("expected a list of {{cert, key}} entries, found {}", node.kind()));
+        p.push(
+            &node.origin,
+            path,
+            format!(
+                "expected a list of {{cert, key}} entries, found {}",
+                node.kind()
+            ),
+        );
         return None;
     };
     let mut out = Vec::new();
@@ -383,7 +413,11 @@ fn read_certificates(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<Ce
             (c, k) => {
                 for (missing, name) in [(c.is_none(), "cert"), (k.is_none(), "key")] {
                     if missing && f.get(name).is_none() {
-                        p.push(&item.origin, &at, format!("missing `{name}` (a PEM file path)"));
+                        p.push(
+                            &item.origin,
+                            &at,
+                            format!("missing `{name}` (a PEM file path)"),
+                        );
                     }
                 }
             }
@@ -400,7 +434,13 @@ fn read_idp(f: &Fields<'_>, p: &mut Problems) -> IdpSettings {
                 "okta" => Some(IdpProvider::Okta),
                 "oidc" => Some(IdpProvider::Oidc),
                 _ => {
-                    p.push(&n.origin, path, format!("`{s}` is not supported; use okta or oidc (any OpenID Connect provider)"));
+                    p.push(
+                        &n.origin,
+                        path,
+                        format!(
+                            "`{s}` is not supported; use okta or oidc (any OpenID Connect provider)"
+                        ),
+                    );
                     None
                 }
             }
@@ -415,7 +455,9 @@ fn read_idp(f: &Fields<'_>, p: &mut Problems) -> IdpSettings {
         scopes: f
             .read("idp_scopes", p, fields::string_list)
             .unwrap_or_else(|| DEFAULT_IDP_SCOPES.iter().map(|s| s.to_string()).collect()),
-        ca_file: f.read("idp_ca_file", p, fields::nonempty).map(PathBuf::from),
+        ca_file: f
+            .read("idp_ca_file", p, fields::nonempty)
+            .map(PathBuf::from),
     }
 }
 
@@ -425,7 +467,9 @@ fn read_cookie(f: &Fields<'_>, p: &mut Problems) -> CookieSettings {
             .read("cookie_name", p, |n, path, p| {
                 let s = fields::nonempty(n, path, p)?;
                 // A cookie name is an RFC 9110 token.
-                let token = s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                let token = s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
                 if !token {
                     p.push(&n.origin, path, format!("`{s}` is not a valid cookie name"));
                     return None;
@@ -434,8 +478,7 @@ fn read_cookie(f: &Fields<'_>, p: &mut Problems) -> CookieSettings {
             })
             .unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_string()),
         secret: f.read("cookie_secret", p, |n, path, p| {
-            let bytes = secret_bytes(n, path, p)?;
-            Some(Secret::new(bytes.try_into().expect("checked length")))
+            secret_bytes(n, path, p).map(Secret::new)
         }),
         domain: f.read("cookie_domain", p, |n, path, p| {
             let s = fields::nonempty(n, path, p)?;
@@ -458,7 +501,11 @@ fn read_cookie(f: &Fields<'_>, p: &mut Problems) -> CookieSettings {
                     "lax" | "" => Some(SameSite::Lax),
                     "none" => Some(SameSite::None),
                     _ => {
-                        p.push(&n.origin, path, format!("`{s}` is not a SameSite mode; use strict, lax or none"));
+                        p.push(
+                            &n.origin,
+                            path,
+                            format!("`{s}` is not a SameSite mode; use strict, lax or none"),
+                        );
                         None
                     }
                 }
@@ -486,7 +533,11 @@ fn secret_bytes(node: &Node, path: &str, p: &mut Problems) -> Option<[u8; 32]> {
             }
         },
         Err(why) => {
-            p.push(&node.origin, path, format!("{why}; make one with `head -c32 /dev/urandom | base64`"));
+            p.push(
+                &node.origin,
+                path,
+                format!("{why}; make one with `head -c32 /dev/urandom | base64`"),
+            );
             None
         }
     }
@@ -516,10 +567,17 @@ fn read_session_store(node: &Node, path: &str, p: &mut Problems) -> Option<Sessi
         return Some(SessionStore::Cookie);
     }
     // The URL may carry a password: don't quote it.
-    match fields::split_url(&text) {
-        Ok(u) if u.scheme == "redis" || u.scheme == "rediss" => Some(SessionStore::Redis(Secret::new(text))),
+    let rest = text
+        .strip_prefix("redis://")
+        .or_else(|| text.strip_prefix("rediss://"));
+    match rest {
+        Some(r) if !r.is_empty() => Some(SessionStore::Redis(Secret::new(text))),
         _ => {
-            p.push(&node.origin, path, "must be `cookie` or a `redis://` / `rediss://` URL");
+            p.push(
+                &node.origin,
+                path,
+                "must be `cookie` or a `redis://` / `rediss://` URL",
+            );
             None
         }
     }
@@ -536,7 +594,11 @@ fn read_claim_headers(
             let mut out = Vec::new();
             for (k, v) in entries {
                 let header = fields::header_name(k, path, p);
-                let claim = fields::nonempty(v, &format!("{path}.{}", k.scalar_text().unwrap_or_default()), p);
+                let claim = fields::nonempty(
+                    v,
+                    &format!("{path}.{}", k.scalar_text().unwrap_or_default()),
+                    p,
+                );
                 out.push((header?, claim?));
             }
             Some(out)
@@ -600,21 +662,29 @@ fn read_directory(
         Some(_) => f.read("url", p, |n, path, p| {
             fields::origin_url(n, path, &["https", "http"], false, p)
         }),
-        None => match idp_url.and_then(|u| {
-            let origin = format!("{}://{}", u.scheme_str()?, u.authority()?);
-            origin.parse::<http::Uri>().ok()
-        }) {
-            Some(u) => Some(u),
-            None => {
-                p.push(&f.origin, "directory", "missing `url` (the Okta org URL; defaults to the origin of idp_provider_url)");
-                None
+        None => {
+            match idp_url.and_then(|u| {
+                let origin = format!("{}://{}", u.scheme_str()?, u.authority()?);
+                origin.parse::<http::Uri>().ok()
+            }) {
+                Some(u) => Some(u),
+                None => {
+                    p.push(&f.origin, "directory", "missing `url` (the Okta org URL; defaults to the origin of idp_provider_url)");
+                    None
+                }
             }
-        },
+        }
     };
     let api_token = match f.get("api_token") {
-        Some(_) => f.read("api_token", p, fields::secret_string).map(Secret::new),
+        Some(_) => f
+            .read("api_token", p, fields::secret_string)
+            .map(Secret::new),
         None => {
-            p.push(&f.origin, "directory", "missing `api_token` (an Okta API token, or set DIRECTORY_API_TOKEN)");
+            p.push(
+                &f.origin,
+                "directory",
+                "missing `api_token` (an Okta API token, or set DIRECTORY_API_TOKEN)",
+            );
             None
         }
     };

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::policy::{Policy, Shorthands};
+use crate::policy::{Policy, PolicyError, Shorthands};
 use crate::routes::{
-    Balance, BackendSpec, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, EndpointSpec, HostMatch,
+    BackendSpec, Balance, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, EndpointSpec, HostMatch,
     PathMatch, RouteOptions, RouteSpec, UpstreamHost, UpstreamScheme,
 };
 
 use super::error::Problems;
 use super::fields::{self, Fields};
-use super::yaml::{Node, Value};
+use super::yaml::{Node, Origin, Value};
 
 /// The keys a route may have (Pomerium's names).
 pub(crate) const ROUTE_KEYS: &[&str] = &[
@@ -91,7 +91,9 @@ fn mentions_identity(doc: &serde_json::Value) -> bool {
     match doc {
         serde_json::Value::Array(items) => items.iter().any(mentions_identity),
         serde_json::Value::Object(map) => map.iter().any(|(k, v)| {
-            IDENTITY_CRITERIA.contains(&k.as_str()) || k.starts_with("claim/") || mentions_identity(v)
+            IDENTITY_CRITERIA.contains(&k.as_str())
+                || k.starts_with("claim/")
+                || mentions_identity(v)
         }),
         _ => false,
     }
@@ -116,7 +118,11 @@ pub(crate) fn read(
     let from = match f.get("from") {
         Some(n) => read_from(n, &f.key_path("from"), p),
         None => {
-            p.push(&node.origin, &id, "missing `from` (the https URL this route serves)");
+            p.push(
+                &node.origin,
+                &id,
+                "missing `from` (the https URL this route serves)",
+            );
             None
         }
     };
@@ -125,7 +131,11 @@ pub(crate) fn read(
     let (to_text, endpoints) = match f.get("to") {
         Some(n) => read_to(n, &f.key_path("to"), p).unzip(),
         None => {
-            p.push(&node.origin, &id, "missing `to` (the upstream URL, or a list of them)");
+            p.push(
+                &node.origin,
+                &id,
+                "missing `to` (the upstream URL, or a list of them)",
+            );
             (None, None)
         }
     };
@@ -146,9 +156,15 @@ pub(crate) fn read(
         cors_allow_preflight: f
             .read("cors_allow_preflight", p, fields::boolean)
             .unwrap_or(false),
-        allowed_users: f.read("allowed_users", p, fields::string_list).unwrap_or_default(),
-        allowed_domains: f.read("allowed_domains", p, fields::string_list).unwrap_or_default(),
-        allowed_groups: f.read("allowed_groups", p, fields::string_list).unwrap_or_default(),
+        allowed_users: f
+            .read("allowed_users", p, fields::string_list)
+            .unwrap_or_default(),
+        allowed_domains: f
+            .read("allowed_domains", p, fields::string_list)
+            .unwrap_or_default(),
+        allowed_groups: f
+            .read("allowed_groups", p, fields::string_list)
+            .unwrap_or_default(),
     };
     if shorthands.allow_public_unauthenticated_access
         && (shorthands.allow_any_authenticated_user
@@ -183,7 +199,7 @@ pub(crate) fn read(
     Some(RouteConfig {
         id: id.clone(),
         line: match &node.origin {
-            super::yaml::Origin::File { line, .. } => Some(*line),
+            Origin::File { line, .. } => Some(*line),
             _ => None,
         },
         from: from_text,
@@ -292,7 +308,9 @@ fn read_endpoint(node: &Node, path: &str, p: &mut Problems) -> Option<(String, E
             p.push(
                 &node.origin,
                 path,
-                format!("`{text}`: upstream scheme `{other}` is not supported; use http, https or h2c"),
+                format!(
+                    "`{text}`: upstream scheme `{other}` is not supported; use http, https or h2c"
+                ),
             );
             return None;
         }
@@ -301,12 +319,18 @@ fn read_endpoint(node: &Node, path: &str, p: &mut Problems) -> Option<(String, E
         p.push(
             &node.origin,
             path,
-            format!("`{text}`: a path in `to` is not supported; use `prefix_rewrite` to change the path"),
+            format!(
+                "`{text}`: a path in `to` is not supported; use `prefix_rewrite` to change the path"
+            ),
         );
         return None;
     }
     if url.host.contains('*') {
-        p.push(&node.origin, path, format!("`{text}`: an upstream host cannot be a wildcard"));
+        p.push(
+            &node.origin,
+            path,
+            format!("`{text}`: an upstream host cannot be a wildcard"),
+        );
         return None;
     }
     Some((
@@ -346,7 +370,10 @@ fn read_path_match(f: &Fields<'_>, p: &mut Problems) -> Option<PathMatch> {
         p.push(
             &second.origin,
             &f.path,
-            format!("`{}` and `{}` cannot be used together; pick one", given[0], given[1]),
+            format!(
+                "`{}` and `{}` cannot be used together; pick one",
+                given[0], given[1]
+            ),
         );
         return None;
     }
@@ -378,16 +405,24 @@ fn read_policy(
     match Policy::from_value(&doc) {
         Ok(policy) => (Some(doc), Some(policy)),
         Err(e) => {
-            let location = e.location.trim_start_matches('.');
-            let full = match location {
-                "" => path.to_string(),
-                l if l.starts_with('[') => format!("{path}{l}"),
-                l => format!("{path}.{l}"),
-            };
-            p.push(&node.locate(location), &full, e.message);
+            let (origin, full) = locate_policy_error(node, path, &e);
+            p.push(&origin, &full, e.message);
             (Some(doc), None)
         }
     }
+}
+
+/// Where in the file a policy error is: the policy compiler gives a location inside the
+/// document (`[0].allow.and[1]`); we follow it through the YAML tree for a line, and
+/// append it to the route's key path.
+pub(crate) fn locate_policy_error(node: &Node, path: &str, e: &PolicyError) -> (Origin, String) {
+    let location = e.location.trim_start_matches('.');
+    let full = match location {
+        "" => path.to_string(),
+        l if l.starts_with('[') => format!("{path}{l}"),
+        l => format!("{path}.{l}"),
+    };
+    (node.locate(location), full)
 }
 
 fn read_options(
@@ -403,7 +438,9 @@ fn read_options(
     // without a `timeout` turns the route timeout off. Zero means no limit.
     let timeout = f.read("timeout", p, fields::duration);
     let idle = f.read("idle_timeout", p, fields::duration);
-    o.allow_websockets = f.read("allow_websockets", p, fields::boolean).unwrap_or(false);
+    o.allow_websockets = f
+        .read("allow_websockets", p, fields::boolean)
+        .unwrap_or(false);
     o.timeout = match (timeout, idle, o.allow_websockets) {
         (Some(t), _, _) => t,
         (None, Some(_), _) | (None, None, true) => Duration::ZERO,
@@ -415,7 +452,9 @@ fn read_options(
         (None, false) => DEFAULT_IDLE_TIMEOUT,
     };
 
-    o.set_request_headers = f.read("set_request_headers", p, fields::header_map).unwrap_or_default();
+    o.set_request_headers = f
+        .read("set_request_headers", p, fields::header_map)
+        .unwrap_or_default();
     o.remove_request_headers = f
         .read("remove_request_headers", p, fields::header_names)
         .unwrap_or_default();
@@ -427,7 +466,9 @@ fn read_options(
         .unwrap_or(inherited.pass_identity_headers);
 
     // The Host header the upstream sees: Pomerium's file-mode default is the `to` host.
-    let preserve = f.read("preserve_host_header", p, fields::boolean).unwrap_or(false);
+    let preserve = f
+        .read("preserve_host_header", p, fields::boolean)
+        .unwrap_or(false);
     let rewrite = f.read("host_rewrite", p, read_host_rewrite);
     o.upstream_host = match (preserve, rewrite) {
         (true, Some(_)) => {
@@ -461,7 +502,9 @@ fn read_options(
         );
     }
 
-    o.tls.skip_verify = f.read("tls_skip_verify", p, fields::boolean).unwrap_or(false);
+    o.tls.skip_verify = f
+        .read("tls_skip_verify", p, fields::boolean)
+        .unwrap_or(false);
     o.tls.server_name = f.read("tls_server_name", p, |n, path, p| {
         let s = fields::nonempty(n, path, p)?;
         match HostMatch::parse(&s) {
@@ -483,7 +526,11 @@ fn read_host_rewrite(node: &Node, path: &str, p: &mut Problems) -> Option<String
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
     if !valid {
-        p.push(&node.origin, path, format!("`{s}` is not a valid host (or host:port)"));
+        p.push(
+            &node.origin,
+            path,
+            format!("`{s}` is not a valid host (or host:port)"),
+        );
         return None;
     }
     Some(s)

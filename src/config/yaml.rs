@@ -274,8 +274,12 @@ mod tests {
         let Value::Map(top) = &n.value else { panic!() };
         assert_eq!(top[0].0.origin, at(1, 1));
         assert_eq!(top[0].1.value, Value::Int(1));
-        let Value::Seq(routes) = &top[1].1.value else { panic!() };
-        let Value::Map(r0) = &routes[0].value else { panic!() };
+        let Value::Seq(routes) = &top[1].1.value else {
+            panic!()
+        };
+        let Value::Map(r0) = &routes[0].value else {
+            panic!()
+        };
         assert_eq!(r0[1].0.origin, at(4, 5));
         assert_eq!(n.locate("routes[0].to[1]"), at(4, 13));
     }

@@ -105,14 +105,10 @@ impl Config {
             .map(|r| r.id.as_str())
             .collect();
         if !sign_in.is_empty() {
-            let who = if sign_in.len() > 3 {
-                format!(
-                    "{} and {} more routes",
-                    sign_in[..3].join(", "),
-                    sign_in.len() - 3
-                )
-            } else {
-                sign_in.join(", ")
+            let who = match sign_in.len() {
+                1 => format!("{} needs", sign_in[0]),
+                2..=3 => format!("{} need", sign_in.join(", ")),
+                n => format!("{} and {} more routes need", sign_in[..3].join(", "), n - 3),
             };
             let missing: Vec<&str> = [
                 (
@@ -129,13 +125,13 @@ impl Config {
             .collect();
             if !missing.is_empty() {
                 out.push(file(format!(
-                    "{who} need sign-in, but {} not set: those routes will deny instead",
+                    "{who} sign-in, but {} not set: those routes will deny instead",
                     join_keys(&missing)
                 )));
             }
             if self.cookie.secret.is_none() && self.session_store == SessionStore::Cookie {
                 out.push(file(format!(
-                    "{who} need sign-in, but cookie_secret is not set: a random one is used, \
+                    "{who} sign-in, but cookie_secret is not set: a random one is used, \
                      so sessions end at restart and don't work across replicas"
                 )));
             }

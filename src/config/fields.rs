@@ -223,6 +223,14 @@ pub(crate) fn string_list(node: &Node, path: &str, p: &mut Problems) -> Option<V
     }
 }
 
+/// One string or a list of strings; a scalar is one item, spaces and all (group names).
+pub(crate) fn one_or_list(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<String>> {
+    match &node.value {
+        Value::Seq(_) => string_list(node, path, p),
+        _ => nonempty(node, path, p).map(|s| vec![s]),
+    }
+}
+
 pub(crate) fn split_list(s: &str) -> Vec<String> {
     s.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|item| !item.is_empty())

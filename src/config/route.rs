@@ -157,13 +157,13 @@ pub(crate) fn read(
             .read("cors_allow_preflight", p, fields::boolean)
             .unwrap_or(false),
         allowed_users: f
-            .read("allowed_users", p, fields::string_list)
+            .read("allowed_users", p, fields::one_or_list)
             .unwrap_or_default(),
         allowed_domains: f
-            .read("allowed_domains", p, fields::string_list)
+            .read("allowed_domains", p, fields::one_or_list)
             .unwrap_or_default(),
         allowed_groups: f
-            .read("allowed_groups", p, fields::string_list)
+            .read("allowed_groups", p, fields::one_or_list)
             .unwrap_or_default(),
     };
     if shorthands.allow_public_unauthenticated_access

@@ -104,6 +104,28 @@ fn the_seed_parses_as_written() {
 }
 
 #[test]
+fn shorthand_lists() {
+    for (extra, users, groups) in [
+        ("allowed_users: a@x.com", vec!["a@x.com"], vec![]),
+        (
+            "allowed_users: [a@x.com, b@x.com]",
+            vec!["a@x.com", "b@x.com"],
+            vec![],
+        ),
+        // Okta group names have spaces: a scalar is one name.
+        (
+            "allowed_groups: Everyone Admins",
+            vec![],
+            vec!["Everyone Admins"],
+        ),
+    ] {
+        let c = parse_ok(&route_with(extra));
+        assert_eq!(c.routes[0].shorthands.allowed_users, users, "{extra}");
+        assert_eq!(c.routes[0].shorthands.allowed_groups, groups, "{extra}");
+    }
+}
+
+#[test]
 fn the_local_example_parses() {
     let c = parse_ok(LOCAL);
     assert_eq!(c.address.to_string(), "127.0.0.1:8443");
@@ -613,7 +635,7 @@ fn check_warnings() {
     assert!(has("routes[2]: same host and path as routes[1]"), "{w:#?}");
     assert!(
         has(
-            "routes[1] need sign-in, but authenticate_service_url, idp_provider, idp_provider_url, idp_client_id and idp_client_secret are not set"
+            "routes[1] needs sign-in, but authenticate_service_url, idp_provider, idp_provider_url, idp_client_id and idp_client_secret are not set"
         ),
         "{w:#?}"
     );

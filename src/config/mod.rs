@@ -1,1 +1,391 @@
-//! STUB — being written.
+//! The config file in Pomerium's format (same key names and meaning where Pomerium has
+//! the key), environment overrides (`COOKIE_SECRET=...` beats the file, as in Pomerium),
+//! validation with errors that name the file, line and key path, and conversion into the
+//! plain routing [`Model`](crate::routes::Model). See DESIGN.md section 3.
+//!
+//! Reading is in two steps: [`yaml`] parses the text into a tree that remembers where
+//! each node was written; the readers here and in [`route`] walk that tree, refusing
+//! unknown keys and invalid values, and collect every problem before giving up.
+
+mod check;
+mod error;
+mod fields;
+mod route;
+mod secret;
+mod settings;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+
+use crate::routes::{HostPort, Model};
+
+pub use check::{Warning, check};
+pub use error::{ConfigError, Problem};
+pub use route::RouteConfig;
+pub use secret::Secret;
+
+use error::Problems;
+use fields::Fields;
+use settings::{
+    read_certificates, read_claim_headers, read_cookie, read_directory, read_idp,
+    read_session_store, read_signing_key, secret_bytes,
+};
+use yaml::{Node, Origin, Value};
+
+/// Pomerium's defaults (and ours where Pomerium has none).
+pub const DEFAULT_ADDRESS: &str = ":443";
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_COOKIE_NAME: &str = "_portcullis";
+pub const DEFAULT_COOKIE_EXPIRE: Duration = Duration::from_secs(14 * 60 * 60);
+pub const DEFAULT_IDP_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
+pub const DEFAULT_DIRECTORY_REFRESH: Duration = Duration::from_secs(10 * 60);
+/// The header a claim named in list-form `jwt_claims_headers` goes out as (plus the name).
+pub const CLAIM_HEADER_PREFIX: &str = "x-portcullis-claim-";
+
+/// Top-level keys. All but `certificates`, `directory` and `routes` may also come from
+/// the environment, upper-cased.
+const TOP_KEYS: &[&str] = &[
+    "authenticate_service_url",
+    "idp_provider",
+    "idp_provider_url",
+    "idp_client_id",
+    "idp_client_secret",
+    "idp_scopes",
+    "idp_ca_file",
+    "address",
+    "http_redirect_address",
+    "certificates",
+    "cookie_name",
+    "cookie_secret",
+    "cookie_domain",
+    "cookie_expire",
+    "cookie_same_site",
+    "shared_secret",
+    "signing_key",
+    "session_store",
+    "directory",
+    "pass_identity_headers",
+    "jwt_claims_headers",
+    "metrics_address",
+    "log_level",
+    "log_format",
+    "routes",
+];
+const NOT_FROM_ENV: &[&str] = &["certificates", "directory", "routes"];
+const DIRECTORY_KEYS: &[&str] = &["provider", "url", "api_token", "refresh_interval"];
+const CERTIFICATE_KEYS: &[&str] = &["cert", "key"];
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
+/// A validated config file. Everything in here has been checked; [`Config::model`]
+/// cannot fail.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the proxy listens for HTTPS (`address`, default `:443`).
+    pub address: SocketAddr,
+    /// Where plain HTTP is answered with a redirect to HTTPS.
+    pub http_redirect_address: Option<SocketAddr>,
+    pub certificates: Vec<CertificateFiles>,
+    /// The admin port: `/metrics`, `/healthz`, `/readyz`, `/debug/routes`.
+    pub metrics_address: Option<SocketAddr>,
+    /// `trace`, `debug`, `info` (default), `warn` or `error`.
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// The sign-in host (`/oauth2/callback` lives here). https, no path.
+    pub authenticate_service_url: Option<http::Uri>,
+    pub idp: IdpSettings,
+    pub cookie: CookieSettings,
+    pub session_store: SessionStore,
+    pub signing: SigningSettings,
+    pub directory: Option<DirectorySettings>,
+    /// Default for routes that don't set `pass_identity_headers`.
+    pub pass_identity_headers: bool,
+    /// Extra upstream headers carrying JWT claims: (header, claim name).
+    pub jwt_claims_headers: Vec<(HeaderName, String)>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One `certificates` entry: a PEM certificate chain and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The identity provider (`idp_*` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpSettings {
+    pub provider: Option<IdpProvider>,
+    /// The issuer: an Okta org (`https://x.okta.com`) or authorization server
+    /// (`https://x.okta.com/oauth2/default`), or any OpenID Connect issuer.
+    pub provider_url: Option<http::Uri>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret<String>>,
+    pub scopes: Vec<String>,
+    /// Extra CA (PEM) to trust when talking to the provider.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdpProvider {
+    Okta,
+    Oidc,
+}
+
+/// The session cookie (`cookie_*` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSettings {
+    pub name: String,
+    /// 32 bytes (written base64). When absent, sessions can't outlive the process.
+    pub secret: Option<Secret<[u8; 32]>>,
+    pub domain: Option<String>,
+    pub expire: Duration,
+    pub same_site: SameSite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SameSite {
+    Strict,
+    /// What browsers assume when the attribute is missing; our default.
+    #[default]
+    Lax,
+    None,
+}
+
+/// Where sessions live (`session_store`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SessionStore {
+    /// An AEAD-encrypted session in the cookie itself.
+    #[default]
+    Cookie,
+    /// `redis://` or `rediss://` URL (may hold a password, hence the wrapper).
+    Redis(Secret<String>),
+}
+
+/// Keys that sign and bind things (`shared_secret`, `signing_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SigningSettings {
+    /// 32 bytes (written base64).
+    pub shared_secret: Option<Secret<[u8; 32]>>,
+    /// A PEM private key (written base64, or as PEM) for the upstream JWT (ES256).
+    pub signing_key: Option<Secret<Vec<u8>>>,
+}
+
+/// Directory sync (`directory:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectorySettings {
+    pub provider: DirectoryProvider,
+    /// The Okta org URL; defaults to the origin of `idp_provider_url`.
+    pub url: http::Uri,
+    pub api_token: Secret<String>,
+    pub refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryProvider {
+    Okta,
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads the file at `path`, with overrides from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::single(&origin, &Origin::Unknown, "", format!("cannot read: {e}"))
+        })?;
+        Config::parse(&text, &origin, &|var| std::env::var(var).ok())
+    }
+
+    /// Parses and validates `text`; `origin` names it in errors; `env` looks up
+    /// environment variables (empty values count as unset).
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let root = yaml::parse(text)
+            .map_err(|(at, message)| ConfigError::single(origin, &at, "", message))?;
+        let mut p = Problems::new(origin);
+        let config = read_config(&root, env, &mut p);
+        match config {
+            Some(c) => p.into_result(c),
+            None => {
+                // `read_config` only fails after reporting why.
+                debug_assert!(!p.list.is_empty());
+                Err(ConfigError { problems: p.list })
+            }
+        }
+    }
+
+    /// The plain routing model. Infallible: `parse` validated everything.
+    pub fn model(&self) -> Model {
+        Model {
+            routes: self.routes.iter().map(|r| r.spec.clone()).collect(),
+            default_backend: None,
+            authenticate_host: self.authenticate_host(),
+        }
+    }
+
+    /// The `authenticate_service_url` host, and its port only when written.
+    pub fn authenticate_host(&self) -> Option<HostPort> {
+        let uri = self.authenticate_service_url.as_ref()?;
+        let host = uri.host()?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Some(HostPort {
+            host: host.to_ascii_lowercase(),
+            port: uri.port_u16(),
+        })
+    }
+
+    /// Whether any route may need a signed-in user.
+    pub fn needs_sign_in(&self) -> bool {
+        self.routes.iter().any(RouteConfig::needs_sign_in)
+    }
+}
+
+fn env_var(key: &str) -> String {
+    key.to_ascii_uppercase()
+}
+
+fn read_config(
+    root: &Node,
+    env: &dyn Fn(&str) -> Option<String>,
+    p: &mut Problems,
+) -> Option<Config> {
+    let mut f = Fields::open(root, "", TOP_KEYS, p)?;
+    for key in TOP_KEYS.iter().filter(|k| !NOT_FROM_ENV.contains(k)) {
+        let var = env_var(key);
+        if let Some(value) = env(&var).filter(|v| !v.is_empty()) {
+            f.override_with(key, &var, value);
+        }
+    }
+
+    let address = f
+        .read("address", p, fields::socket_addr)
+        .or_else(|| fields::parse_socket_addr(DEFAULT_ADDRESS).ok());
+    let http_redirect_address = f.read("http_redirect_address", p, fields::socket_addr);
+    let metrics_address = f.read("metrics_address", p, fields::socket_addr);
+    let certificates = f
+        .read("certificates", p, read_certificates)
+        .unwrap_or_default();
+
+    let log_level = f
+        .read("log_level", p, |n, path, p| {
+            let s = fields::string(n, path, p)?.trim().to_ascii_lowercase();
+            let s = if s == "warning" {
+                "warn".to_string()
+            } else {
+                s
+            };
+            if LOG_LEVELS.contains(&s.as_str()) {
+                Some(s)
+            } else {
+                p.push(
+                    &n.origin,
+                    path,
+                    format!(
+                        "`{s}` is not a log level; use one of {}",
+                        LOG_LEVELS.join(", ")
+                    ),
+                );
+                None
+            }
+        })
+        .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
+    let log_format = f
+        .read("log_format", p, |n, path, p| {
+            let s = fields::string(n, path, p)?;
+            match s.trim().to_ascii_lowercase().as_str() {
+                "text" | "console" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => {
+                    p.push(
+                        &n.origin,
+                        path,
+                        format!("`{s}` is not a log format; use text or json"),
+                    );
+                    None
+                }
+            }
+        })
+        .unwrap_or_default();
+
+    let authenticate_service_url = f.read("authenticate_service_url", p, |n, path, p| {
+        fields::origin_url(n, path, &["https"], false, p)
+    });
+    let idp = read_idp(&f, p);
+    let cookie = read_cookie(&f, p);
+    let session_store = f
+        .read("session_store", p, read_session_store)
+        .unwrap_or_default();
+    let signing = SigningSettings {
+        shared_secret: f.read("shared_secret", p, |n, path, p| {
+            secret_bytes(n, path, p).map(Secret::new)
+        }),
+        signing_key: f.read("signing_key", p, read_signing_key),
+    };
+    let directory = read_directory(&f, env, idp.provider_url.as_ref(), p);
+
+    let pass_identity_headers = f
+        .read("pass_identity_headers", p, fields::boolean)
+        .unwrap_or(false);
+    let jwt_claims_headers = f
+        .read("jwt_claims_headers", p, read_claim_headers)
+        .unwrap_or_default();
+
+    let inherited = route::Inherited {
+        pass_identity_headers,
+    };
+    let routes = match f.get("routes") {
+        None => Vec::new(),
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| route::read(n, i, &inherited, p))
+            .collect(),
+        Some(n) => {
+            p.push(
+                &n.origin,
+                "routes",
+                format!("expected a list of routes, found {}", n.kind()),
+            );
+            Vec::new()
+        }
+    };
+
+    Some(Config {
+        address: address?,
+        http_redirect_address,
+        certificates,
+        metrics_address,
+        log_level,
+        log_format,
+        authenticate_service_url,
+        idp,
+        cookie,
+        session_store,
+        signing,
+        directory,
+        pass_identity_headers,
+        jwt_claims_headers,
+        routes,
+    })
+}

@@ -1,1 +1,7 @@
-//! STUB — being written.
+//! The Kubernetes side of Portcullis: the only room that knows Kubernetes types.
+//!
+//! [`crd`] defines the `IdentityPolicy` custom resource and generates its CRD. The
+//! reflectors, the status writer and the leader election live here too (DESIGN.md
+//! sections 1 and 4); they turn cluster objects into the plain [`crate::routes::Model`].
+
+pub mod crd;

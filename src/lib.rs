@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod config;
+pub mod dev;
 pub mod kube;
 pub mod policy;
 pub mod proxy;

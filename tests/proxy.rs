@@ -414,8 +414,11 @@ async fn table_swaps_under_load_drop_nothing() {
     }
     let mut swaps = 0u64;
     while Instant::now() < deadline {
-        f.running
-            .apply(if swaps % 2 == 0 { &bigger } else { &base });
+        f.running.apply(if swaps.is_multiple_of(2) {
+            &bigger
+        } else {
+            &base
+        });
         swaps += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

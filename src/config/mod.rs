@@ -118,12 +118,7 @@ pub struct CertificateFiles {
     pub key: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
 /// The identity provider (`idp_*` keys).
 #[derive(Debug, Clone, PartialEq, Eq)]

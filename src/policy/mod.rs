@@ -3,6 +3,8 @@
 //!
 //! CONTRACT STUB — the public API below is fixed; bodies are filled in by the policy work.
 
+pub mod cli;
+
 use std::fmt;
 use std::net::IpAddr;
 

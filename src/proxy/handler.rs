@@ -120,7 +120,7 @@ impl Proxy {
                 detail,
                 Some(&route.id),
             );
-            tracing::info!(route = %route.id, request_id = ?request_id, outcome = %decision.outcome,
+            tracing::info!(route = %route.id, request_id = request_id.to_str().unwrap_or(""), outcome = %decision.outcome,
                 "request denied");
             self.record(
                 Some(&route),
@@ -356,7 +356,8 @@ impl Proxy {
             UpstreamError::Connect(c) | UpstreamError::Other(c) => c.as_str(),
             _ => "",
         };
-        tracing::warn!(route = %route.id, request_id = ?request_id, kind, cause, "upstream failed");
+        tracing::warn!(route = %route.id, request_id = request_id.to_str().unwrap_or(""), kind, cause,
+            "upstream failed");
         ErrorPage {
             status,
             title: status.canonical_reason().unwrap_or("Error"),

@@ -132,7 +132,7 @@ pub fn build(model: &Model, previous: Option<&RoutingTable>) -> (RoutingTable, V
     {
         // Stable: among equal lengths, model order stands.
         host.prefixes
-            .sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+            .sort_by_key(|p| std::cmp::Reverse(p.prefix.len()));
     }
     (table, diagnostics)
 }

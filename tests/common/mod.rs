@@ -3,17 +3,14 @@
 //! any SNI and `Host` it is told to.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{Request, Response};
+use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use portcullis::proxy::tls::PemPair;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,66 +47,13 @@ pub fn pki(names: &[&str]) -> TestPki {
     }
 }
 
-/// Starts an HTTP/1.1 upstream that answers every request with a JSON echo of it,
-/// tagged with `name`. `/status/NNN` answers with that status.
+/// Starts an upstream that answers every request with a JSON echo of it, tagged with
+/// `name` (`portcullis dev`'s demo app).
 pub async fn echo_upstream(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| async move {
-                    Ok::<_, Infallible>(echo(name, req).await)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(portcullis::dev::serve_echo(listener, name));
     addr
-}
-
-async fn echo(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let headers: serde_json::Map<String, serde_json::Value> = parts
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                serde_json::Value::String(v.to_str().unwrap_or("").to_string()),
-            )
-        })
-        .collect();
-    let status = parts
-        .uri
-        .path()
-        .strip_prefix("/status/")
-        .and_then(|s| s.parse::<u16>().ok())
-        .unwrap_or(200);
-    let json = serde_json::json!({
-        "upstream": name,
-        "method": parts.method.as_str(),
-        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""),
-        "headers": headers,
-        "body": String::from_utf8_lossy(&body),
-    });
-    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
-    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
-    resp.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    resp.headers_mut()
-        .insert("keep-alive", "timeout=5".parse().unwrap());
-    resp
 }
 
 /// Starts a WebSocket server that echoes every text message back prefixed with `echo: `.

@@ -421,7 +421,7 @@ fn request_host<B>(req: &Request<B>, default_port: u16) -> Option<(&str, u16)> {
     split_host_port(authority, default_port)
 }
 
-fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
+pub(crate) fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
     if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;

@@ -162,16 +162,19 @@ pub async fn serve_redirect(
 }
 
 fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
-    let host = req
+    let authority = req
         .uri()
         .authority()
-        .map(|a| a.host().to_owned())
-        .or_else(|| {
-            let h = req.headers().get(header::HOST)?.to_str().ok()?;
-            Some(match h.rsplit_once(':') {
-                Some((name, port)) if !name.ends_with(']') || port.is_empty() => name.to_owned(),
-                _ => h.to_owned(),
-            })
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok());
+    let host = authority
+        .and_then(|a| super::handler::split_host_port(a, 80))
+        .map(|(h, _)| {
+            if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                h.to_owned()
+            }
         });
     let mut resp = Response::new(empty());
     let Some(host) = host.filter(|h| !h.is_empty()) else {

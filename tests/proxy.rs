@@ -50,12 +50,17 @@ fn route(id: &str, host: &str, path: PathMatch, to: &[SocketAddr]) -> RouteSpec 
 struct Fixture {
     running: Running,
     tls: Arc<rustls::ClientConfig>,
+    ca: rustls::pki_types::CertificateDer<'static>,
     a: SocketAddr,
     b: SocketAddr,
     ws: SocketAddr,
 }
 
 impl Fixture {
+    fn tls_ca(&self) -> rustls::pki_types::CertificateDer<'static> {
+        self.ca.clone()
+    }
+
     async fn h1(&self, host: &str) -> H1 {
         H1::connect(self.running.https_addr, host, self.tls.clone()).await
     }
@@ -125,6 +130,7 @@ async fn fixture() -> Fixture {
     Fixture {
         running,
         tls: client_tls(&pki.ca_der, &[b"http/1.1"]),
+        ca: pki.ca_der.clone(),
         a,
         b,
         ws,
@@ -450,4 +456,39 @@ async fn shutdown_drains_in_flight_requests() {
         .await
         .expect("shutdown finished")
         .unwrap();
+}
+
+#[tokio::test]
+async fn serves_http2_by_alpn() {
+    let f = fixture().await;
+    let tls = client_tls(&f.tls_ca(), &[b"h2"]);
+    let stream = tls_connect(f.running.https_addr, "a.example.test", tls).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut streams = Vec::new();
+    for i in 0..4 {
+        let req = http::Request::get(format!("https://a.example.test/h2/{i}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        streams.push(sender.send_request(req));
+    }
+    for (i, resp) in futures_util::future::join_all(streams)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let resp = resp.unwrap();
+        assert_eq!(resp.status(), 200);
+        use http_body_util::BodyExt;
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(echo["path"], format!("/h2/{i}"));
+        assert_eq!(echo["headers"]["host"], "a.example.test");
+    }
 }

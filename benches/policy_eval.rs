@@ -1,10 +1,33 @@
 //! Policy evaluation on the hot path: a realistic ten-criterion policy, compiled once,
 //! evaluated for an identity it allows. Baseline in the same run: a public policy.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use portcullis::policy::{Identity, Input, Outcome, Policy, Request, Shorthands};
+
+/// Counts allocations so the bench can check that evaluation makes none.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const POLICY: &str = r#"
 - allow:
@@ -60,6 +83,15 @@ fn bench(c: &mut Criterion) {
         now: "2025-06-04T12:00:00Z".parse().unwrap(),
     };
     assert_eq!(policy.evaluate(&input).outcome, Outcome::Allow);
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..1000 {
+        black_box(black_box(&policy).evaluate(black_box(&input)));
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    assert_eq!(
+        allocations, 0,
+        "evaluate allocated {allocations} times in 1000 calls"
+    );
 
     c.bench_function("policy_eval/ten_criteria_allow", |b| {
         b.iter(|| black_box(&policy).evaluate(black_box(&input)))

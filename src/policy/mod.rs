@@ -1,16 +1,45 @@
 //! The policy engine: Pomerium's policy language (PPL), parsed once into a compiled
 //! form and evaluated per request. Pure: no I/O, no async, no wall clock.
 //!
-//! CONTRACT STUB — the public API below is fixed; bodies are filled in by the policy work.
+//! Evaluation follows Pomerium's generated rego: every criterion yields a value and a
+//! reason, operators merge them, and a `user-unauthenticated` reason anywhere in the
+//! final allow or deny result means the caller must sign in first (DESIGN.md section 5).
 
 pub mod cli;
+mod criteria;
+mod matchers;
+mod node;
+mod parse;
+mod reason;
+#[cfg(test)]
+mod tests;
+mod time;
+
+pub use reason::{Reason, Reasons};
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use criteria::{Criterion, Verdict};
+use matchers::{ListMatcher, StringMatcher};
+use node::{Node, Op, merge_or};
 
 /// A compiled policy: the union of allow and deny rules of one or more documents.
+///
+/// Cheap to clone (one `Arc`); immutable; `Send + Sync`.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
+    inner: Arc<Compiled>,
+}
+
+#[derive(Debug, Default)]
+struct Compiled {
+    /// One term per operator of every `allow` rule; the policy allows when any is true.
+    allow: Box<[Node]>,
+    /// Likewise for `deny`.
+    deny: Box<[Node]>,
+    /// Set for a fail-closed placeholder: everyone is denied.
     invalid: Option<String>,
 }
 
@@ -68,9 +97,12 @@ pub enum Outcome {
     SignIn,
 }
 
+/// The outcome and the reasons that decided it (the deny reasons for a deny by rule,
+/// the allow reasons otherwise). Copy, no heap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub outcome: Outcome,
+    pub reasons: Reasons,
 }
 
 impl fmt::Display for Outcome {
@@ -84,37 +116,121 @@ impl fmt::Display for Outcome {
 }
 
 impl Policy {
-    pub fn from_yaml(_text: &str) -> Result<Policy, PolicyError> {
-        Ok(Policy::default())
+    /// Parses YAML (or JSON, which is YAML) and compiles it.
+    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        let doc: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| PolicyError {
+            location: "$".to_owned(),
+            message: format!("invalid YAML: {e}"),
+        })?;
+        Policy::from_value(&doc)
     }
-    pub fn from_value(_doc: &serde_json::Value) -> Result<Policy, PolicyError> {
-        Ok(Policy::default())
+
+    /// Compiles an already-parsed document (from a config file or a CRD).
+    pub fn from_value(doc: &serde_json::Value) -> Result<Policy, PolicyError> {
+        let rules = parse::compile_document(doc)?;
+        Ok(Policy::from_terms(rules.allow, rules.deny))
     }
+
+    /// The route shorthands as one `allow` rule with an `or` of their criteria, as
+    /// Pomerium builds it. No shorthand set gives a policy with no rules (denies all).
     pub fn from_shorthands(s: &Shorthands) -> Policy {
+        let mut any: Vec<Node> = Vec::new();
+        let mut push = |c: Criterion| any.push(Node::Criterion(c));
         if s.allow_public_unauthenticated_access {
-            Policy { invalid: None }
-        } else {
-            Policy::deny_all("no rules")
+            push(Criterion::Accept);
         }
+        if s.cors_allow_preflight {
+            push(Criterion::CorsPreflight);
+        }
+        if s.allow_any_authenticated_user {
+            push(Criterion::AuthenticatedUser);
+        }
+        for d in &s.allowed_domains {
+            push(Criterion::Domain(StringMatcher::is(d)));
+        }
+        for g in &s.allowed_groups {
+            push(Criterion::Groups(ListMatcher::has(g)));
+        }
+        for u in &s.allowed_users {
+            push(Criterion::User(StringMatcher::is(u)));
+            push(Criterion::Email(StringMatcher::is(u)));
+        }
+        if any.is_empty() {
+            return Policy::default();
+        }
+        Policy::from_terms(vec![Node::Op(Op::Or, any.into_boxed_slice())], Vec::new())
     }
+
+    /// A fail-closed placeholder for a policy that could not be loaded: denies everyone,
+    /// and [`Policy::invalid_reason`] says why.
     pub fn deny_all(reason: impl Into<String>) -> Policy {
         Policy {
-            invalid: Some(reason.into()),
+            inner: Arc::new(Compiled {
+                invalid: Some(reason.into()),
+                ..Compiled::default()
+            }),
         }
     }
+
+    /// The union of the rules of several policies. A `deny_all` part makes the whole
+    /// union deny everyone, keeping the first such reason. No parts: denies everyone.
     pub fn union(parts: impl IntoIterator<Item = Policy>) -> Policy {
-        parts.into_iter().next().unwrap_or_default()
+        let (mut allow, mut deny) = (Vec::new(), Vec::new());
+        for part in parts {
+            if part.inner.invalid.is_some() {
+                return part;
+            }
+            allow.extend(part.inner.allow.iter().cloned());
+            deny.extend(part.inner.deny.iter().cloned());
+        }
+        Policy::from_terms(allow, deny)
     }
+
     pub fn invalid_reason(&self) -> Option<&str> {
-        self.invalid.as_deref()
+        self.inner.invalid.as_deref()
     }
-    pub fn evaluate(&self, _input: &Input<'_>) -> Decision {
-        Decision {
-            outcome: if self.invalid.is_some() {
-                Outcome::Deny
-            } else {
-                Outcome::Allow
-            },
+
+    /// True when the policy has no rules at all (and so denies everyone).
+    pub fn is_empty(&self) -> bool {
+        self.inner.allow.is_empty() && self.inner.deny.is_empty()
+    }
+
+    /// Decides. Does not allocate.
+    pub fn evaluate(&self, input: &Input<'_>) -> Decision {
+        if self.inner.invalid.is_some() {
+            return Decision {
+                outcome: Outcome::Deny,
+                reasons: Reasons::one(Reason::InvalidPolicy),
+            };
+        }
+        let allow = evaluate_terms(&self.inner.allow, input);
+        let deny = evaluate_terms(&self.inner.deny, input);
+        let (outcome, reasons) = if allow.reasons.has(Reason::UserUnauthenticated)
+            || deny.reasons.has(Reason::UserUnauthenticated)
+        {
+            (Outcome::SignIn, Reasons::one(Reason::UserUnauthenticated))
+        } else if deny.value {
+            (Outcome::Deny, deny.reasons)
+        } else if allow.value {
+            (Outcome::Allow, allow.reasons)
+        } else {
+            (Outcome::Deny, allow.reasons)
+        };
+        Decision { outcome, reasons }
+    }
+
+    fn from_terms(allow: Vec<Node>, deny: Vec<Node>) -> Policy {
+        Policy {
+            inner: Arc::new(Compiled {
+                allow: allow.into_boxed_slice(),
+                deny: deny.into_boxed_slice(),
+                invalid: None,
+            }),
         }
     }
+}
+
+/// Pomerium's top-level `allow`/`deny`: an `or` over every operator of every rule.
+fn evaluate_terms(terms: &[Node], input: &Input<'_>) -> Verdict {
+    merge_or(terms.iter().map(|t| t.evaluate(input)))
 }

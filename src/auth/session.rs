@@ -1,0 +1,313 @@
+//! Sessions: what a signed-in user carries, and where it is kept — sealed in the
+//! cookie itself (default: no server state, any replica can read it) or in Redis with
+//! only a sealed session ID in the cookie (sign-out ends it everywhere).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::provider::Tokens;
+use super::seal::{Purpose, Sealer};
+use crate::policy::Identity;
+
+/// Refresh this long before the tokens expire.
+pub const REFRESH_BEFORE: i64 = 60;
+/// Claims too large or too private to keep in a session (they are in the ID token).
+const DROPPED_CLAIMS: [&str; 6] = ["at_hash", "c_hash", "nonce", "auth_time", "amr", "jti"];
+/// The sealed value in a Redis-backed session cookie is only the session ID.
+const SESSION_REF: Purpose = Purpose::new(b"session-ref");
+/// Redis key prefix.
+const REDIS_PREFIX: &str = "portcullis:session:";
+
+/// A signed-in user.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    /// Random, 128 bits, hex: the Redis key and what CSRF tokens are bound to.
+    pub id: String,
+    pub sub: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+    /// Kept for `id_token_hint` at sign-out.
+    pub id_token: String,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Unix seconds when the provider's tokens expire; refreshed before then.
+    pub token_expires: i64,
+    /// Unix seconds when the session was created.
+    pub issued: i64,
+    /// Unix seconds when the session ends whatever happens (`cookie_expire`).
+    pub expires: i64,
+}
+
+impl Session {
+    /// A new session from freshly verified tokens.
+    pub fn new(tokens: Tokens, now: i64, lifetime: Duration) -> Session {
+        let mut id = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+            .expect("the system random source works");
+        let mut session = Session {
+            id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            sub: String::new(),
+            email: String::new(),
+            name: String::new(),
+            groups: Vec::new(),
+            claims: Map::new(),
+            id_token: String::new(),
+            refresh_token: None,
+            token_expires: 0,
+            issued: now,
+            expires: now + lifetime.as_secs() as i64,
+        };
+        session.update(tokens);
+        session
+    }
+
+    /// Takes new tokens (after a refresh) without changing the session's ID or end.
+    pub fn update(&mut self, tokens: Tokens) {
+        let claims = tokens.claims;
+        let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        self.sub = text("sub");
+        self.email = text("email");
+        self.name = match text("name") {
+            n if n.is_empty() => text("preferred_username"),
+            n => n,
+        };
+        self.groups = groups_claim(claims.get("groups"));
+        self.claims = claims
+            .into_iter()
+            .filter(|(k, _)| !DROPPED_CLAIMS.contains(&k.as_str()))
+            .collect();
+        self.id_token = tokens.id_token;
+        if tokens.refresh_token.is_some() {
+            self.refresh_token = tokens.refresh_token;
+        }
+        self.token_expires = tokens.expires_at;
+    }
+
+    /// Whether the provider's tokens are due for a refresh at `now`.
+    pub fn needs_refresh(&self, now: i64) -> bool {
+        self.refresh_token.is_some() && now >= self.token_expires - REFRESH_BEFORE
+    }
+
+    /// Whether the session can still be used at `now`. Without a refresh token the
+    /// session ends with the provider's tokens.
+    pub fn is_live(&self, now: i64) -> bool {
+        now < self.expires && (self.refresh_token.is_some() || now < self.token_expires)
+    }
+
+    /// The identity policies see.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            user: self.sub.clone(),
+            email: self.email.clone(),
+            groups: self.groups.clone(),
+            claims: self.claims.clone(),
+        }
+    }
+}
+
+/// Okta sends `groups` as a list; some providers send one string.
+pub fn groups_claim(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(|g| g.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        _ => Vec::new(),
+    }
+}
+
+// === impl Store ===
+
+/// Where sessions live.
+pub enum Store {
+    Cookie,
+    Redis(redis::aio::ConnectionManager),
+}
+
+/// A session store failure (Redis unreachable): requests with such sessions are
+/// answered with a 503, never let through.
+#[derive(Debug, thiserror::Error)]
+#[error("session store: {0}")]
+pub struct StoreError(pub String);
+
+impl Store {
+    /// Connects to Redis for `redis://…` URLs (the connection manager reconnects on its own).
+    pub async fn connect(url: Option<&str>) -> Result<Store, StoreError> {
+        let Some(url) = url else {
+            return Ok(Store::Cookie);
+        };
+        let client = redis::Client::open(url).map_err(|e| StoreError(e.to_string()))?;
+        let manager = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(|e| StoreError(format!("cannot connect to Redis: {e}")))?;
+        Ok(Store::Redis(manager))
+    }
+
+    pub fn is_redis(&self) -> bool {
+        matches!(self, Store::Redis(_))
+    }
+
+    /// Stores `session` and returns the cookie value that refers to it.
+    pub async fn save(
+        &self,
+        sealer: &Sealer,
+        session: &Session,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        let json = serde_json::to_vec(session).expect("sessions serialize");
+        match self {
+            Store::Cookie => Ok(sealer.seal(Purpose::SESSION, &json)),
+            Store::Redis(conn) => {
+                let ttl = (session.expires - now).max(1) as u64;
+                let value = sealer.seal(Purpose::SESSION, &json);
+                let mut conn = conn.clone();
+                redis::cmd("SET")
+                    .arg(format!("{REDIS_PREFIX}{}", session.id))
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| StoreError(e.to_string()))?;
+                Ok(sealer.seal(SESSION_REF, session.id.as_bytes()))
+            }
+        }
+    }
+
+    /// The live session a cookie value refers to; `Ok(None)` when there is none (bad,
+    /// tampered, expired, signed out).
+    pub async fn load(
+        &self,
+        sealer: &Sealer,
+        cookie: &str,
+        now: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        let json = match self {
+            Store::Cookie => match sealer.open(Purpose::SESSION, cookie) {
+                Ok(json) => json,
+                Err(_) => return Ok(None),
+            },
+            Store::Redis(conn) => {
+                let Ok(id) = sealer.open(SESSION_REF, cookie) else {
+                    return Ok(None);
+                };
+                let Ok(id) = String::from_utf8(id) else {
+                    return Ok(None);
+                };
+                let mut conn = conn.clone();
+                let stored: Option<String> = redis::cmd("GET")
+                    .arg(format!("{REDIS_PREFIX}{id}"))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| StoreError(e.to_string()))?;
+                match stored.map(|s| sealer.open(Purpose::SESSION, &s)) {
+                    Some(Ok(json)) => json,
+                    _ => return Ok(None),
+                }
+            }
+        };
+        Ok(serde_json::from_slice::<Session>(&json)
+            .ok()
+            .filter(|s| s.is_live(now)))
+    }
+
+    /// Ends a session for good (Redis); with cookies, clearing the cookie is all there is.
+    pub async fn delete(&self, session_id: &str) -> Result<(), StoreError> {
+        if let Store::Redis(conn) = self {
+            let mut conn = conn.clone();
+            redis::cmd("DEL")
+                .arg(format!("{REDIS_PREFIX}{session_id}"))
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| StoreError(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the cluster-wide refresh lock for a session (Redis); `true` when this
+    /// replica should refresh. The lock expires on its own.
+    pub async fn lock_refresh(&self, session_id: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Cookie => Ok(true),
+            Store::Redis(conn) => {
+                let mut conn = conn.clone();
+                let got: Option<String> = redis::cmd("SET")
+                    .arg(format!("{REDIS_PREFIX}{session_id}:refresh"))
+                    .arg("1")
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(15_000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| StoreError(e.to_string()))?;
+                Ok(got.is_some())
+            }
+        }
+    }
+
+    pub async fn unlock_refresh(&self, session_id: &str) {
+        if let Store::Redis(conn) = self {
+            let mut conn = conn.clone();
+            let _ = redis::cmd("DEL")
+                .arg(format!("{REDIS_PREFIX}{session_id}:refresh"))
+                .query_async::<()>(&mut conn)
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(groups: Value, refresh: Option<&str>, exp: i64) -> Tokens {
+        let claims = serde_json::json!({
+            "sub": "00u1", "email": "ada@example.com", "preferred_username": "ada",
+            "groups": groups, "nonce": "n", "custom": {"team": "ops"},
+        });
+        Tokens {
+            id_token: "header.payload.sig".into(),
+            refresh_token: refresh.map(str::to_string),
+            expires_at: exp,
+            claims: claims.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn sessions_take_identity_from_claims() {
+        let s = Session::new(tokens(serde_json::json!(["admin", "ops"]), Some("r"), 1000), 0, Duration::from_secs(3600));
+        assert_eq!(s.id.len(), 32);
+        assert_eq!((s.sub.as_str(), s.email.as_str(), s.name.as_str()), ("00u1", "ada@example.com", "ada"));
+        assert_eq!(s.groups, ["admin", "ops"]);
+        assert!(!s.claims.contains_key("nonce"));
+        assert_eq!(s.identity().claims["custom"]["team"], "ops");
+        assert_eq!(groups_claim(Some(&serde_json::json!("solo"))), ["solo"]);
+        assert!(groups_claim(None).is_empty());
+    }
+
+    #[test]
+    fn refresh_and_liveness() {
+        let mut s = Session::new(tokens(Value::Null, Some("r1"), 1000), 0, Duration::from_secs(5000));
+        assert!(!s.needs_refresh(900));
+        assert!(s.needs_refresh(1000 - REFRESH_BEFORE));
+        assert!(s.is_live(4999) && !s.is_live(5000));
+        // A refresh keeps the ID, takes the new expiry, keeps the old refresh token when
+        // the provider does not rotate it.
+        let id = s.id.clone();
+        s.update(tokens(Value::Null, None, 2000));
+        assert_eq!((s.id.as_str(), s.token_expires), (id.as_str(), 2000));
+        assert_eq!(s.refresh_token.as_deref(), Some("r1"));
+        // Without a refresh token the session ends with the tokens.
+        let s = Session::new(tokens(Value::Null, None, 1000), 0, Duration::from_secs(5000));
+        assert!(s.is_live(999) && !s.is_live(1000));
+    }
+}

@@ -16,7 +16,7 @@ pub const REFRESH_BEFORE: i64 = 60;
 /// Claims too large or too private to keep in a session (they are in the ID token).
 const DROPPED_CLAIMS: [&str; 6] = ["at_hash", "c_hash", "nonce", "auth_time", "amr", "jti"];
 /// The sealed value in a Redis-backed session cookie is only the session ID.
-const SESSION_REF: Purpose = Purpose::new(b"session-ref");
+pub(crate) const SESSION_REF: Purpose = Purpose::new(b"session-ref");
 /// Redis key prefix.
 const REDIS_PREFIX: &str = "portcullis:session:";
 

@@ -3,7 +3,7 @@
 
 mod handler;
 pub mod headers;
-mod pages;
+pub mod pages;
 pub mod server;
 pub mod tls;
 pub mod upstream;

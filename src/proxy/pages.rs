@@ -26,7 +26,7 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
 impl ErrorPage<'_> {
     pub fn render(&self, json: bool) -> Response<Body> {
         let request_id = self.request_id.to_str().unwrap_or("");
-        let (content_type, body) = if json {
+        if json {
             let body = serde_json::json!({
                 "status": self.status.as_u16(),
                 "error": self.title,
@@ -34,35 +34,70 @@ impl ErrorPage<'_> {
                 "route": self.route,
                 "request_id": request_id,
             });
-            ("application/json", body.to_string())
-        } else {
-            let route = self
-                .route
-                .map(|r| format!("<dt>Route</dt><dd><code>{}</code></dd>", escape(r)))
-                .unwrap_or_default();
-            let body = format!(
-                "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-                 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-                 <title>{code} {title}</title>\
-                 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1a1a1a}}\
-                 h1{{font-size:1.5rem}}dt{{font-weight:600}}dd{{margin:0 0 .5rem}}code{{font-size:.9em}}</style>\
-                 </head><body><main><h1>{code} {title}</h1><p>{detail}</p><dl>{route}\
-                 <dt>Request ID</dt><dd><code>{id}</code></dd></dl></main></body></html>\n",
-                code = self.status.as_u16(),
-                title = escape(self.title),
-                detail = escape(self.detail),
-                id = escape(request_id),
+            return respond(
+                self.status,
+                "application/json",
+                body.to_string(),
+                self.request_id,
             );
-            ("text/html; charset=utf-8", body)
+        }
+        let route = self
+            .route
+            .map(|r| format!("<dt>Route</dt><dd><code>{}</code></dd>", escape(r)))
+            .unwrap_or_default();
+        let switch = if self.status == StatusCode::FORBIDDEN {
+            "<p><a href=\"/.portcullis/sign_out\">Sign in as someone else</a> \
+             &middot; <a href=\"/.portcullis/\">Who am I signed in as?</a></p>"
+        } else {
+            ""
         };
-        let mut resp = Response::new(full(Bytes::from(body)));
-        *resp.status_mut() = self.status;
-        let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(super::headers::X_REQUEST_ID, self.request_id.clone());
-        resp
+        let body = format!(
+            "<p>{detail}</p>{switch}<dl>{route}<dt>Request ID</dt><dd><code>{id}</code></dd></dl>",
+            detail = escape(self.detail),
+            id = escape(request_id),
+        );
+        html_page(
+            self.status,
+            &format!("{} {}", self.status.as_u16(), self.title),
+            &body,
+            self.request_id,
+        )
     }
+}
+
+/// A complete HTML page around `body_html` (already escaped), with the house style.
+pub fn html_page(
+    status: StatusCode,
+    title: &str,
+    body_html: &str,
+    request_id: &HeaderValue,
+) -> Response<Body> {
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title>\
+         <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1a1a1a}}\
+         h1{{font-size:1.5rem}}dt{{font-weight:600}}dd{{margin:0 0 .5rem}}code{{font-size:.9em}}\
+         button{{font:inherit;padding:.4rem 1rem}}</style>\
+         </head><body><main><h1>{title}</h1>{body_html}</main></body></html>\n",
+        title = escape(title),
+    );
+    respond(status, "text/html; charset=utf-8", page, request_id)
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+    request_id: &HeaderValue,
+) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(super::headers::X_REQUEST_ID, request_id.clone());
+    resp
 }
 
 /// Escapes text for HTML element content and attribute values.

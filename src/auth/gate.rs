@@ -1,0 +1,361 @@
+//! The sign-in gate the proxy asks on every request: who is this (session cookie or
+//! bearer token, refreshed when due), how to send them to sign in, and what identity
+//! to hand the upstream.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::cookies::{SameSite, SessionCookie};
+use super::handoff::{HandoffCodec, ReplayGuard};
+use super::jwt::{Assertion, SigningKey};
+use super::keys::CookieSecret;
+use super::provider::{Provider, ProviderError, ProviderSettings};
+use super::seal::Sealer;
+use super::session::{Session, Store, StoreError, groups_claim};
+use crate::policy::Identity;
+
+/// The flow cookie (PKCE verifier, nonce, state, return URL) lives this long.
+pub const SIGN_IN_FLOW_LIFETIME: Duration = Duration::from_secs(600);
+/// A refresh result is shared with concurrent requests of the same session this long.
+const REFRESH_SHARE_SECS: i64 = 30;
+/// How long a request waits for another replica's refresh (Redis lock) before using
+/// the session as it is.
+const REFRESH_WAIT: Duration = Duration::from_secs(5);
+
+/// Everything sign-in needs, from the config file (or `portcullis dev`).
+pub struct AuthSettings {
+    /// `authenticate_service_url`, e.g. `https://authenticate.example.com` (no path).
+    pub authenticate_url: String,
+    pub provider: ProviderSettings,
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub cookie_expire: Duration,
+    pub cookie_same_site: SameSite,
+    pub cookie_secret: CookieSecret,
+    pub signing_key: SigningKey,
+    /// `redis://…` for server-side sessions; `None` keeps them in the cookie.
+    pub session_store: Option<String>,
+    /// Default for routes: also send `X-Portcullis-Claim-*` and `X-Forwarded-*` headers.
+    pub jwt_claims_headers: Vec<(HeaderName, String)>,
+}
+
+/// The sign-in machinery, shared by every connection.
+pub struct Auth {
+    pub(super) authenticate_url: String,
+    pub(super) authenticate_host: String,
+    pub(super) provider: Provider,
+    pub(super) sealer: Sealer,
+    pub(super) handoff: HandoffCodec,
+    pub(super) replay: ReplayGuard,
+    pub(super) csrf: super::csrf::Csrf,
+    pub(super) cookie: SessionCookie,
+    pub(super) flow_cookie: SessionCookie,
+    pub(super) lifetime: Duration,
+    pub(super) store: Store,
+    pub(super) signer: SigningKey,
+    claims_headers: Vec<(HeaderName, String)>,
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<(Session, i64)>>>>>,
+}
+
+/// Who a request comes from, and cookies to set on the response.
+#[derive(Default)]
+pub struct Identified {
+    pub session: Option<Session>,
+    /// The identity for policies: from the session or a verified bearer token.
+    pub identity: Option<Identity>,
+    /// `Set-Cookie` values: a refreshed session, or clearing an ended one.
+    pub set_cookies: Vec<HeaderValue>,
+    /// The session store could not be read: answer 503, never guess.
+    pub store_error: Option<StoreError>,
+}
+
+impl Auth {
+    /// Builds the gate; connects to Redis when configured.
+    pub async fn new(settings: AuthSettings) -> anyhow::Result<Auth> {
+        let authenticate: http::Uri = settings
+            .authenticate_url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("authenticate_service_url: {e}"))?;
+        let authenticate_host = authenticate
+            .host()
+            .ok_or_else(|| anyhow::anyhow!("authenticate_service_url has no host"))?
+            .to_ascii_lowercase();
+        let keys = settings.cookie_secret.derive();
+        let mut cookie = SessionCookie::new(&settings.cookie_name)?
+            .with_same_site(settings.cookie_same_site);
+        if let Some(domain) = &settings.cookie_domain {
+            cookie = cookie.with_domain(domain)?;
+        }
+        // The flow cookie must survive the provider's top-level redirect back: Lax.
+        let flow_cookie =
+            SessionCookie::new(&format!("{}_flow", settings.cookie_name))?.with_same_site(SameSite::Lax);
+        let store = Store::connect(settings.session_store.as_deref()).await?;
+        Ok(Auth {
+            authenticate_url: settings.authenticate_url.trim_end_matches('/').to_string(),
+            authenticate_host,
+            provider: Provider::new(settings.provider)?,
+            sealer: Sealer::new(&keys.session),
+            handoff: HandoffCodec::new(&keys.handoff),
+            replay: ReplayGuard::default(),
+            csrf: super::csrf::Csrf::new(&keys.csrf),
+            cookie,
+            flow_cookie,
+            lifetime: settings.cookie_expire,
+            store,
+            signer: settings.signing_key,
+            claims_headers: settings.jwt_claims_headers,
+            flights: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn signer(&self) -> &SigningKey {
+        &self.signer
+    }
+
+    /// Finds the caller: a bearer token from our provider, else the session cookie
+    /// (refreshing the provider's tokens when they are due).
+    pub async fn identify(&self, headers: &HeaderMap, now: i64) -> Identified {
+        if let Some(token) = bearer(headers) {
+            return match self.provider.verify_bearer(token).await {
+                Ok(claims) => Identified {
+                    identity: Some(identity_from_claims(&claims)),
+                    ..Identified::default()
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, "bearer token refused");
+                    Identified::default()
+                }
+            };
+        }
+        let Some(value) = self.cookie.read(headers) else {
+            return Identified::default();
+        };
+        let session = match self.store.load(&self.sealer, &value, now).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Identified {
+                    set_cookies: self.cookie.clear(),
+                    ..Identified::default()
+                };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "session store unavailable");
+                return Identified {
+                    store_error: Some(e),
+                    ..Identified::default()
+                };
+            }
+        };
+        if !session.needs_refresh(now) {
+            return Identified {
+                identity: Some(session.identity()),
+                session: Some(session),
+                ..Identified::default()
+            };
+        }
+        match self.refresh(session.clone(), now).await {
+            Ok(Some(fresh)) => {
+                let set_cookies = match self.store.save(&self.sealer, &fresh, now).await {
+                    Ok(v) => self.session_cookie(&v, &fresh, now),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not store the refreshed session");
+                        Vec::new()
+                    }
+                };
+                Identified {
+                    identity: Some(fresh.identity()),
+                    session: Some(fresh),
+                    set_cookies,
+                    store_error: None,
+                }
+            }
+            // The provider is unreachable: keep the session until it expires.
+            Ok(None) => Identified {
+                identity: Some(session.identity()),
+                session: Some(session),
+                ..Identified::default()
+            },
+            Err(()) => {
+                let _ = self.store.delete(&session.id).await;
+                Identified {
+                    set_cookies: self.cookie.clear(),
+                    ..Identified::default()
+                }
+            }
+        }
+    }
+
+    /// Refreshes once per session at a time. `Ok(None)`: provider unreachable (keep
+    /// the old session); `Err`: the grant is gone (end the session).
+    async fn refresh(&self, mut session: Session, now: i64) -> Result<Option<Session>, ()> {
+        let slot = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            flights.retain(|_, slot| Arc::strong_count(slot) > 1 || slot.try_lock().is_err());
+            flights.entry(session.id.clone()).or_default().clone()
+        };
+        let mut shared = slot.lock().await;
+        if let Some((fresh, at)) = &*shared
+            && now - at < REFRESH_SHARE_SECS
+            && fresh.token_expires > session.token_expires
+        {
+            return Ok(Some(fresh.clone()));
+        }
+        // Another replica may be refreshing the same Redis session: wait for its result.
+        if self.store.is_redis() && !self.store.lock_refresh(&session.id).await.unwrap_or(true) {
+            let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Ok(Some(s)) = self.reload(&session.id, now).await
+                    && s.token_expires > session.token_expires
+                {
+                    return Ok(Some(s));
+                }
+            }
+            return Ok(None);
+        }
+        let refresh_token = session.refresh_token.clone().unwrap_or_default();
+        let result = self.provider.refresh(&refresh_token).await;
+        self.store.unlock_refresh(&session.id).await;
+        match result {
+            Ok(tokens) => {
+                session.update(tokens);
+                tracing::debug!(session = %short(&session.id), "tokens refreshed");
+                *shared = Some((session.clone(), now));
+                Ok(Some(session))
+            }
+            Err(ProviderError::InvalidGrant(e)) => {
+                tracing::info!(session = %short(&session.id), reason = %e,
+                    "the provider refused the refresh token; ending the session");
+                Err(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh failed; keeping the session for now");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reads a Redis session by ID (after another replica refreshed it).
+    async fn reload(&self, id: &str, now: i64) -> Result<Option<Session>, StoreError> {
+        let value = self.store_ref(id);
+        self.store.load(&self.sealer, &value, now).await
+    }
+
+    fn store_ref(&self, id: &str) -> String {
+        self.sealer.seal(super::session::SESSION_REF, id.as_bytes())
+    }
+
+    /// `Set-Cookie` values storing `value` until the session ends.
+    pub(super) fn session_cookie(&self, value: &str, session: &Session, now: i64) -> Vec<HeaderValue> {
+        let max_age = Duration::from_secs((session.expires - now).max(0) as u64);
+        match self.cookie.set(value, Some(max_age)) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "session cookie too large; use session_store: redis://…");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Adds the identity headers for the upstream and removes Portcullis cookies.
+    pub fn decorate_upstream(
+        &self,
+        headers: &mut HeaderMap,
+        identity: Option<&Identity>,
+        route_host: &str,
+        pass_identity_headers: bool,
+        now: jiff::Timestamp,
+    ) {
+        self.cookie.strip(headers);
+        self.flow_cookie.strip(headers);
+        let Some(id) = identity else {
+            return;
+        };
+        let mut assertion = Assertion::new(&self.authenticate_url, route_host, &id.user, now)
+            .with_groups(id.groups.iter().cloned());
+        if !id.email.is_empty() {
+            assertion = assertion.with_email(id.email.clone());
+        }
+        let jwt = self.signer.sign(&assertion.claims());
+        if let Ok(v) = HeaderValue::from_str(&jwt) {
+            headers.insert(ASSERTION_HEADER, v);
+        }
+        if pass_identity_headers {
+            let groups = id.groups.join(",");
+            for (names, value) in [
+                (["x-portcullis-claim-email", "x-forwarded-email"], id.email.as_str()),
+                (["x-portcullis-claim-user", "x-forwarded-user"], id.user.as_str()),
+                (["x-portcullis-claim-groups", "x-forwarded-groups"], groups.as_str()),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    for name in names {
+                        headers.insert(HeaderName::from_static(name), v.clone());
+                    }
+                }
+            }
+        }
+        for (name, claim) in &self.claims_headers {
+            let value = match claim.as_str() {
+                "email" => Value::String(id.email.clone()),
+                "sub" | "user" => Value::String(id.user.clone()),
+                "groups" => Value::String(id.groups.join(",")),
+                other => id.claims.get(other).cloned().unwrap_or(Value::Null),
+            };
+            let text = match value {
+                Value::String(s) => s,
+                Value::Null => continue,
+                Value::Array(list) => list
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                headers.insert(name.clone(), v);
+            }
+        }
+    }
+
+    /// Whether `host` is the authenticate service's.
+    pub fn is_authenticate_host(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.authenticate_host)
+    }
+}
+
+/// The signed identity header for upstreams.
+pub const ASSERTION_HEADER: HeaderName = HeaderName::from_static("x-portcullis-jwt-assertion");
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && token.matches('.').count() == 2).then_some(token.trim())
+}
+
+fn identity_from_claims(claims: &serde_json::Map<String, Value>) -> Identity {
+    let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    // Okta access tokens name the user in `uid` and the login in `sub`.
+    let user = match text("uid") {
+        u if u.is_empty() => text("sub"),
+        u => u,
+    };
+    let email = match text("email") {
+        e if e.is_empty() && text("sub").contains('@') => text("sub"),
+        e => e,
+    };
+    Identity {
+        user,
+        email,
+        groups: groups_claim(claims.get("groups")),
+        claims: claims.clone(),
+    }
+}
+
+/// The first characters of a session ID, enough to follow it in logs.
+pub(super) fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}

@@ -1,0 +1,16 @@
+//! Sign-in and sessions (DESIGN.md section 6).
+//!
+//! Building blocks, each pure and small:
+//! - [`keys`]: `cookie_secret` and the HKDF subkeys derived from it;
+//! - [`seal`]: AEAD sealing of values that travel through the browser;
+//! - [`cookies`]: `Set-Cookie` values, chunking, reading back, stripping before upstream;
+//! - [`jwt`]: the ES256 `X-Portcullis-Jwt-Assertion` and its JWKS;
+//! - [`handoff`]: the single-use sign-in handoff token and its replay guard;
+//! - [`redirect`]: return-URL validation (no open redirects);
+//! - [`csrf`]: the sign-out CSRF token and OIDC `state` values.
+
+pub mod keys;
+pub mod seal;
+
+pub use keys::{CookieSecret, KeyError, Keys, SubKey};
+pub use seal::{OpenError, Purpose, Sealer};

@@ -9,8 +9,10 @@
 //! - [`redirect`]: return-URL validation (no open redirects);
 //! - [`csrf`]: the sign-out CSRF token and OIDC `state` values.
 
+pub mod cookies;
 pub mod keys;
 pub mod seal;
 
+pub use cookies::{CookieError, SameSite, SessionCookie, get_cookie, read_chunked, strip_cookies};
 pub use keys::{CookieSecret, KeyError, Keys, SubKey};
 pub use seal::{OpenError, Purpose, Sealer};

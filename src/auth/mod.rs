@@ -10,9 +10,11 @@
 //! - [`csrf`]: the sign-out CSRF token and OIDC `state` values.
 
 pub mod cookies;
+pub mod jwt;
 pub mod keys;
 pub mod seal;
 
 pub use cookies::{CookieError, SameSite, SessionCookie, get_cookie, read_chunked, strip_cookies};
+pub use jwt::{ASSERTION_LIFETIME, Assertion, SigningKey, SigningKeyError};
 pub use keys::{CookieSecret, KeyError, Keys, SubKey};
 pub use seal::{OpenError, Purpose, Sealer};

@@ -12,9 +12,11 @@
 pub mod cookies;
 pub mod jwt;
 pub mod keys;
+pub mod redirect;
 pub mod seal;
 
 pub use cookies::{CookieError, SameSite, SessionCookie, get_cookie, read_chunked, strip_cookies};
 pub use jwt::{ASSERTION_LIFETIME, Assertion, SigningKey, SigningKeyError};
 pub use keys::{CookieSecret, KeyError, Keys, SubKey};
+pub use redirect::{is_safe_path, validate_return_url};
 pub use seal::{OpenError, Purpose, Sealer};

@@ -10,12 +10,14 @@
 //! - [`csrf`]: the sign-out CSRF token and OIDC `state` values.
 
 pub mod cookies;
+pub mod handoff;
 pub mod jwt;
 pub mod keys;
 pub mod redirect;
 pub mod seal;
 
 pub use cookies::{CookieError, SameSite, SessionCookie, get_cookie, read_chunked, strip_cookies};
+pub use handoff::{HANDOFF_TTL, Handoff, HandoffCodec, HandoffError, ReplayGuard};
 pub use jwt::{ASSERTION_LIFETIME, Assertion, SigningKey, SigningKeyError};
 pub use keys::{CookieSecret, KeyError, Keys, SubKey};
 pub use redirect::{is_safe_path, validate_return_url};

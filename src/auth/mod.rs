@@ -10,6 +10,7 @@
 //! - [`csrf`]: the sign-out CSRF token and OIDC `state` values.
 
 pub mod cookies;
+pub mod csrf;
 pub mod handoff;
 pub mod jwt;
 pub mod keys;
@@ -17,6 +18,7 @@ pub mod redirect;
 pub mod seal;
 
 pub use cookies::{CookieError, SameSite, SessionCookie, get_cookie, read_chunked, strip_cookies};
+pub use csrf::{Csrf, random_state};
 pub use handoff::{HANDOFF_TTL, Handoff, HandoffCodec, HandoffError, ReplayGuard};
 pub use jwt::{ASSERTION_LIFETIME, Assertion, SigningKey, SigningKeyError};
 pub use keys::{CookieSecret, KeyError, Keys, SubKey};

@@ -60,9 +60,13 @@ pub fn validate_return_url(raw: &str, is_known_host: impl Fn(&str) -> bool) -> O
     is_known_host(&host).then_some(uri)
 }
 
-/// A path on the current host that stays there: a single leading `/`, and no round
-/// of percent-decoding turns it into `//host` or `/\host` or reveals a control character.
+/// A path on the current host that stays there: visible ASCII without `\\`, a single
+/// leading `/`, and no round of percent-decoding turns it into `//host` or `/\\host` or
+/// reveals a control character.
 pub fn is_safe_path(raw: &str) -> bool {
+    if !raw.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
+        return false;
+    }
     let mut current = raw.as_bytes().to_vec();
     for _ in 0..=DECODE_ROUNDS {
         if !current.starts_with(b"/")
@@ -288,6 +292,10 @@ mod tests {
             ("//a", false),
             ("/%2F%2Fa", false),
             ("/%25%32%46%25%32%46a", false),
+            ("/a b", false),
+            ("/a\\b", false),
+            ("/é", false),
+            ("/a\tb", false),
         ] {
             assert_eq!(is_safe_path(raw), want, "{raw:?}");
         }

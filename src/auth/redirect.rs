@@ -60,8 +60,8 @@ pub fn validate_return_url(raw: &str, is_known_host: impl Fn(&str) -> bool) -> O
     is_known_host(&host).then_some(uri)
 }
 
-/// A path on the current host that stays there: visible ASCII without `\\`, a single
-/// leading `/`, and no round of percent-decoding turns it into `//host` or `/\\host` or
+/// A path on the current host that stays there: visible ASCII without `\`, a single
+/// leading `/`, and no round of percent-decoding turns it into `//host` or `/\host` or
 /// reveals a control character.
 pub fn is_safe_path(raw: &str) -> bool {
     if !raw.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {

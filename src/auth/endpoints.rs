@@ -10,10 +10,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use super::gate::{Auth, SIGN_IN_FLOW_LIFETIME, short};
-use super::handoff::Handoff;
 use super::pages;
 use super::provider::PendingAuth;
 use super::redirect::{is_safe_path, validate_return_url};
@@ -83,7 +81,9 @@ impl Auth {
                 self.sign_out_at_provider(&req, ctx).await
             }
             (Method::GET, "/.portcullis/callback") => self.accept_handoff(&req, ctx).await,
-            (Method::GET, "/.portcullis/" | "/.portcullis") => self.user_page(&req, ctx, false).await,
+            (Method::GET, "/.portcullis/" | "/.portcullis") => {
+                self.user_page(&req, ctx, false).await
+            }
             (Method::GET, "/.portcullis/user") => self.user_page(&req, ctx, true).await,
             (Method::GET, SIGN_OUT_PATH) => self.sign_out_form(&req, ctx).await,
             (Method::POST, SIGN_OUT_PATH) => self.sign_out(req, ctx).await,
@@ -191,8 +191,8 @@ impl Auth {
                 ctx.request_id,
             );
         };
-        let state_ok = query(req, "state")
-            .is_some_and(|s| bool::from(s.as_bytes().ct_eq(flow.pending.state.as_bytes())));
+        let state_ok =
+            query(req, "state").is_some_and(|s| self.csrf.state_matches(&flow.pending.state, &s));
         if !state_ok {
             return pages::message(
                 StatusCode::BAD_REQUEST,
@@ -277,13 +277,24 @@ impl Auth {
             }
             path
         } else {
-            let token = self.handoff.issue(&Handoff::new(
-                cookie_value.to_string(),
-                host,
-                path,
-                session.expires,
-                ctx.now,
-            ));
+            // The session travels with its end time: `expires:value`.
+            let carried = format!("{}:{cookie_value}", session.expires);
+            let token =
+                match self
+                    .handoff
+                    .issue(carried.as_bytes(), &host, &path, timestamp(ctx.now))
+                {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot hand the session over");
+                        return pages::message(
+                            StatusCode::BAD_REQUEST,
+                            "Bad sign-in request",
+                            "The address to return to cannot be used.",
+                            ctx.request_id,
+                        );
+                    }
+                };
             format!(
                 "https://{}/.portcullis/callback?token={}",
                 uri.authority().map_or("", |a| a.as_str()),
@@ -298,10 +309,20 @@ impl Auth {
     /// `GET /.portcullis/callback?token=…` on a route host: sets this host's session
     /// cookie, once.
     async fn accept_handoff(&self, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
+        let now = timestamp(ctx.now);
         let handoff = query(req, "token")
-            .and_then(|t| self.handoff.verify(&t, ctx.host, ctx.now).ok())
-            .filter(|h| self.replay.first_use(&h.jti, h.exp, ctx.now));
-        let Some(handoff) = handoff else {
+            .and_then(|t| self.handoff.verify(&t, ctx.host, now).ok())
+            .filter(|h| self.replay.first_use(&h.jti, h.expires_at, now));
+        let carried = handoff.as_ref().and_then(|h| {
+            let text = std::str::from_utf8(&h.session).ok()?;
+            let (expires, value) = text.split_once(':')?;
+            Some((
+                expires.parse::<i64>().ok()?,
+                value.to_string(),
+                h.return_path.clone(),
+            ))
+        });
+        let Some((session_expires, value, return_path)) = carried else {
             return pages::message(
                 StatusCode::BAD_REQUEST,
                 "Sign-in link not valid",
@@ -310,23 +331,38 @@ impl Auth {
                 ctx.request_id,
             );
         };
-        let path = if is_safe_path(&handoff.path) { handoff.path.as_str() } else { "/" };
-        let max_age = std::time::Duration::from_secs((handoff.session_expires - ctx.now).max(0) as u64);
+        let path = if is_safe_path(&return_path) {
+            return_path.as_str()
+        } else {
+            "/"
+        };
+        let max_age = std::time::Duration::from_secs((session_expires - ctx.now).max(0) as u64);
         let mut resp = redirect(path);
-        match self.cookie.set(&handoff.session, Some(max_age)) {
+        match self.cookie.set(&value, Some(max_age)) {
             Ok(cookies) => append_cookies(resp.headers_mut(), cookies),
-            Err(e) => tracing::error!(error = %e, "session cookie too large; use session_store: redis://…"),
+            Err(e) => {
+                tracing::error!(error = %e, "session cookie too large; use session_store: redis://…")
+            }
         }
         resp
     }
 
     async fn current(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
         let value = self.cookie.read(headers)?;
-        self.store.load(&self.sealer, &value, now).await.ok().flatten()
+        self.store
+            .load(&self.sealer, &value, now)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// `/.portcullis/` and `/.portcullis/user`.
-    async fn user_page(&self, req: &Request<Incoming>, ctx: &Ctx<'_>, as_json: bool) -> Response<Body> {
+    async fn user_page(
+        &self,
+        req: &Request<Incoming>,
+        ctx: &Ctx<'_>,
+        as_json: bool,
+    ) -> Response<Body> {
         let Some(session) = self.current(req.headers(), ctx.now).await else {
             if as_json {
                 return json(
@@ -334,7 +370,12 @@ impl Auth {
                     &serde_json::json!({"signed_in": false}),
                 );
             }
-            return self.sign_in_response(req.headers(), ctx.authority, "/.portcullis/", ctx.request_id);
+            return self.sign_in_response(
+                req.headers(),
+                ctx.authority,
+                "/.portcullis/",
+                ctx.request_id,
+            );
         };
         if as_json {
             return json(
@@ -351,14 +392,21 @@ impl Auth {
                 }),
             );
         }
-        pages::user(&session, &self.csrf.token(&session.id), ctx.request_id)
+        pages::user(
+            &session,
+            &self.csrf.sign_out_token(session.id.as_bytes()),
+            ctx.request_id,
+        )
     }
 
     /// `GET /.portcullis/sign_out` on a route host: a confirmation form (sign-out needs
     /// a POST with a CSRF token).
     async fn sign_out_form(&self, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
         match self.current(req.headers(), ctx.now).await {
-            Some(session) => pages::sign_out(&self.csrf.token(&session.id), ctx.request_id),
+            Some(session) => pages::sign_out(
+                &self.csrf.sign_out_token(session.id.as_bytes()),
+                ctx.request_id,
+            ),
             None => pages::signed_out(ctx.request_id),
         }
     }
@@ -369,7 +417,7 @@ impl Auth {
         let session = self.current(req.headers(), ctx.now).await;
         let form = read_form(req).await;
         let csrf_ok = match (&session, form.iter().find(|(k, _)| k == "csrf")) {
-            (Some(s), Some((_, token))) => self.csrf.verify(&s.id, token),
+            (Some(s), Some((_, token))) => self.csrf.verify_sign_out(s.id.as_bytes(), token),
             _ => false,
         };
         if session.is_some() && !csrf_ok {
@@ -392,10 +440,15 @@ impl Auth {
             }
             tracing::info!(session = %short(&s.id), user = %s.sub, "signed out");
         }
-        let sealed = self
-            .sealer
-            .seal(SIGN_OUT, &serde_json::to_vec(&intent).expect("intents serialize"));
-        let url = format!("{}{SIGN_OUT_PATH}?intent={}", self.authenticate_url, encode(&sealed));
+        let sealed = self.sealer.seal(
+            SIGN_OUT,
+            &serde_json::to_vec(&intent).expect("intents serialize"),
+        );
+        let url = format!(
+            "{}{SIGN_OUT_PATH}?intent={}",
+            self.authenticate_url,
+            encode(&sealed)
+        );
         let mut resp = redirect(&url);
         append_cookies(resp.headers_mut(), self.cookie.clear());
         resp
@@ -497,8 +550,10 @@ pub(super) fn redirect(location: &str) -> Response<Body> {
 pub(super) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::from(value.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
@@ -508,4 +563,8 @@ pub fn append_cookies(headers: &mut HeaderMap, cookies: Vec<HeaderValue>) {
     for c in cookies {
         headers.append(header::SET_COOKIE, c);
     }
+}
+
+fn timestamp(unix: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(unix).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }

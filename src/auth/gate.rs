@@ -25,6 +25,8 @@ const REFRESH_SHARE_SECS: i64 = 30;
 /// How long a request waits for another replica's refresh (Redis lock) before using
 /// the session as it is.
 const REFRESH_WAIT: Duration = Duration::from_secs(5);
+/// Handoff tokens remembered against replay (each lives 60 s).
+const REPLAY_CAPACITY: usize = 100_000;
 
 /// Everything sign-in needs, from the config file (or `portcullis dev`).
 pub struct AuthSettings {
@@ -85,14 +87,14 @@ impl Auth {
             .ok_or_else(|| anyhow::anyhow!("authenticate_service_url has no host"))?
             .to_ascii_lowercase();
         let keys = settings.cookie_secret.derive();
-        let mut cookie = SessionCookie::new(&settings.cookie_name)?
-            .with_same_site(settings.cookie_same_site);
+        let mut cookie =
+            SessionCookie::new(&settings.cookie_name)?.with_same_site(settings.cookie_same_site);
         if let Some(domain) = &settings.cookie_domain {
             cookie = cookie.with_domain(domain)?;
         }
         // The flow cookie must survive the provider's top-level redirect back: Lax.
-        let flow_cookie =
-            SessionCookie::new(&format!("{}_flow", settings.cookie_name))?.with_same_site(SameSite::Lax);
+        let flow_cookie = SessionCookie::new(&format!("{}_flow", settings.cookie_name))?
+            .with_same_site(SameSite::Lax);
         let store = Store::connect(settings.session_store.as_deref()).await?;
         Ok(Auth {
             authenticate_url: settings.authenticate_url.trim_end_matches('/').to_string(),
@@ -100,7 +102,7 @@ impl Auth {
             provider: Provider::new(settings.provider)?,
             sealer: Sealer::new(&keys.session),
             handoff: HandoffCodec::new(&keys.handoff),
-            replay: ReplayGuard::default(),
+            replay: ReplayGuard::new(REPLAY_CAPACITY),
             csrf: super::csrf::Csrf::new(&keys.csrf),
             cookie,
             flow_cookie,
@@ -250,7 +252,12 @@ impl Auth {
     }
 
     /// `Set-Cookie` values storing `value` until the session ends.
-    pub(super) fn session_cookie(&self, value: &str, session: &Session, now: i64) -> Vec<HeaderValue> {
+    pub(super) fn session_cookie(
+        &self,
+        value: &str,
+        session: &Session,
+        now: i64,
+    ) -> Vec<HeaderValue> {
         let max_age = Duration::from_secs((session.expires - now).max(0) as u64);
         match self.cookie.set(value, Some(max_age)) {
             Ok(v) => v,
@@ -287,9 +294,18 @@ impl Auth {
         if pass_identity_headers {
             let groups = id.groups.join(",");
             for (names, value) in [
-                (["x-portcullis-claim-email", "x-forwarded-email"], id.email.as_str()),
-                (["x-portcullis-claim-user", "x-forwarded-user"], id.user.as_str()),
-                (["x-portcullis-claim-groups", "x-forwarded-groups"], groups.as_str()),
+                (
+                    ["x-portcullis-claim-email", "x-forwarded-email"],
+                    id.email.as_str(),
+                ),
+                (
+                    ["x-portcullis-claim-user", "x-forwarded-user"],
+                    id.user.as_str(),
+                ),
+                (
+                    ["x-portcullis-claim-groups", "x-forwarded-groups"],
+                    groups.as_str(),
+                ),
             ] {
                 if let Ok(v) = HeaderValue::from_str(value) {
                     for name in names {
@@ -310,7 +326,11 @@ impl Auth {
                 Value::Null => continue,
                 Value::Array(list) => list
                     .iter()
-                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    })
                     .collect::<Vec<_>>()
                     .join(","),
                 other => other.to_string(),
@@ -333,11 +353,18 @@ pub const ASSERTION_HEADER: HeaderName = HeaderName::from_static("x-portcullis-j
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && token.matches('.').count() == 2).then_some(token.trim())
+    (scheme.eq_ignore_ascii_case("bearer") && token.matches('.').count() == 2)
+        .then_some(token.trim())
 }
 
 fn identity_from_claims(claims: &serde_json::Map<String, Value>) -> Identity {
-    let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let text = |k: &str| {
+        claims
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     // Okta access tokens name the user in `uid` and the login in `sub`.
     let user = match text("uid") {
         u if u.is_empty() => text("sub"),

@@ -1,3 +1,37 @@
-//! Sign-in: the OpenID Connect provider, sessions, and the identity passed upstream.
+//! Sign-in and sessions (DESIGN.md section 6).
+//!
+//! Building blocks, each pure and small:
+//! - [`keys`]: `cookie_secret` and the HKDF subkeys derived from it;
+//! - [`seal`]: AEAD sealing of values that travel through the browser;
+//! - [`cookies`]: `Set-Cookie` values, chunking, reading back, stripping before upstream;
+//! - [`jwt`]: the ES256 `X-Portcullis-Jwt-Assertion` and its JWKS;
+//! - [`handoff`]: the single-use sign-in handoff token and its replay guard;
+//! - [`redirect`]: return-URL validation (no open redirects);
+//! - [`csrf`]: the sign-out CSRF token and OIDC `state` values.
+//!
+//! And the machinery built on them:
+//! - [`provider`]: the OpenID Connect provider (discovery, code flow, refresh, tokens);
+//! - [`session`]: sessions and their store (cookie or Redis);
+//! - [`gate`]: who a request comes from, and the identity sent upstream;
+//! - [`endpoints`] and [`pages`]: sign-in, callback, handoff, user page, sign-out.
 
+pub mod cookies;
+pub mod csrf;
+pub mod endpoints;
+pub mod gate;
+pub mod handoff;
+pub mod jwt;
+pub mod keys;
+pub mod pages;
 pub mod provider;
+pub mod redirect;
+pub mod seal;
+pub mod session;
+
+pub use cookies::{CookieError, SameSite, SessionCookie, get_cookie, read_chunked, strip_cookies};
+pub use csrf::{Csrf, random_state};
+pub use handoff::{HANDOFF_TTL, Handoff, HandoffCodec, HandoffError, ReplayGuard};
+pub use jwt::{ASSERTION_LIFETIME, Assertion, SigningKey, SigningKeyError};
+pub use keys::{CookieSecret, KeyError, Keys, SubKey};
+pub use redirect::{is_safe_path, validate_return_url};
+pub use seal::{OpenError, Purpose, Sealer};

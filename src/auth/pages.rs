@@ -7,7 +7,12 @@ use crate::proxy::Body;
 use crate::proxy::pages::{escape, html_page};
 
 /// A page with a title and one sentence.
-pub fn message(status: StatusCode, title: &str, detail: &str, request_id: &HeaderValue) -> Response<Body> {
+pub fn message(
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    request_id: &HeaderValue,
+) -> Response<Body> {
     let body = format!(
         "<p>{}</p><dl><dt>Request ID</dt><dd><code>{}</code></dd></dl>",
         escape(detail),
@@ -47,7 +52,10 @@ pub fn user(session: &Session, csrf: &str, request_id: &HeaderValue) -> Response
 
 /// The confirmation page for `GET /.portcullis/sign_out`.
 pub fn sign_out(csrf: &str, request_id: &HeaderValue) -> Response<Body> {
-    let body = format!("<p>Sign out of every application behind Portcullis?</p>{}", sign_out_form(csrf));
+    let body = format!(
+        "<p>Sign out of every application behind Portcullis?</p>{}",
+        sign_out_form(csrf)
+    );
     html_page(StatusCode::OK, "Sign out", &body, request_id)
 }
 

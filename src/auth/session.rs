@@ -72,7 +72,13 @@ impl Session {
     /// Takes new tokens (after a refresh) without changing the session's ID or end.
     pub fn update(&mut self, tokens: Tokens) {
         let claims = tokens.claims;
-        let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let text = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         self.sub = text("sub");
         self.email = text("email");
         self.name = match text("name") {
@@ -284,9 +290,16 @@ mod tests {
 
     #[test]
     fn sessions_take_identity_from_claims() {
-        let s = Session::new(tokens(serde_json::json!(["admin", "ops"]), Some("r"), 1000), 0, Duration::from_secs(3600));
+        let s = Session::new(
+            tokens(serde_json::json!(["admin", "ops"]), Some("r"), 1000),
+            0,
+            Duration::from_secs(3600),
+        );
         assert_eq!(s.id.len(), 32);
-        assert_eq!((s.sub.as_str(), s.email.as_str(), s.name.as_str()), ("00u1", "ada@example.com", "ada"));
+        assert_eq!(
+            (s.sub.as_str(), s.email.as_str(), s.name.as_str()),
+            ("00u1", "ada@example.com", "ada")
+        );
         assert_eq!(s.groups, ["admin", "ops"]);
         assert!(!s.claims.contains_key("nonce"));
         assert_eq!(s.identity().claims["custom"]["team"], "ops");
@@ -296,7 +309,11 @@ mod tests {
 
     #[test]
     fn refresh_and_liveness() {
-        let mut s = Session::new(tokens(Value::Null, Some("r1"), 1000), 0, Duration::from_secs(5000));
+        let mut s = Session::new(
+            tokens(Value::Null, Some("r1"), 1000),
+            0,
+            Duration::from_secs(5000),
+        );
         assert!(!s.needs_refresh(900));
         assert!(s.needs_refresh(1000 - REFRESH_BEFORE));
         assert!(s.is_live(4999) && !s.is_live(5000));
@@ -307,7 +324,11 @@ mod tests {
         assert_eq!((s.id.as_str(), s.token_expires), (id.as_str(), 2000));
         assert_eq!(s.refresh_token.as_deref(), Some("r1"));
         // Without a refresh token the session ends with the tokens.
-        let s = Session::new(tokens(Value::Null, None, 1000), 0, Duration::from_secs(5000));
+        let s = Session::new(
+            tokens(Value::Null, None, 1000),
+            0,
+            Duration::from_secs(5000),
+        );
         assert!(s.is_live(999) && !s.is_live(1000));
     }
 }

@@ -24,6 +24,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Port named in HTTP→HTTPS redirects; defaults to the HTTPS listener's port.
     pub redirect_https_port: Option<u16>,
+    /// Sign-in, when an identity provider is configured.
+    pub auth: Option<Arc<crate::auth::gate::Auth>>,
 }
 
 /// A started data plane.
@@ -70,7 +72,12 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     };
     let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
 
-    let proxy = Arc::new(Proxy::new(table.clone(), certs, metrics.clone()));
+    let proxy = Arc::new(Proxy::new(
+        table.clone(),
+        certs,
+        metrics.clone(),
+        settings.auth.clone(),
+    ));
     let running_table = table.clone();
     let applied = table.apply(model);
     report_applied(&table, &metrics, applied);

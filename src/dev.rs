@@ -49,6 +49,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             ..Limits::default()
         },
         redirect_https_port: None,
+        auth: None,
     };
     let running = app::start(settings, &model).await?;
     let port = running.https_addr.port();

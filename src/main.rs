@@ -136,6 +136,7 @@ fn run(config: Option<PathBuf>, kubernetes: bool) -> anyhow::Result<()> {
         certificates,
         limits: Limits::default(),
         redirect_https_port: None,
+        auth: None,
     };
     let model = config.model();
     tracing::info!(config = %path.display(), routes = model.routes.len(), "starting");

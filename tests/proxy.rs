@@ -125,6 +125,7 @@ async fn fixture() -> Fixture {
             ..Limits::default()
         },
         redirect_https_port: None,
+        auth: None,
     };
     let running = app::start(settings, &base_model(a, b, ws)).await.unwrap();
     Fixture {

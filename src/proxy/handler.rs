@@ -15,6 +15,8 @@ use tracing::Instrument;
 use super::headers::{self, X_REQUEST_ID};
 use super::pages::{ErrorPage, wants_json};
 use super::{Body, Proxy};
+use crate::auth::endpoints::Ctx as EndpointCtx;
+use crate::auth::gate::Identified;
 use crate::policy::{self, Outcome};
 use crate::routes::{Endpoint, Route, UpstreamHost, UpstreamScheme};
 
@@ -35,125 +37,33 @@ enum UpstreamError {
 }
 
 impl Proxy {
-    /// Serves one request from the current routing table.
+    /// Serves one request from the current routing table, then logs and counts it.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let started = Instant::now();
-        // Early filter.
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
-        let path_for_log = req.uri().path().to_owned();
-        let snapshot = self.table.load_full();
-        let Some((host, port)) = request_host(&req, conn.default_port) else {
-            let resp = self.error(
-                &req,
-                &request_id,
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                "The request names no host.",
-                None,
-            );
-            self.record(
-                None,
-                &method,
-                "",
-                &path_for_log,
-                resp.status(),
-                started,
-                &request_id,
-            );
-            return resp;
-        };
-        let host = host.to_owned();
-        // Route lookup.
-        let Some(found) = snapshot.table.lookup(&host, port, req.uri().path()) else {
-            let resp = self.error(
-                &req,
-                &request_id,
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "No route matches this host and path.",
-                None,
-            );
-            self.record(
-                None,
-                &method,
-                &host,
-                &path_for_log,
-                resp.status(),
-                started,
-                &request_id,
-            );
-            return resp;
-        };
-        let route = found.route.clone();
-        let rewritten = found.rewritten_path(req.uri().path());
-
-        // Authorization (sign-in arrives with the auth module; until then no session exists).
-        let preflight = is_cors_preflight(&req);
-        let decision = route.policy.evaluate(&policy::Input {
-            identity: None,
-            request: policy::Request {
-                method: req.method().as_str(),
-                path: req.uri().path(),
-                host: &host,
-                source_ip: Some(conn.peer.ip()),
-                cors_preflight: preflight,
-            },
-            now: jiff::Timestamp::now(),
-        });
-        let denied = match decision.outcome {
-            Outcome::Allow => None,
-            Outcome::Deny => Some(match route.policy.invalid_reason() {
-                Some(_) => "This route's policy could not be loaded, so it denies everyone.",
-                None => "The route's policy does not allow this request.",
-            }),
-            Outcome::SignIn => {
-                Some("This route needs a signed-in user, and sign-in is not configured.")
+        let path = req.uri().path().to_owned();
+        let host = request_host(&req, conn.default_port).map(|(h, p)| (h.to_ascii_lowercase(), p));
+        let (resp, route) = match &host {
+            Some((host, port)) => self.route(req, host, *port, conn, &request_id).await,
+            None => {
+                let resp = self.error(
+                    &req,
+                    &request_id,
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "The request names no host.",
+                    None,
+                );
+                (resp, None)
             }
         };
-        if let Some(detail) = denied {
-            let resp = self.error(
-                &req,
-                &request_id,
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                detail,
-                Some(&route.id),
-            );
-            tracing::info!(route = %route.id, request_id = request_id.to_str().unwrap_or(""), outcome = %decision.outcome,
-                "request denied");
-            self.record(
-                Some(&route),
-                &method,
-                &host,
-                &path_for_log,
-                resp.status(),
-                started,
-                &request_id,
-            );
-            return resp;
-        }
-
-        // Upstream request and response filter.
-        let resp = match self
-            .forward(req, &route, rewritten, &host, conn, &request_id)
-            .await
-        {
-            Ok(mut resp) => {
-                let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-                headers::strip_hop_by_hop(resp.headers_mut(), switching);
-                for (name, value) in &route.options.set_response_headers {
-                    resp.headers_mut().insert(name.clone(), value.clone());
-                }
-                resp
-            }
-            Err(e) => self.upstream_error(&route, &request_id, e),
-        };
+        let host = host.as_ref().map_or("", |(h, _)| h.as_str());
         self.record(
-            Some(&route),
+            route.as_ref(),
             &method,
-            &host,
-            &path_for_log,
+            host,
+            &path,
             resp.status(),
             started,
             &request_id,
@@ -161,8 +71,134 @@ impl Proxy {
         resp
     }
 
+    /// The phases after the early filter: Portcullis's own endpoints, route lookup,
+    /// identification, authorization, then the upstream.
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        host: &str,
+        port: u16,
+        conn: ConnInfo,
+        request_id: &HeaderValue,
+    ) -> (Response<Body>, Option<Arc<Route>>) {
+        let snapshot = self.table.load_full();
+        let now = jiff::Timestamp::now();
+        let authority = client_authority(&req).unwrap_or_else(|| host.to_owned());
+        if let Some(auth) = &self.auth
+            && auth.is_endpoint(host, req.uri().path())
+        {
+            let ctx = EndpointCtx {
+                host,
+                authority: &authority,
+                table: &snapshot.table,
+                request_id,
+                now: now.as_second(),
+            };
+            return (auth.endpoint(req, &ctx).await, None);
+        }
+        let Some(found) = snapshot.table.lookup(host, port, req.uri().path()) else {
+            let resp = self.error(
+                &req,
+                request_id,
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "No route matches this host and path.",
+                None,
+            );
+            return (resp, None);
+        };
+        let route = found.route.clone();
+        let rewritten = found.rewritten_path(req.uri().path());
+
+        // Identification: a session cookie or bearer token, refreshed when due.
+        let identified = match &self.auth {
+            Some(auth) => auth.identify(req.headers(), now.as_second()).await,
+            None => Identified::default(),
+        };
+        if identified.store_error.is_some() {
+            let resp = self.error(
+                &req,
+                request_id,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+                "Sessions cannot be read right now. Try again shortly.",
+                Some(&route.id),
+            );
+            return (resp, Some(route));
+        }
+        // Authorization.
+        let decision = route.policy.evaluate(&policy::Input {
+            identity: identified.identity.as_ref(),
+            request: policy::Request {
+                method: req.method().as_str(),
+                path: req.uri().path(),
+                host,
+                source_ip: Some(conn.peer.ip()),
+                cors_preflight: is_cors_preflight(&req),
+            },
+            now,
+        });
+        let mut resp = match (decision.outcome, &self.auth) {
+            (Outcome::Allow, _) => {
+                match self
+                    .forward(
+                        req,
+                        &route,
+                        rewritten,
+                        host,
+                        conn,
+                        request_id,
+                        &identified,
+                        now,
+                    )
+                    .await
+                {
+                    Ok(mut resp) => {
+                        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                        headers::strip_hop_by_hop(resp.headers_mut(), switching);
+                        for (name, value) in &route.options.set_response_headers {
+                            resp.headers_mut().insert(name.clone(), value.clone());
+                        }
+                        resp
+                    }
+                    Err(e) => self.upstream_error(&route, request_id, e),
+                }
+            }
+            (Outcome::SignIn, Some(auth)) => {
+                let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                auth.sign_in_response(req.headers(), &authority, target, request_id)
+            }
+            (outcome, _) => {
+                let detail = match (outcome, route.policy.invalid_reason()) {
+                    (_, Some(_)) => {
+                        "This route's policy could not be loaded, so it denies everyone."
+                    }
+                    (Outcome::SignIn, None) => {
+                        "This route needs a signed-in user, and sign-in is not configured."
+                    }
+                    _ => "The route's policy does not allow this request.",
+                };
+                tracing::info!(route = %route.id, request_id = request_id.to_str().unwrap_or(""),
+                    outcome = %decision.outcome, reasons = %decision.reasons,
+                    user = identified.identity.as_ref().map_or("", |i| i.user.as_str()),
+                    "request denied");
+                self.error(
+                    &req,
+                    request_id,
+                    StatusCode::FORBIDDEN,
+                    "Forbidden",
+                    detail,
+                    Some(&route.id),
+                )
+            }
+        };
+        crate::auth::endpoints::append_cookies(resp.headers_mut(), identified.set_cookies);
+        (resp, Some(route))
+    }
+
     /// Sends the request to one of the route's endpoints. A request without a body is
     /// retried once on another endpoint when the first could not be connected to.
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         req: Request<Incoming>,
@@ -171,11 +207,22 @@ impl Proxy {
         host: &str,
         conn: ConnInfo,
         request_id: &HeaderValue,
+        identified: &Identified,
+        now: jiff::Timestamp,
     ) -> Result<Response<Body>, UpstreamError> {
         let (mut parts, body) = req.into_parts();
         let upgrade = headers::is_upgrade_request(&parts.headers) && route.options.allow_websockets;
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         headers::strip_identity_headers(&mut parts.headers);
+        if let Some(auth) = &self.auth {
+            auth.decorate_upstream(
+                &mut parts.headers,
+                identified.identity.as_ref(),
+                host,
+                route.options.pass_identity_headers,
+                now,
+            );
+        }
         let client_host = original_host(&parts).unwrap_or_else(|| HeaderValue::from_static(""));
         headers::set_forwarded(&mut parts.headers, conn.peer.ip(), host);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
@@ -437,6 +484,14 @@ pub(crate) fn split_host_port(authority: &str, default_port: u16) -> Option<(&st
         None => Some((authority, default_port)),
     }
     .filter(|(h, _)| !h.is_empty())
+}
+
+/// `host[:port]` exactly as the client addressed us.
+fn client_authority<B>(req: &Request<B>) -> Option<String> {
+    match req.uri().authority() {
+        Some(a) => Some(a.as_str().to_owned()),
+        None => Some(req.headers().get(header::HOST)?.to_str().ok()?.to_owned()),
+    }
 }
 
 fn original_host(parts: &http::request::Parts) -> Option<HeaderValue> {

@@ -43,6 +43,9 @@ pub fn boxed_incoming(body: Incoming) -> Body {
 /// Shared state of the data plane. Every field is safe to read from any connection.
 pub struct Proxy {
     pub table: LiveTable,
+    /// Sign-in; `None` when no identity provider is configured (routes that need a
+    /// user then deny).
+    pub auth: Option<Arc<crate::auth::gate::Auth>>,
     pub certs: Arc<ArcSwap<CertStore>>,
     pub metrics: Arc<Metrics>,
     upstreams: Upstreams,
@@ -50,9 +53,15 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(table: LiveTable, certs: Arc<ArcSwap<CertStore>>, metrics: Arc<Metrics>) -> Proxy {
+    pub fn new(
+        table: LiveTable,
+        certs: Arc<ArcSwap<CertStore>>,
+        metrics: Arc<Metrics>,
+        auth: Option<Arc<crate::auth::gate::Auth>>,
+    ) -> Proxy {
         Proxy {
             table,
+            auth,
             certs,
             metrics,
             upstreams: Upstreams::new(),

@@ -521,7 +521,8 @@ fn header_name(name: &str) -> Result<HeaderName, String> {
         .map_err(|_| format!("`{name}` is not a valid HTTP header name"))
 }
 
-/// A YAML/JSON mapping of header names to values, in the order written.
+/// A YAML/JSON mapping of header names to values, in name order. A name given twice
+/// (header names ignore case) is refused rather than one silently winning.
 fn header_map(v: &str) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     if v.trim().is_empty() {
         return Ok(Vec::new());
@@ -529,15 +530,19 @@ fn header_map(v: &str) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     let serde_json::Value::Object(map) = yaml(v)? else {
         return Err("expected a mapping of header names to values, such as {X-Team: ops}".into());
     };
-    map.iter()
-        .map(|(k, val)| {
-            let text = scalar_text(val)
-                .ok_or_else(|| format!("the value of `{k}` must be a string, found {val}"))?;
-            let value = HeaderValue::from_str(&text)
-                .map_err(|_| format!("{text:?} is not a valid HTTP header value"))?;
-            Ok((header_name(k)?, value))
-        })
-        .collect()
+    let mut out: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(map.len());
+    for (k, val) in &map {
+        let text = scalar_text(val)
+            .ok_or_else(|| format!("the value of `{k}` must be a string, found {val}"))?;
+        let value = HeaderValue::from_str(&text)
+            .map_err(|_| format!("{text:?} is not a valid HTTP header value"))?;
+        let name = header_name(k)?;
+        if out.iter().any(|(n, _)| *n == name) {
+            return Err(format!("header `{name}` is given twice"));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 fn header_names(v: &str) -> Result<Vec<HeaderName>, String> {

@@ -96,6 +96,9 @@ struct IngressOut<'a> {
     attached: BTreeSet<&'a ObjectKey>,
 }
 
+/// A Service backend as written: name, port number, port name.
+type BackendRef<'a> = (&'a str, Option<i32>, Option<&'a str>);
+
 /// A route before its backend and policy are known.
 struct Draft<'a> {
     id: String,
@@ -402,8 +405,7 @@ impl<'a> Translator<'a> {
             scheme: ann.backend_protocol,
             service_upstream: ann.service_upstream,
         };
-        let mut resolved: HashMap<(&str, Option<i32>, Option<&str>), Vec<EndpointSpec>> =
-            HashMap::new();
+        let mut resolved: HashMap<BackendRef<'_>, Vec<EndpointSpec>> = HashMap::new();
         let mut route = |d: Draft<'a>, notes: &mut Vec<Note>| -> RouteSpec {
             let (endpoints, options) = match (accepted, &d.backend.service) {
                 (true, Some(svc)) => {

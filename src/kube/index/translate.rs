@@ -298,7 +298,9 @@ impl<'a> Translator<'a> {
             match (secret, ca) {
                 (None, _) => reject(
                     reasons::CA_SECRET_NOT_FOUND,
-                    format!("Secret {ns}/{name} (annotation tls-custom-ca-secret) not found"),
+                    format!(
+                        "Secret {ns}/{name} (annotation tls-custom-ca-secret) not found, or it holds no `{CA_KEY}`"
+                    ),
                 ),
                 (Some(_), Some(ca)) if !ca.0.is_empty() => {
                     options.tls.ca_pem = Some(Arc::from(ca.0.as_slice()));

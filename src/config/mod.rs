@@ -9,7 +9,7 @@
 
 mod check;
 mod error;
-mod fields;
+pub(crate) mod fields;
 mod route;
 mod secret;
 mod settings;

@@ -4,4 +4,6 @@
 //! reflectors, the status writer and the leader election live here too (DESIGN.md
 //! sections 1 and 4); they turn cluster objects into the plain [`crate::routes::Model`].
 
+pub mod annotations;
 pub mod crd;
+pub mod index;

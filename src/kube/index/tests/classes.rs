@@ -1,0 +1,99 @@
+//! Which Ingresses are ours: by class name, legacy annotation, or default class.
+
+use serde_json::json;
+
+use super::*;
+use crate::kube::index::CONTROLLER_NAME;
+
+fn with_class(name: &str, class_name: Option<&str>, legacy: Option<&str>) -> Ingress {
+    let mut ing = json!({
+        "metadata": {"name": name, "namespace": "apps"},
+        "spec": {"rules": [{"host": format!("{name}.example.com"), "http": {"paths": [
+            {"path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+    });
+    if let Some(c) = class_name {
+        ing["spec"]["ingressClassName"] = json!(c);
+    }
+    if let Some(l) = legacy {
+        ing["metadata"]["annotations"] = json!({"kubernetes.io/ingress.class": l});
+    }
+    from(ing)
+}
+
+#[test]
+fn class_selection() {
+    // (ingressClassName, legacy annotation, our class is default, ours?)
+    let cases: &[(Option<&str>, Option<&str>, bool, bool)] = &[
+        (Some("portcullis"), None, false, true),
+        (Some("nginx"), None, false, false),
+        (Some("nginx"), None, true, false),
+        (Some("missing"), None, true, false),
+        // The class name wins over the legacy annotation.
+        (Some("nginx"), Some("portcullis"), false, false),
+        (Some("portcullis"), Some("nginx"), false, true),
+        (None, Some("portcullis"), false, true),
+        (None, Some("nginx"), false, false),
+        (None, Some("nginx"), true, false),
+        (None, None, false, false),
+        (None, None, true, true),
+    ];
+    for (i, &(class_name, legacy, default, ours)) in cases.iter().enumerate() {
+        let mut ix = index();
+        ix.apply_ingress_class(class("portcullis", CONTROLLER_NAME, default))
+            .unwrap();
+        ix.apply_ingress_class(class("nginx", "k8s.io/ingress-nginx", false))
+            .unwrap();
+        ix.apply_ingress(with_class("a", class_name, legacy))
+            .unwrap();
+        let t = ix.translate();
+        assert_eq!(t.ingresses.len(), usize::from(ours), "case {i}");
+        assert_eq!(t.model.routes.len(), usize::from(ours), "case {i}");
+    }
+}
+
+#[test]
+fn another_class_named_for_our_controller_counts() {
+    let mut ix = index();
+    ix.apply_ingress_class(class("internal", CONTROLLER_NAME, false))
+        .unwrap();
+    ix.apply_ingress(with_class("a", Some("internal"), None))
+        .unwrap();
+    assert_eq!(ix.translate().ingresses.len(), 1);
+}
+
+#[test]
+fn default_class_of_another_controller_does_not_claim() {
+    let mut ix = index();
+    ix.apply_ingress_class(class("nginx", "k8s.io/ingress-nginx", true))
+        .unwrap();
+    ix.apply_ingress(with_class("a", None, None)).unwrap();
+    assert!(ix.translate().ingresses.is_empty());
+}
+
+#[test]
+fn other_classes_are_untouched_even_when_broken() {
+    // An unknown annotation would reject one of ours; another class' Ingress gets no
+    // routes, no report (so no status or events), whatever it says.
+    let mut ix = index();
+    let mut ing = with_class("theirs", Some("nginx"), None);
+    ing.metadata.annotations = Some([("portcullis.dev/bogus".to_string(), "x".to_string())].into());
+    ix.apply_ingress(ing).unwrap();
+    let t = ix.translate();
+    assert!(t.ingresses.is_empty());
+    assert!(t.model.routes.is_empty());
+    assert!(t.model.default_backend.is_none());
+}
+
+#[test]
+fn class_arriving_later_claims_the_ingress() {
+    let mut ix = Index::new(Settings::default());
+    ix.apply_ingress(with_class("a", Some("portcullis"), None))
+        .unwrap();
+    assert!(ix.translate().ingresses.is_empty());
+    ix.apply_ingress_class(class("portcullis", CONTROLLER_NAME, false))
+        .unwrap();
+    assert_eq!(ix.translate().ingresses.len(), 1);
+    ix.delete_ingress_class("portcullis");
+    assert!(ix.translate().ingresses.is_empty());
+}

@@ -1,0 +1,654 @@
+//! The translation: indexed objects → routing model, certificates and reports.
+//!
+//! Order: Ingresses are translated oldest first (creationTimestamp, then
+//! namespace/name), which is the model order, so on an identical host and path the
+//! established Ingress keeps the traffic and the newcomer is told (`RouteConflict`), and
+//! the oldest `defaultBackend` wins. Reports are sorted by namespace/name.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, IngressSpec};
+
+use super::backend::{Services, Upstream};
+use super::report::{
+    ConditionState, IdentityPolicyReport, IngressReport, Note, NoteType, Translation, reasons,
+};
+use super::selector::Selector;
+use super::store::{CA_KEY, IngressEntry, TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE};
+use super::{DEFAULT_CLASS_ANNOTATION, Index, LEGACY_CLASS_ANNOTATION, ObjectKey};
+use crate::kube::annotations::{AnnotationErrorKind, IngressAnnotations};
+use crate::kube::crd::{
+    REASON_INVALID_KIND, REASON_INVALID_RULES, REASON_REFS_RESOLVED, REASON_TARGET_NOT_FOUND,
+    REASON_VALID,
+};
+use crate::policy::Policy;
+use crate::proxy::tls::PemPair;
+use crate::routes::{
+    BackendSpec, EndpointSpec, HostMatch, Model, PathMatch, RouteOptions, RouteSpec,
+};
+
+// === impl Index ===
+
+impl Index {
+    /// Translates everything indexed into one snapshot. Pure and deterministic.
+    pub fn translate(&self) -> Translation {
+        Translator::new(self).run()
+    }
+
+    /// Whether an Ingress belongs to this controller (DESIGN.md section 4): its
+    /// `ingressClassName` names one of our IngressClasses; or, with no class name, the
+    /// legacy annotation names our class; or, with neither, one of our classes is the
+    /// cluster default.
+    pub fn is_ours(&self, ingress: &Ingress) -> bool {
+        let class_name = ingress
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref());
+        if let Some(class) = class_name {
+            return self
+                .classes
+                .get(&ObjectKey::new("", class))
+                .is_some_and(|c| self.is_our_class(c));
+        }
+        let legacy = ingress
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION));
+        if let Some(legacy) = legacy {
+            return *legacy == self.settings.class_name;
+        }
+        self.classes.items.values().any(|c| {
+            self.is_our_class(c)
+                && c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                    .is_some_and(|v| v == "true")
+        })
+    }
+
+    fn is_our_class(&self, class: &k8s_openapi::api::networking::v1::IngressClass) -> bool {
+        class.spec.as_ref().and_then(|s| s.controller.as_deref())
+            == Some(self.settings.controller_name.as_str())
+    }
+}
+
+// === impl Translator ===
+
+/// Lookups built once per translation.
+struct Translator<'a> {
+    index: &'a Index,
+    services: Services<'a>,
+    /// `(namespace, ingress name)` → policies naming it in `targetRefs`.
+    by_target: HashMap<(&'a str, &'a str), Vec<&'a ObjectKey>>,
+    /// namespace → policies with a usable `ingressSelector`.
+    by_selector: HashMap<&'a str, Vec<(&'a ObjectKey, &'a Selector)>>,
+}
+
+/// One Ingress, translated.
+struct IngressOut<'a> {
+    report: IngressReport,
+    routes: Vec<RouteSpec>,
+    default_backend: Option<RouteSpec>,
+    certificates: Vec<(ObjectKey, PemPair)>,
+    attached: BTreeSet<&'a ObjectKey>,
+}
+
+/// A Service backend as written: name, port number, port name.
+type BackendRef<'a> = (&'a str, Option<i32>, Option<&'a str>);
+
+/// A route before its backend and policy are known.
+struct Draft<'a> {
+    id: String,
+    host: HostMatch,
+    path: PathMatch,
+    backend: &'a IngressBackend,
+}
+
+impl<'a> Translator<'a> {
+    fn new(index: &'a Index) -> Self {
+        let mut by_target: HashMap<(&str, &str), Vec<&ObjectKey>> = HashMap::new();
+        let mut by_selector: HashMap<&str, Vec<(&ObjectKey, &Selector)>> = HashMap::new();
+        for (key, entry) in &index.policies.items {
+            for t in &entry.policy.spec.target_refs {
+                if t.is_ingress() {
+                    let list = by_target
+                        .entry((key.namespace.as_str(), t.name.as_str()))
+                        .or_default();
+                    if !list.contains(&key) {
+                        list.push(key);
+                    }
+                }
+            }
+            if let Ok(Some(selector)) = &entry.selector {
+                by_selector
+                    .entry(key.namespace.as_str())
+                    .or_default()
+                    .push((key, selector));
+            }
+        }
+        Translator {
+            index,
+            services: Services::new(
+                &index.services,
+                &index.slices,
+                &index.settings.cluster_domain,
+            ),
+            by_target,
+            by_selector,
+        }
+    }
+
+    fn run(self) -> Translation {
+        let mut ours: Vec<(&ObjectKey, &IngressEntry)> = self
+            .index
+            .ingresses
+            .items
+            .iter()
+            .filter(|(_, e)| self.index.is_ours(&e.ingress))
+            .collect();
+        ours.sort_by(|(ka, a), (kb, b)| {
+            let age = |e: &IngressEntry| {
+                let t = e.ingress.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                (t.is_none(), t)
+            };
+            age(a).cmp(&age(b)).then_with(|| ka.cmp(kb))
+        });
+
+        let mut outs: Vec<IngressOut<'_>> = ours.iter().map(|(k, e)| self.ingress(k, e)).collect();
+
+        let mut model = Model::default();
+        let mut claimed: HashMap<(HostMatch, PathMatch), String> = HashMap::new();
+        let mut default_owner: Option<ObjectKey> = None;
+        for out in &mut outs {
+            for route in std::mem::take(&mut out.routes) {
+                match claimed.get(&(route.host.clone(), route.path.clone())) {
+                    Some(first) => push_note(
+                        &mut out.report.notes,
+                        NoteType::Warning,
+                        reasons::ROUTE_CONFLICT,
+                        format!(
+                            "route {} is shadowed by {first}, an older route with the same host and path",
+                            route.id
+                        ),
+                    ),
+                    None => {
+                        claimed.insert((route.host.clone(), route.path.clone()), route.id.clone());
+                    }
+                }
+                out.report.routes.push(route.id.clone());
+                model.routes.push(route);
+            }
+            if let Some(route) = out.default_backend.take() {
+                match &default_owner {
+                    Some(owner) => push_note(
+                        &mut out.report.notes,
+                        NoteType::Warning,
+                        reasons::DEFAULT_BACKEND_CONFLICT,
+                        format!(
+                            "spec.defaultBackend is ignored: Ingress {owner} is older and provides the default backend"
+                        ),
+                    ),
+                    None => {
+                        default_owner = Some(out.report.key.clone());
+                        out.report.serves_default_backend = true;
+                        out.report.routes.push(route.id.clone());
+                        model.default_backend = Some(route);
+                    }
+                }
+            }
+        }
+
+        let mut certificates = BTreeMap::new();
+        let mut attached_count: HashMap<&ObjectKey, i32> = HashMap::new();
+        for out in &mut outs {
+            certificates.extend(out.certificates.drain(..));
+            for key in &out.attached {
+                *attached_count.entry(key).or_default() += 1;
+            }
+        }
+        let policies = self.policy_reports(&ours, &attached_count);
+
+        let mut ingresses: Vec<IngressReport> = outs.into_iter().map(|o| o.report).collect();
+        ingresses.sort_by(|a, b| a.key.cmp(&b.key));
+        Translation {
+            model,
+            certificates: certificates.into_values().collect(),
+            ingresses,
+            policies,
+        }
+    }
+
+    fn ingress(&self, key: &ObjectKey, entry: &'a IngressEntry) -> IngressOut<'a> {
+        let ingress = &entry.ingress;
+        let ann = &entry.annotations.values;
+        let ns = key.namespace.as_str();
+        static NO_SPEC: IngressSpec = IngressSpec {
+            default_backend: None,
+            ingress_class_name: None,
+            rules: None,
+            tls: None,
+        };
+        let spec = ingress.spec.as_ref().unwrap_or(&NO_SPEC);
+
+        // Problems that reject the Ingress, and warnings that do not.
+        let mut rejections: Vec<Note> = Vec::new();
+        let mut notes: Vec<Note> = Vec::new();
+        let mut reject = |reason: &'static str, message: String| {
+            push_note(&mut rejections, NoteType::Warning, reason, message)
+        };
+        for e in &entry.annotations.errors {
+            let reason = match e.kind {
+                AnnotationErrorKind::Unknown => reasons::UNKNOWN_ANNOTATION,
+                AnnotationErrorKind::Invalid => reasons::INVALID_ANNOTATION,
+            };
+            reject(reason, e.to_string());
+        }
+
+        // IdentityPolicies: by targetRefs, by ingressSelector, by annotation.
+        let mut attached: BTreeSet<&ObjectKey> = BTreeSet::new();
+        if let Some(keys) = self.by_target.get(&(ns, key.name.as_str())) {
+            attached.extend(keys.iter().copied());
+        }
+        let labels = ingress.metadata.labels.as_ref();
+        for (pkey, selector) in self.by_selector.get(ns).into_iter().flatten() {
+            if selector.matches(labels) {
+                attached.insert(pkey);
+            }
+        }
+        for name in &ann.identity_policies {
+            match self
+                .index
+                .policies
+                .items
+                .get_key_value(&ObjectKey::new(ns, name))
+            {
+                Some((pkey, _)) => {
+                    attached.insert(pkey);
+                }
+                None => reject(
+                    reasons::IDENTITY_POLICY_NOT_FOUND,
+                    format!("IdentityPolicy {ns}/{name} (annotation identity-policy) not found"),
+                ),
+            }
+        }
+        let mut parts: Vec<Policy> = Vec::new();
+        for pkey in &attached {
+            let p = &self.index.policies.items[*pkey];
+            match (&p.rules, &p.selector) {
+                (Err(e), _) => reject(
+                    reasons::IDENTITY_POLICY_INVALID,
+                    format!("IdentityPolicy {pkey} has invalid rules: {e}"),
+                ),
+                (_, Err(e)) => reject(
+                    reasons::IDENTITY_POLICY_INVALID,
+                    format!("IdentityPolicy {pkey} has an invalid ingressSelector: {e}"),
+                ),
+                (Ok(rules), Ok(_)) => parts.push(rules.clone()),
+            }
+        }
+
+        // Upstream CA bundle.
+        let mut options = ann.options.clone();
+        if let Some(name) = &ann.tls_custom_ca_secret {
+            let secret = self.index.secrets.get(&ObjectKey::new(ns, name));
+            let ca = secret.and_then(|s| s.data.as_ref()?.get(CA_KEY));
+            match (secret, ca) {
+                (None, _) => reject(
+                    reasons::CA_SECRET_NOT_FOUND,
+                    format!(
+                        "Secret {ns}/{name} (annotation tls-custom-ca-secret) not found, or it holds no `{CA_KEY}`"
+                    ),
+                ),
+                (Some(_), Some(ca)) if !ca.0.is_empty() => {
+                    options.tls.ca_pem = Some(Arc::from(ca.0.as_slice()));
+                }
+                (Some(_), _) => reject(
+                    reasons::CA_SECRET_INVALID,
+                    format!(
+                        "Secret {ns}/{name} (annotation tls-custom-ca-secret) has no `{CA_KEY}`"
+                    ),
+                ),
+            }
+        }
+
+        // Routes: host × path, and rules without paths to this Ingress' defaultBackend.
+        let mut drafts: Vec<Draft<'a>> = Vec::new();
+        let mut hosts: BTreeSet<String> = BTreeSet::new();
+        for (i, rule) in spec.rules.iter().flatten().enumerate() {
+            let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
+                None => HostMatch::Any,
+                Some(h) => match HostMatch::parse(h) {
+                    Ok(m) => {
+                        hosts.insert(h.trim().to_ascii_lowercase());
+                        m
+                    }
+                    Err(why) => {
+                        reject(
+                            reasons::INVALID_HOST,
+                            format!("spec.rules[{i}].host: {why}"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let Some(http) = &rule.http else {
+                // Kubernetes: a rule without paths sends its host to the default backend.
+                if let Some(b) = &spec.default_backend {
+                    drafts.push(Draft {
+                        id: format!("{key}/rules[{i}]"),
+                        host,
+                        path: PathMatch::Any,
+                        backend: b,
+                    });
+                }
+                continue;
+            };
+            for (j, p) in http.paths.iter().enumerate() {
+                let path = match path_match(p, ann) {
+                    Ok(m) => m,
+                    Err(why) => {
+                        reject(
+                            reasons::INVALID_PATH,
+                            format!("spec.rules[{i}].http.paths[{j}]: {why}"),
+                        );
+                        // The deny route takes what the path would have: the whole host.
+                        PathMatch::Any
+                    }
+                };
+                drafts.push(Draft {
+                    id: format!("{key}/rules[{i}]/paths[{j}]"),
+                    host: host.clone(),
+                    path,
+                    backend: &p.backend,
+                });
+            }
+        }
+        let default_draft = spec.default_backend.as_ref().map(|b| Draft {
+            id: format!("{key}/defaultBackend"),
+            host: HostMatch::Any,
+            path: PathMatch::Any,
+            backend: b,
+        });
+        for d in drafts.iter().chain(default_draft.iter()) {
+            if let Err(why) = check_backend(d.backend) {
+                reject(reasons::UNSUPPORTED_BACKEND, format!("{}: {why}", d.id));
+            }
+        }
+
+        // Who may pass: the union of every source, or nobody when anything failed.
+        let accepted = rejections.is_empty();
+        let has_shorthands = ann.shorthands != Default::default();
+        let policy = if accepted {
+            parts.extend(ann.policy.clone());
+            if has_shorthands {
+                parts.push(Policy::from_shorthands(&ann.shorthands));
+            }
+            if parts.is_empty() {
+                push_note(
+                    &mut notes,
+                    NoteType::Warning,
+                    reasons::NO_POLICY,
+                    "no IdentityPolicy, policy or allow annotation applies: every request is denied"
+                        .to_string(),
+                );
+            }
+            Policy::union(parts)
+        } else {
+            let why: Vec<&str> = rejections.iter().map(|n| n.message.as_str()).collect();
+            Policy::deny_all(format!("Ingress {key} is rejected: {}", why.join("; ")))
+        };
+        let policy = Arc::new(policy);
+
+        // Backends, resolved once per distinct service and port.
+        let upstream = Upstream {
+            scheme: ann.backend_protocol,
+            service_upstream: ann.service_upstream,
+        };
+        let mut resolved: HashMap<BackendRef<'_>, Vec<EndpointSpec>> = HashMap::new();
+        let mut route = |d: Draft<'a>, notes: &mut Vec<Note>| -> RouteSpec {
+            let (endpoints, options) = match (accepted, &d.backend.service) {
+                (true, Some(svc)) => {
+                    let port = svc.port.as_ref();
+                    let k = (
+                        svc.name.as_str(),
+                        port.and_then(|p| p.number),
+                        port.and_then(|p| p.name.as_deref()),
+                    );
+                    let endpoints = resolved
+                        .entry(k)
+                        .or_insert_with(|| {
+                            let (endpoints, warning) = self.services.resolve(ns, svc, upstream);
+                            if let Some((reason, message)) = warning {
+                                push_note(notes, NoteType::Warning, reason, message);
+                            }
+                            endpoints
+                        })
+                        .clone();
+                    (endpoints, options.clone())
+                }
+                _ => (Vec::new(), RouteOptions::default()),
+            };
+            RouteSpec {
+                id: d.id,
+                host: d.host,
+                port: None,
+                path: d.path,
+                backend: BackendSpec {
+                    endpoints,
+                    balance: ann.load_balancing,
+                },
+                policy: policy.clone(),
+                options,
+            }
+        };
+        let routes: Vec<RouteSpec> = drafts.into_iter().map(|d| route(d, &mut notes)).collect();
+        let default_backend = default_draft.map(|d| route(d, &mut notes));
+
+        // Certificates: a missing or unusable Secret is a warning, not a rejection.
+        let mut certificates = Vec::new();
+        for (i, tls) in spec.tls.iter().flatten().enumerate() {
+            let Some(name) = tls.secret_name.as_deref().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            let skey = ObjectKey::new(ns, name);
+            match self.index.secrets.get(&skey).map(tls_pair) {
+                None => push_note(
+                    &mut notes,
+                    NoteType::Warning,
+                    reasons::TLS_SECRET_NOT_FOUND,
+                    format!(
+                        "spec.tls[{i}]: Secret {skey} not found; the default certificate is served"
+                    ),
+                ),
+                Some(Err(why)) => push_note(
+                    &mut notes,
+                    NoteType::Warning,
+                    reasons::TLS_SECRET_INVALID,
+                    format!(
+                        "spec.tls[{i}]: Secret {skey} {why}; the default certificate is served"
+                    ),
+                ),
+                Some(Ok((cert, key_pem))) => certificates.push((
+                    skey.clone(),
+                    PemPair {
+                        source_name: format!("secret {skey}"),
+                        cert_pem: cert.to_vec(),
+                        key_pem: key_pem.to_vec(),
+                    },
+                )),
+            }
+        }
+
+        if accepted {
+            push_note(
+                &mut notes,
+                NoteType::Normal,
+                reasons::ACCEPTED,
+                format!(
+                    "serving {} route(s) for {}",
+                    routes.len() + usize::from(default_backend.is_some()),
+                    if hosts.is_empty() {
+                        "any host".to_string()
+                    } else {
+                        hosts.iter().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ),
+            );
+        }
+        rejections.extend(notes);
+
+        IngressOut {
+            report: IngressReport {
+                key: key.clone(),
+                generation: ingress.metadata.generation,
+                accepted,
+                notes: rejections,
+                hosts: hosts.into_iter().collect(),
+                routes: Vec::new(),
+                serves_default_backend: false,
+                identity_policies: attached.iter().map(|k| (*k).clone()).collect(),
+                policy_annotation: ann.policy.is_some(),
+                shorthand_annotations: has_shorthands,
+            },
+            routes,
+            default_backend,
+            certificates,
+            attached,
+        }
+    }
+
+    fn policy_reports(
+        &self,
+        ours: &[(&ObjectKey, &IngressEntry)],
+        attached: &HashMap<&ObjectKey, i32>,
+    ) -> Vec<IdentityPolicyReport> {
+        let our_keys: HashSet<&ObjectKey> = ours.iter().map(|(k, _)| *k).collect();
+        self.index
+            .policies
+            .items
+            .iter()
+            .map(|(key, entry)| {
+                let accepted = match (&entry.rules, &entry.selector) {
+                    (Err(e), _) => ConditionState {
+                        status: false,
+                        reason: REASON_INVALID_RULES,
+                        message: e.to_string(),
+                    },
+                    (_, Err(e)) => ConditionState {
+                        status: false,
+                        reason: reasons::INVALID_SELECTOR,
+                        message: e.clone(),
+                    },
+                    _ => ConditionState {
+                        status: true,
+                        reason: REASON_VALID,
+                        message: String::new(),
+                    },
+                };
+
+                let mut reason = REASON_REFS_RESOLVED;
+                let mut problems = Vec::new();
+                for (i, t) in entry.policy.spec.target_refs.iter().enumerate() {
+                    let target = ObjectKey::new(&key.namespace, &t.name);
+                    if !t.is_ingress() {
+                        reason = REASON_INVALID_KIND;
+                        problems.push(format!(
+                            "targetRefs[{i}]: {}/{} is not networking.k8s.io/Ingress",
+                            t.group, t.kind
+                        ));
+                    } else if !our_keys.contains(&target) {
+                        if reason == REASON_REFS_RESOLVED {
+                            reason = REASON_TARGET_NOT_FOUND;
+                        }
+                        let why = if self.index.ingresses.get(&target).is_some() {
+                            "is not of a Portcullis IngressClass"
+                        } else {
+                            "not found"
+                        };
+                        problems.push(format!("targetRefs[{i}]: Ingress {target} {why}"));
+                    }
+                }
+                IdentityPolicyReport {
+                    key: key.clone(),
+                    generation: entry.policy.metadata.generation,
+                    attached_ingresses: attached.get(key).copied().unwrap_or(0),
+                    accepted,
+                    resolved_refs: ConditionState {
+                        status: problems.is_empty(),
+                        reason,
+                        message: problems.join("; "),
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+/// Adds a note unless an equal one is there already (several paths, one Service).
+fn push_note(notes: &mut Vec<Note>, type_: NoteType, reason: &'static str, message: String) {
+    if !notes
+        .iter()
+        .any(|n| n.reason == reason && n.message == message)
+    {
+        notes.push(Note {
+            type_,
+            reason,
+            message,
+        });
+    }
+}
+
+/// An Ingress path with Kubernetes' meaning; `ImplementationSpecific` is a prefix, or an
+/// anchored regex with `path-regex`.
+fn path_match(p: &HTTPIngressPath, ann: &IngressAnnotations) -> Result<PathMatch, String> {
+    let path = p.path.as_deref().unwrap_or_default();
+    let m = match p.path_type.as_str() {
+        "Exact" => PathMatch::Exact(path.to_string()),
+        "Prefix" => PathMatch::SegmentPrefix(path.to_string()),
+        "ImplementationSpecific" if path.is_empty() => PathMatch::Any,
+        "ImplementationSpecific" if ann.path_regex => PathMatch::Regex(path.to_string()),
+        "ImplementationSpecific" => PathMatch::SegmentPrefix(path.to_string()),
+        other => {
+            return Err(format!(
+                "unknown pathType `{other}`; use Exact, Prefix or ImplementationSpecific"
+            ));
+        }
+    };
+    m.validate()?;
+    Ok(m)
+}
+
+fn check_backend(b: &IngressBackend) -> Result<(), String> {
+    match (&b.service, &b.resource) {
+        (Some(_), None) => Ok(()),
+        (_, Some(r)) => Err(format!(
+            "resource backends ({}) are not supported; use a Service",
+            r.kind
+        )),
+        (None, None) => Err("the backend names no Service".to_string()),
+    }
+}
+
+/// The certificate and key of a TLS Secret.
+fn tls_pair(s: &k8s_openapi::api::core::v1::Secret) -> Result<(&[u8], &[u8]), String> {
+    if s.type_.as_deref() != Some(TLS_SECRET_TYPE) {
+        return Err(format!(
+            "is of type {}, not {TLS_SECRET_TYPE}",
+            s.type_.as_deref().unwrap_or("Opaque")
+        ));
+    }
+    let get = |k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| b.0.as_slice())
+            .filter(|b| !b.is_empty())
+    };
+    match (get(TLS_CERT_KEY), get(TLS_KEY_KEY)) {
+        (Some(c), Some(k)) => Ok((c, k)),
+        _ => Err(format!("lacks `{TLS_CERT_KEY}` or `{TLS_KEY_KEY}`")),
+    }
+}

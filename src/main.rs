@@ -73,6 +73,8 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS provider for every client and server in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Command::Run { config, kubernetes } => run(config, kubernetes),
         Command::Dev { port, metrics_port } => dev(port, metrics_port),

@@ -41,7 +41,8 @@ impl Dir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let d = std::env::temp_dir().join(format!("portcullis-{tag}-{}-{nanos}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("portcullis-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         Dir(d)
     }
@@ -59,7 +60,11 @@ impl Drop for Dir {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn repo() -> &'static Path {
@@ -102,7 +107,9 @@ fn start_idp(dir: &Dir, cert: &Path, key: &Path, proxy_port: u16) -> (Proc, Stri
         .spawn()
         .expect("node is installed");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     let base = ready["base_url"].as_str().unwrap().to_string();
     (Proc(child), base)
@@ -111,7 +118,16 @@ fn start_idp(dir: &Dir, cert: &Path, key: &Path, proxy_port: u16) -> (Proc, Stri
 fn start_redis() -> (Proc, u16) {
     let port = free_port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server is installed (apt-get install redis-server; e2e/test-all does)");
@@ -135,6 +151,7 @@ struct Env {
 }
 
 async fn start(issuer_form: &str, redis: bool) -> Env {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = Dir::new("signin");
     let pki = pki(&["*.example.test", "127.0.0.1", "localhost"]);
     let cert = dir.write("tls.crt", &pki.server.cert_pem);
@@ -151,7 +168,10 @@ async fn start(issuer_form: &str, redis: bool) -> Env {
     let upstream = echo_upstream("app").await;
     let (redis_proc, store) = if redis {
         let (p, port) = start_redis();
-        (Some(p), format!("session_store: redis://127.0.0.1:{port}/0\n"))
+        (
+            Some(p),
+            format!("session_store: redis://127.0.0.1:{port}/0\n"),
+        )
     } else {
         (None, String::new())
     };
@@ -227,7 +247,10 @@ async fn wait_ready(admin: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let client = reqwest::Client::new();
     loop {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{admin}/readyz")).send().await
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
             && r.status() == 200
         {
             return;
@@ -243,9 +266,12 @@ impl Env {
     fn browser(&self) -> reqwest::Client {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let tls = (*client_tls(&self.ca, &[b"http/1.1"])).clone();
+        // The app's own cookie, which must reach it untouched.
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        jar.add_cookie_str("theme=dark; Path=/", &self.url("app", "/").parse().unwrap());
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
-            .cookie_store(true)
+            .cookie_provider(jar)
             .redirect(reqwest::redirect::Policy::none())
             .resolve("app.example.test", addr)
             .resolve("admin.example.test", addr)
@@ -280,14 +306,24 @@ async fn follow(
     login: Option<(&str, &str)>,
 ) -> (reqwest::Response, Vec<String>) {
     let mut hops = vec![url.to_string()];
-    let mut resp = c.get(url).header("accept", "text/html").send().await.unwrap();
+    let mut resp = c
+        .get(url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     for _ in 0..20 {
         let current = resp.url().clone();
         if resp.status().is_redirection() {
             let loc = resp.headers()["location"].to_str().unwrap().to_string();
             let next = current.join(&loc).unwrap().to_string();
             hops.push(next.clone());
-            resp = c.get(&next).header("accept", "text/html").send().await.unwrap();
+            resp = c
+                .get(&next)
+                .header("accept", "text/html")
+                .send()
+                .await
+                .unwrap();
             continue;
         }
         if resp.status() == 200 && current.path().contains("/login/") {
@@ -313,9 +349,12 @@ fn jwt_claims(token: &str) -> Value {
 /// Verifies an ES256 JWT against a JWKS with ring alone.
 fn verify_es256(token: &str, jwks: &Value) -> bool {
     let (signing_input, sig) = token.rsplit_once('.').unwrap();
-    let header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap())
-            .unwrap();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     let key = jwks["keys"]
         .as_array()
         .unwrap()
@@ -326,7 +365,10 @@ fn verify_es256(token: &str, jwks: &Value) -> bool {
     point.extend(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap());
     point.extend(URL_SAFE_NO_PAD.decode(key["y"].as_str().unwrap()).unwrap());
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
-        .verify(signing_input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
+        .verify(
+            signing_input.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(sig).unwrap(),
+        )
         .is_ok()
 }
 
@@ -344,9 +386,17 @@ async fn scenario(issuer_form: &str, redis: bool) {
     assert_eq!(r.status(), 401);
 
     // First visit → provider → callback → handoff → the app, with a valid assertion.
-    let (resp, hops) = follow(&alice, &env.url("app", "/hello?x=1"), Some(("alice@example.com", "alice-pw"))).await;
+    let (resp, hops) = follow(
+        &alice,
+        &env.url("app", "/hello?x=1"),
+        Some(("alice@example.com", "alice-pw")),
+    )
+    .await;
     assert_eq!(resp.status(), 200, "{hops:#?}");
-    assert!(hops[1].starts_with(&env.url("authenticate", "/.portcullis/sign_in?redirect_uri=")), "{hops:#?}");
+    assert!(
+        hops[1].starts_with(&env.url("authenticate", "/.portcullis/sign_in?redirect_uri=")),
+        "{hops:#?}"
+    );
     assert!(hops.iter().any(|h| h.starts_with(&env.idp)), "{hops:#?}");
     let handoff = hops
         .iter()
@@ -356,7 +406,9 @@ async fn scenario(issuer_form: &str, redis: bool) {
     let echo: Value = resp.json().await.unwrap();
     assert_eq!(echo["path"], "/hello?x=1");
     let headers = &echo["headers"];
-    let jwt = headers["x-portcullis-jwt-assertion"].as_str().expect("an assertion");
+    let jwt = headers["x-portcullis-jwt-assertion"]
+        .as_str()
+        .expect("an assertion");
     let jwks: Value = alice
         .get(env.url("app", "/.well-known/portcullis/jwks.json"))
         .send()
@@ -365,31 +417,47 @@ async fn scenario(issuer_form: &str, redis: bool) {
         .json()
         .await
         .unwrap();
-    assert!(verify_es256(jwt, &jwks), "the assertion verifies against the JWKS");
+    assert!(
+        verify_es256(jwt, &jwks),
+        "the assertion verifies against the JWKS"
+    );
     let claims = jwt_claims(jwt);
     assert_eq!(claims["sub"], ALICE);
     assert_eq!(claims["email"], "alice@example.com");
     assert_eq!(claims["aud"], "app.example.test");
-    assert_eq!(claims["iss"], env.url("authenticate", "").trim_end_matches('/'));
-    assert!(claims["groups"].as_array().unwrap().contains(&json!("admins")));
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 300);
+    assert_eq!(
+        claims["iss"],
+        env.url("authenticate", "").trim_end_matches('/')
+    );
+    assert!(
+        claims["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("admins"))
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
     assert_eq!(headers["x-portcullis-claim-email"], "alice@example.com");
     assert_eq!(headers["x-forwarded-user"], ALICE);
-    // No Portcullis cookie reaches the upstream.
-    assert!(headers.get("cookie").is_none(), "{headers}");
+    // No Portcullis cookie reaches the upstream; the app's own does.
+    assert_eq!(headers["cookie"], "theme=dark", "{headers}");
 
-    // Spoofed identity headers are replaced; other cookies pass.
+    // Spoofed identity headers are replaced.
     let r = alice
         .get(env.url("app", "/spoof"))
         .header("x-forwarded-email", "ceo@example.com")
         .header("x-portcullis-claim-groups", "root")
-        .header("cookie", "theme=dark")
         .send()
         .await
         .unwrap();
     let echo: Value = r.json().await.unwrap();
     assert_eq!(echo["headers"]["x-forwarded-email"], "alice@example.com");
-    assert_eq!(echo["headers"]["x-portcullis-claim-groups"], "Everyone,admins");
+    assert_eq!(
+        echo["headers"]["x-portcullis-claim-groups"],
+        "Everyone,admins"
+    );
 
     // Who am I.
     let me: Value = alice
@@ -407,7 +475,12 @@ async fn scenario(issuer_form: &str, redis: bool) {
     assert_eq!(resp.status(), 200, "{hops:#?}");
     // Bob is not in admins: he signs in and is refused.
     let bob = env.browser();
-    let (resp, _) = follow(&bob, &env.url("admin", "/"), Some(("bob@example.com", "bob-pw"))).await;
+    let (resp, _) = follow(
+        &bob,
+        &env.url("admin", "/"),
+        Some(("bob@example.com", "bob-pw")),
+    )
+    .await;
     assert_eq!(resp.status(), 403);
     let page = resp.text().await.unwrap();
     assert!(page.contains("Sign in as someone else"), "{page}");
@@ -440,9 +513,16 @@ async fn scenario(issuer_form: &str, redis: bool) {
 
     // Tokens live 5 s, so requests refresh them; the provider saw refresh grants.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let r = alice.get(env.url("app", "/after-refresh")).send().await.unwrap();
+    let r = alice
+        .get(env.url("app", "/after-refresh"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(!env.events("refresh").await.is_empty(), "no refresh reached the provider");
+    assert!(
+        !env.events("refresh").await.is_empty(),
+        "no refresh reached the provider"
+    );
 
     // A revoked refresh token ends the session at the next refresh.
     let revoked = env
@@ -462,7 +542,12 @@ async fn scenario(issuer_form: &str, redis: bool) {
     assert_eq!(r.status(), 302, "the session should have ended");
 
     // Sign in again, then sign out: CSRF-protected, and it reaches end-session.
-    let (resp, _) = follow(&alice, &env.url("app", "/"), Some(("alice@example.com", "alice-pw"))).await;
+    let (resp, _) = follow(
+        &alice,
+        &env.url("app", "/"),
+        Some(("alice@example.com", "alice-pw")),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let forged = alice
         .post(env.url("app", "/.portcullis/sign_out"))
@@ -496,8 +581,15 @@ async fn scenario(issuer_form: &str, redis: bool) {
     let next = r.headers()["location"].to_str().unwrap().to_string();
     let (resp, hops) = follow(&alice, &next, None).await;
     assert_eq!(resp.status(), 200, "{hops:#?}");
-    assert!(hops.last().unwrap().ends_with("/.portcullis/signed_out") || hops.last().unwrap().contains("/.portcullis/signed_out?"), "{hops:#?}");
-    assert!(env.events("logout").await.len() > logouts_before, "end-session not reached");
+    assert!(
+        hops.last().unwrap().ends_with("/.portcullis/signed_out")
+            || hops.last().unwrap().contains("/.portcullis/signed_out?"),
+        "{hops:#?}"
+    );
+    assert!(
+        env.events("logout").await.len() > logouts_before,
+        "end-session not reached"
+    );
     let r = alice
         .get(env.url("app", "/"))
         .header("accept", "text/html")

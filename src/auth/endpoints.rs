@@ -139,11 +139,14 @@ impl Auth {
                 ctx.request_id,
             );
         };
-        // Already signed in here: hand the session over straight away.
-        if let Some(value) = self.cookie.read(req.headers())
-            && let Ok(Some(session)) = self.store.load(&self.sealer, &value, ctx.now).await
-        {
-            return self.handoff_to(&return_url, &value, &session, ctx, Vec::new());
+        // Already signed in here (and the session still refreshes): hand it over.
+        let mut ended = Vec::new();
+        if let Some(value) = self.cookie.read(req.headers()) {
+            let found = self.live_session(value, ctx.now).await;
+            if let (Some(session), Some(value)) = (&found.session, &found.cookie_value) {
+                return self.handoff_to(&return_url, value, session, ctx, found.set_cookies);
+            }
+            ended = found.set_cookies;
         }
         let (url, pending) = match self.provider.authorize_url().await {
             Ok(v) => v,
@@ -170,6 +173,7 @@ impl Auth {
             .flow_cookie
             .set(&sealed, Some(SIGN_IN_FLOW_LIFETIME))
             .unwrap_or_default();
+        append_cookies(resp.headers_mut(), ended);
         append_cookies(resp.headers_mut(), cookies);
         resp
     }

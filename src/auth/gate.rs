@@ -73,6 +73,8 @@ pub struct Identified {
     pub set_cookies: Vec<HeaderValue>,
     /// The session store could not be read: answer 503, never guess.
     pub store_error: Option<StoreError>,
+    /// The cookie value that refers to `session` (new when it was refreshed).
+    pub cookie_value: Option<String>,
 }
 
 impl Auth {
@@ -133,9 +135,15 @@ impl Auth {
                 }
             };
         }
-        let Some(value) = self.cookie.read(headers) else {
-            return Identified::default();
-        };
+        match self.cookie.read(headers) {
+            Some(value) => self.live_session(value, now).await,
+            None => Identified::default(),
+        }
+    }
+
+    /// The live session a cookie value refers to, refreshed when due; ended sessions
+    /// come back as clearing cookies.
+    pub(super) async fn live_session(&self, value: String, now: i64) -> Identified {
         let session = match self.store.load(&self.sealer, &value, now).await {
             Ok(Some(s)) => s,
             Ok(None) => {
@@ -156,21 +164,23 @@ impl Auth {
             return Identified {
                 identity: Some(session.identity()),
                 session: Some(session),
+                cookie_value: Some(value),
                 ..Identified::default()
             };
         }
         match self.refresh(session.clone(), now).await {
             Ok(Some(fresh)) => {
-                let set_cookies = match self.store.save(&self.sealer, &fresh, now).await {
-                    Ok(v) => self.session_cookie(&v, &fresh, now),
+                let (set_cookies, value) = match self.store.save(&self.sealer, &fresh, now).await {
+                    Ok(v) => (self.session_cookie(&v, &fresh, now), v),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not store the refreshed session");
-                        Vec::new()
+                        (Vec::new(), value)
                     }
                 };
                 Identified {
                     identity: Some(fresh.identity()),
                     session: Some(fresh),
+                    cookie_value: Some(value),
                     set_cookies,
                     store_error: None,
                 }
@@ -179,6 +189,7 @@ impl Auth {
             Ok(None) => Identified {
                 identity: Some(session.identity()),
                 session: Some(session),
+                cookie_value: Some(value),
                 ..Identified::default()
             },
             Err(()) => {

@@ -26,6 +26,9 @@ pub struct Settings {
     pub redirect_https_port: Option<u16>,
     /// Sign-in, when an identity provider is configured.
     pub auth: Option<Arc<crate::auth::gate::Auth>>,
+    /// Whether `/readyz` answers ready once `model` is applied (file mode), or waits
+    /// for someone to set [`Running::ready`] (the controller, after its first full sync).
+    pub ready_on_start: bool,
 }
 
 /// A started data plane.
@@ -36,6 +39,8 @@ pub struct Running {
     pub table: LiveTable,
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    /// The certificates served by SNI; swapped whole when Secrets change.
+    pub certs: Arc<ArcSwap<CertStore>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -74,14 +79,16 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
 
     let proxy = Arc::new(Proxy::new(
         table.clone(),
-        certs,
+        certs.clone(),
         metrics.clone(),
         settings.auth.clone(),
     ));
     let running_table = table.clone();
     let applied = table.apply(model);
     report_applied(&table, &metrics, applied);
-    ready.store(true, Ordering::Release);
+    if settings.ready_on_start {
+        ready.store(true, Ordering::Release);
+    }
 
     tasks.spawn(proxy::serve_https(
         https,
@@ -126,6 +133,7 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         table: running_table,
         metrics,
         ready,
+        certs,
         shutdown,
         tasks,
     })
@@ -136,6 +144,17 @@ impl Running {
     pub fn apply(&self, model: &Model) {
         let applied = self.table.apply(model);
         report_applied(&self.table, &self.metrics, applied);
+    }
+
+    /// A receiver that turns true when shutdown starts, for tasks started beside the
+    /// data plane (the controller).
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Runs a task until shutdown, awaited by [`Running::shutdown`].
+    pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&mut self, task: F) {
+        self.tasks.spawn(task);
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the drain timeout), and
@@ -182,7 +201,7 @@ fn report_applied(table: &LiveTable, metrics: &Metrics, applied: crate::routes::
 }
 
 /// Names for the generated certificate: every exact route host, and `localhost`.
-fn self_signed_names(model: &Model) -> Vec<String> {
+pub fn self_signed_names(model: &Model) -> Vec<String> {
     let mut names: Vec<String> = model
         .routes
         .iter()

@@ -1,6 +1,6 @@
-//! `portcullis dev`: a zero-setup local trial on loopback — the proxy, a demo echo
-//! upstream and demo routes under `*.localhost`. Never for production: it serves a
-//! self-signed certificate and demo routes only.
+//! `portcullis dev`: a zero-setup local trial on loopback — the proxy, a development
+//! OpenID provider with demo users, a demo echo upstream and demo routes under
+//! `*.localhost`. Never for production: self-signed certificate, throwaway keys.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,11 +16,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::app::{self, Settings};
+use crate::auth::gate::{Auth, AuthSettings};
+use crate::auth::provider::ProviderSettings;
+use crate::auth::{CookieSecret, SameSite, SigningKey};
+use crate::devidp::{self, DevClient, DevIdpConfig, DevUser};
 use crate::policy::{Policy, Shorthands};
 use crate::proxy::Limits;
 use crate::routes::{
-    BackendSpec, Balance, EndpointSpec, HostMatch, Model, PathMatch, RouteOptions, RouteSpec,
-    UpstreamScheme,
+    BackendSpec, Balance, EndpointSpec, HostMatch, HostPort, Model, PathMatch, RouteOptions,
+    RouteSpec, UpstreamScheme,
 };
 
 /// Largest request body the echo upstream reads back.
@@ -31,16 +35,74 @@ const ECHO_MAX_BODY: usize = 64 * 1024;
 pub struct DevOptions {
     pub https_port: u16,
     pub metrics_port: u16,
+    /// The development identity provider's port (0 = any free port).
+    pub idp_port: u16,
 }
+
+/// Client ID `portcullis dev` registers with its own provider.
+const DEV_CLIENT_ID: &str = "portcullis-dev";
 
 /// Runs the trial until interrupted.
 pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let echo = TcpListener::bind("127.0.0.1:0").await?;
     let echo_addr = echo.local_addr()?;
     tokio::spawn(serve_echo(echo, "demo-app"));
-    let model = demo_model(echo_addr);
+
+    // The HTTPS port must be known before the provider registers the redirect URI.
+    let https = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], opts.https_port)))
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{}: {e}", opts.https_port))?;
+    let port = https.local_addr()?.port();
+    drop(https);
+    let authenticate_url = format!("https://authenticate.localhost:{port}");
+    let client_secret = random_secret();
+    let mut client = DevClient::new(
+        DEV_CLIENT_ID,
+        &client_secret,
+        &format!("{authenticate_url}/oauth2/callback"),
+    );
+    client
+        .post_logout_redirect_uris
+        .push(format!("{authenticate_url}/.portcullis/signed_out"));
+    let users = DevUser::demo_users();
+    let idp = devidp::start(DevIdpConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], opts.idp_port)),
+        clients: vec![client],
+        users: users.clone(),
+        ..DevIdpConfig::default()
+    })
+    .await?;
+
+    let auth = Auth::new(AuthSettings {
+        authenticate_url: authenticate_url.clone(),
+        provider: ProviderSettings {
+            issuer: idp.issuer(),
+            client_id: DEV_CLIENT_ID.into(),
+            client_secret,
+            scopes: ["openid", "profile", "email", "groups", "offline_access"]
+                .map(String::from)
+                .to_vec(),
+            redirect_url: format!("{authenticate_url}/oauth2/callback"),
+            ca_pem: None,
+            bearer_audiences: Vec::new(),
+        },
+        cookie_name: "_portcullis".into(),
+        cookie_domain: None,
+        cookie_expire: Duration::from_secs(14 * 3600),
+        cookie_same_site: SameSite::Lax,
+        cookie_secret: CookieSecret::generate(),
+        signing_key: SigningKey::generate(),
+        session_store: None,
+        jwt_claims_headers: Vec::new(),
+    })
+    .await?;
+
+    let mut model = demo_model(echo_addr);
+    model.authenticate_host = Some(HostPort {
+        host: "authenticate.localhost".into(),
+        port: None,
+    });
     let settings = Settings {
-        address: SocketAddr::from(([127, 0, 0, 1], opts.https_port)),
+        address: SocketAddr::from(([127, 0, 0, 1], port)),
         http_redirect_address: None,
         metrics_address: Some(SocketAddr::from(([127, 0, 0, 1], opts.metrics_port))),
         certificates: Vec::new(),
@@ -49,31 +111,56 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             ..Limits::default()
         },
         redirect_https_port: None,
-        auth: None,
+        auth: Some(Arc::new(auth)),
+        ready_on_start: true,
     };
     let running = app::start(settings, &model).await?;
-    let port = running.https_addr.port();
     let admin = running
         .admin_addr
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let people: String = users
+        .iter()
+        .map(|u| {
+            let groups = if u.groups.is_empty() {
+                "no groups".to_string()
+            } else {
+                u.groups.join(", ")
+            };
+            format!("    {:<20} {groups}\n", u.email)
+        })
+        .collect();
     println!(
         "\n  PORTCULLIS DEV MODE: for trying Portcullis on this machine, NEVER for production.\n  \
-         (self-signed certificate: your browser will warn; demo routes only)\n\n  \
+         (self-signed certificate: your browser will warn; a development identity provider\n  \
+         with demo users; nothing is kept when you stop it)\n\n  \
          Open:\n    \
-         https://app.localhost:{port}/      public demo app (echoes your request)\n    \
-         https://admin.localhost:{port}/    members of group `admin` only: denied until you sign in\n  \
+         https://app.localhost:{port}/       any signed-in user (the demo app echoes your request)\n    \
+         https://admin.localhost:{port}/     members of group `admin` only\n    \
+         https://public.localhost:{port}/    everyone, signed in or not\n    \
+         https://app.localhost:{port}/.portcullis/   who you are signed in as\n\n  \
+         Sign in as any demo user (no password):\n{people}\n  \
+         Identity provider: {issuer}\n  \
          Admin: http://{admin}/debug/routes  (also /metrics, /healthz, /readyz)\n  \
-         With curl: curl -k --resolve app.localhost:{port}:127.0.0.1 https://app.localhost:{port}/\n\n  \
-         Ctrl-C stops.\n"
+         With curl: curl -k --resolve public.localhost:{port}:127.0.0.1 https://public.localhost:{port}/\n\n  \
+         Ctrl-C stops.\n",
+        issuer = idp.issuer(),
     );
     app::Running::stop_signal().await;
     tracing::info!("stopping");
     running.shutdown().await;
+    idp.shutdown().await;
     Ok(())
 }
 
-/// The demo routes: a public app and an admins-only one.
+fn random_secret() -> String {
+    let mut bytes = [0u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The demo routes: an app for any signed-in user, an admins-only one, a public one.
 pub fn demo_model(upstream: SocketAddr) -> Model {
     let backend = BackendSpec {
         endpoints: vec![EndpointSpec {
@@ -83,14 +170,7 @@ pub fn demo_model(upstream: SocketAddr) -> Model {
         }],
         balance: Balance::RoundRobin,
     };
-    let public = Policy::from_shorthands(&Shorthands {
-        allow_public_unauthenticated_access: true,
-        ..Shorthands::default()
-    });
-    let admins = Policy::from_shorthands(&Shorthands {
-        allowed_groups: vec!["admin".into()],
-        ..Shorthands::default()
-    });
+    let shorthand = |s: Shorthands| Policy::from_shorthands(&s);
     let route = |id: &str, host: &str, policy: Policy| RouteSpec {
         id: id.into(),
         host: HostMatch::Exact(host.into()),
@@ -100,13 +180,36 @@ pub fn demo_model(upstream: SocketAddr) -> Model {
         policy: Arc::new(policy),
         options: RouteOptions {
             allow_websockets: true,
+            pass_identity_headers: true,
             ..RouteOptions::default()
         },
     };
     Model {
         routes: vec![
-            route("demo/app", "app.localhost", public),
-            route("demo/admin", "admin.localhost", admins),
+            route(
+                "demo/app",
+                "app.localhost",
+                shorthand(Shorthands {
+                    allow_any_authenticated_user: true,
+                    ..Shorthands::default()
+                }),
+            ),
+            route(
+                "demo/admin",
+                "admin.localhost",
+                shorthand(Shorthands {
+                    allowed_groups: vec!["admin".into()],
+                    ..Shorthands::default()
+                }),
+            ),
+            route(
+                "demo/public",
+                "public.localhost",
+                shorthand(Shorthands {
+                    allow_public_unauthenticated_access: true,
+                    ..Shorthands::default()
+                }),
+            ),
         ],
         ..Model::default()
     }

@@ -12,6 +12,10 @@ use portcullis::auth::gate::{Auth, AuthSettings};
 use portcullis::auth::provider::ProviderSettings;
 use portcullis::auth::{CookieSecret, SigningKey};
 use portcullis::config::Config;
+use portcullis::kube::DataPlaneSink;
+use portcullis::kube::controller::ControllerSettings;
+use portcullis::kube::index as kube_index;
+use portcullis::kube::status::{Leadership, Publish, StatusSettings};
 use portcullis::proxy::Limits;
 use portcullis::proxy::tls::PemPair;
 use portcullis::telemetry::{self, LogFormat};
@@ -31,9 +35,8 @@ enum Command {
         /// Config file in Pomerium's format.
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
-        /// Take routes from Ingresses and IdentityPolicies in the cluster.
-        #[arg(long)]
-        kubernetes: bool,
+        #[command(flatten)]
+        kube: KubeArgs,
     },
     /// Try Portcullis locally: proxy, demo app and demo routes on loopback. Not for production.
     Dev {
@@ -43,6 +46,9 @@ enum Command {
         /// Admin port on 127.0.0.1 (/metrics, /healthz, /readyz, /debug/routes).
         #[arg(long, default_value_t = 9091)]
         metrics_port: u16,
+        /// Port of the development identity provider on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        idp_port: u16,
     },
     /// Print the IdentityPolicy CustomResourceDefinition (what crds/ holds).
     Crd,
@@ -56,6 +62,39 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+}
+
+/// The ingress controller's flags (with `--kubernetes`).
+#[derive(clap::Args)]
+struct KubeArgs {
+    /// Take routes from Ingresses and IdentityPolicies in the cluster (in-cluster
+    /// credentials, or KUBECONFIG).
+    #[arg(long)]
+    kubernetes: bool,
+    /// The IngressClass name this controller serves.
+    #[arg(long, default_value = kube_index::DEFAULT_CLASS_NAME)]
+    ingress_class: String,
+    /// Watch only this namespace (default: all).
+    #[arg(long)]
+    watch_namespace: Option<String>,
+    /// Copy this Service's address (NAMESPACE/NAME) into Ingress status.
+    #[arg(long, conflicts_with = "publish_status_address")]
+    publish_service: Option<String>,
+    /// Write these addresses (comma-separated IPs or host names) into Ingress status.
+    #[arg(long, value_delimiter = ',')]
+    publish_status_address: Vec<String>,
+    /// The namespace of the leader-election Lease (this pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    controller_namespace: String,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// The leader-election Lease's name.
+    #[arg(long, default_value = "portcullis-leader")]
+    lease_name: String,
+    /// The cluster's DNS domain (for `service-upstream`).
+    #[arg(long, default_value = kube_index::DEFAULT_CLUSTER_DOMAIN)]
+    cluster_domain: String,
 }
 
 #[derive(Subcommand)]
@@ -76,8 +115,12 @@ fn main() -> ExitCode {
     // One TLS provider for every client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
-        Command::Run { config, kubernetes } => run(config, kubernetes),
-        Command::Dev { port, metrics_port } => dev(port, metrics_port),
+        Command::Run { config, kube } => run(config, kube),
+        Command::Dev {
+            port,
+            metrics_port,
+            idp_port,
+        } => dev(port, metrics_port, idp_port),
         Command::Crd => {
             print!("{}", portcullis::kube::crd::crd_yaml());
             Ok(())
@@ -109,15 +152,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn run(config: Option<PathBuf>, kubernetes: bool) -> anyhow::Result<()> {
-    if kubernetes {
-        anyhow::bail!(
-            "--kubernetes: the ingress controller is not part of this build yet; \
-             run with --config FILE"
-        );
-    }
-    let path = config.context("give a config file with --config FILE (or PORTCULLIS_CONFIG)")?;
-    let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+fn run(config: Option<PathBuf>, kube: KubeArgs) -> anyhow::Result<()> {
+    let (config, origin) = match &config {
+        Some(path) => (
+            Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+            path.display().to_string(),
+        ),
+        None if kube.kubernetes => {
+            let env = |k: &str| std::env::var(k).ok();
+            (
+                Config::parse("", "(no config file)", &env).map_err(|e| anyhow::anyhow!("{e}"))?,
+                "(no config file)".to_string(),
+            )
+        }
+        None => anyhow::bail!(
+            "give a config file with --config FILE (or PORTCULLIS_CONFIG), or use --kubernetes"
+        ),
+    };
     telemetry::init_logging(&config.log_level, config.log_format)?;
     for w in config.warnings() {
         match &w.route {
@@ -137,7 +188,8 @@ fn run(config: Option<PathBuf>, kubernetes: bool) -> anyhow::Result<()> {
         });
     }
     let model = config.model();
-    tracing::info!(config = %path.display(), routes = model.routes.len(), "starting");
+    tracing::info!(config = %origin, routes = model.routes.len(), kubernetes = kube.kubernetes,
+        "starting");
     runtime()?.block_on(async {
         let auth = match auth_settings(&config)? {
             Some(a) => Some(Arc::new(Auth::new(a).await?)),
@@ -147,17 +199,93 @@ fn run(config: Option<PathBuf>, kubernetes: bool) -> anyhow::Result<()> {
             address: config.address,
             http_redirect_address: config.http_redirect_address,
             metrics_address: config.metrics_address,
-            certificates,
+            certificates: certificates.clone(),
             limits: Limits::default(),
             redirect_https_port: None,
             auth,
+            ready_on_start: !kube.kubernetes,
         };
-        let running = app::start(settings, &model).await?;
+        let mut running = app::start(settings, &model).await?;
+        if kube.kubernetes {
+            start_controller(&mut running, kube, model, certificates).await?;
+        }
         app::Running::stop_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// Connects to the cluster and starts the watchers and the status writer beside the
+/// data plane.
+async fn start_controller(
+    running: &mut app::Running,
+    args: KubeArgs,
+    base: portcullis::routes::Model,
+    base_certificates: Vec<PemPair>,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster credentials or KUBECONFIG)")?;
+    let publish = match (
+        &args.publish_service,
+        args.publish_status_address.is_empty(),
+    ) {
+        (Some(svc), _) => {
+            let (namespace, name) = svc
+                .split_once('/')
+                .context("--publish-service takes NAMESPACE/NAME")?;
+            Publish::Service {
+                namespace: namespace.into(),
+                name: name.into(),
+            }
+        }
+        (None, false) => Publish::Addresses(args.publish_status_address.clone()),
+        (None, true) => Publish::None,
+    };
+    let identity = args.pod_name.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "portcullis".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let index = kube_index::Settings {
+        class_name: args.ingress_class.clone(),
+        namespace: args.watch_namespace.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+        ..kube_index::Settings::default()
+    };
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let sink = Arc::new(DataPlaneSink {
+        table: running.table.clone(),
+        metrics: running.metrics.clone(),
+        certs: running.certs.clone(),
+        ready: running.ready.clone(),
+        base,
+        base_certificates,
+        translations: tx,
+    });
+    let status = StatusSettings {
+        namespace: args.controller_namespace.clone(),
+        lease_name: args.lease_name.clone(),
+        identity,
+        publish,
+    };
+    tracing::info!(identity = %status.identity, lease = %format!("{}/{}", status.namespace, status.lease_name),
+        "starting the ingress controller");
+    let shutdown = running.shutdown_signal();
+    running.spawn(portcullis::kube::controller::run(
+        client.clone(),
+        ControllerSettings { index },
+        sink,
+        shutdown.clone(),
+    ));
+    running.spawn(portcullis::kube::status::run(
+        client,
+        status,
+        rx,
+        Leadership::default(),
+        shutdown,
+    ));
+    Ok(())
 }
 
 /// Sign-in settings from the config, or `None` when no identity provider is configured.
@@ -268,11 +396,12 @@ fn issuer_string(uri: &http::Uri) -> String {
     }
 }
 
-fn dev(https_port: u16, metrics_port: u16) -> anyhow::Result<()> {
+fn dev(https_port: u16, metrics_port: u16, idp_port: u16) -> anyhow::Result<()> {
     telemetry::init_logging("info", LogFormat::Text)?;
     runtime()?.block_on(portcullis::dev::run(portcullis::dev::DevOptions {
         https_port,
         metrics_port,
+        idp_port,
     }))
 }
 

@@ -60,7 +60,7 @@ pub struct Auth {
     pub(super) store: Store,
     pub(super) signer: SigningKey,
     claims_headers: Vec<(HeaderName, String)>,
-    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<(Session, i64)>>>>>,
+    flights: Mutex<HashMap<String, Flight>>,
 }
 
 /// Who a request comes from, and cookies to set on the response.
@@ -357,6 +357,10 @@ impl Auth {
         host.eq_ignore_ascii_case(&self.authenticate_host)
     }
 }
+
+/// One session's refresh in progress: its result and when it was obtained, shared
+/// with requests that waited for it.
+type Flight = Arc<tokio::sync::Mutex<Option<(Session, i64)>>>;
 
 /// The signed identity header for upstreams.
 pub const ASSERTION_HEADER: HeaderName = HeaderName::from_static("x-portcullis-jwt-assertion");

@@ -1,0 +1,381 @@
+//! The sign-in harness shared by tests/signin.rs and tests/browser.rs: the Okta-shaped
+//! provider (e2e/oidc), `redis-server`, the real `portcullis` binary with a generated
+//! config and test CA, and helpers to follow redirects and check JWT assertions.
+//!
+//! Needs `npm ci --prefix e2e/oidc` and Debian's `redis-server` (e2e/test-all installs both).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+use super::{client_tls, echo_upstream, pki};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+pub const CLIENT_ID: &str = "portcullis-test";
+pub const CLIENT_SECRET: &str = "client-secret-for-tests-only";
+pub const ALICE: &str = "00ualice0000000001";
+pub const BOB: &str = "00ubob000000000001";
+
+/// Kills the child on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Dir(pub PathBuf);
+
+impl Dir {
+    pub fn new(tag: &str) -> Dir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let d =
+            std::env::temp_dir().join(format!("portcullis-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    pub fn write(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Starts the Okta-shaped provider; returns it with its base URL.
+pub fn start_idp(dir: &Dir, cert: &Path, key: &Path, proxy_port: u16) -> (Proc, String) {
+    let auth = format!("https://authenticate.example.test:{proxy_port}");
+    let config = json!({
+        "tls": {"cert": cert, "key": key},
+        "ttl": {"access_token": 5, "id_token": 5},
+        "clients": [{
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "redirect_uris": [format!("{auth}/oauth2/callback")],
+            "post_logout_redirect_uris": [format!("{auth}/.portcullis/signed_out")],
+        }],
+        "users": [
+            {"sub": ALICE, "email": "alice@example.com", "email_verified": true, "name": "Alice",
+             "login": "alice@example.com", "password": "alice-pw", "groups": ["Everyone", "admins"]},
+            {"sub": BOB, "email": "bob@example.com", "email_verified": true, "name": "Bob",
+             "login": "bob@example.com", "password": "bob-pw", "groups": ["Everyone"]},
+        ],
+    });
+    let path = dir.write("idp.json", config.to_string().as_bytes());
+    let server = repo().join("e2e/oidc/server.js");
+    assert!(
+        repo().join("e2e/oidc/node_modules").exists(),
+        "run `npm ci --prefix e2e/oidc` first (e2e/test-all does)"
+    );
+    let mut child = Command::new("node")
+        .arg(server)
+        .args(["--config"])
+        .arg(&path)
+        .args(["--port", "0", "--exit-on-stdin-eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node is installed");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let base = ready["base_url"].as_str().unwrap().to_string();
+    (Proc(child), base)
+}
+
+pub fn start_redis() -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (apt-get install redis-server; e2e/test-all does)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Proc(child), port)
+}
+
+/// A running sign-in setup: the provider, `portcullis` (routes `app.example.test`, any
+/// signed-in user, identity headers on; `admin.example.test`, group `admins`) and, with
+/// the Redis store, `redis-server`. Everything stops when it is dropped.
+pub struct Env {
+    /// The temp dir with the config, the TLS files and `portcullis.log`.
+    pub dir: Dir,
+    pub idp_proc: Proc,
+    pub proxy: Proc,
+    pub redis: Option<Proc>,
+    /// The provider's base URL (`https://127.0.0.1:PORT`).
+    pub idp: String,
+    /// The proxy's HTTPS port (every `*.example.test` host).
+    pub port: u16,
+    pub ca_pem: Vec<u8>,
+    pub ca: rustls::pki_types::CertificateDer<'static>,
+}
+
+/// Starts everything; `issuer_form` is `default` (Okta's custom authorization server) or
+/// `org`; `redis` picks the Redis session store instead of the cookie store.
+pub async fn start(issuer_form: &str, redis: bool) -> Env {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = Dir::new("signin");
+    let pki = pki(&["*.example.test", "127.0.0.1", "localhost"]);
+    let cert = dir.write("tls.crt", &pki.server.cert_pem);
+    let key = dir.write("tls.key", &pki.server.key_pem);
+    let ca_pem = pem_of(&pki.ca_der);
+    let ca_file = dir.write("ca.pem", &ca_pem);
+    let port = free_port();
+    let admin = free_port();
+    let (idp_proc, idp) = start_idp(&dir, &cert, &key, port);
+    let issuer = match issuer_form {
+        "default" => format!("{idp}/oauth2/default"),
+        _ => idp.clone(),
+    };
+    let upstream = echo_upstream("app").await;
+    let (redis_proc, store) = if redis {
+        let (p, port) = start_redis();
+        (
+            Some(p),
+            format!("session_store: redis://127.0.0.1:{port}/0\n"),
+        )
+    } else {
+        (None, String::new())
+    };
+    let secret = base64::engine::general_purpose::STANDARD.encode(rand_bytes());
+    let config = format!(
+        "address: 127.0.0.1:{port}\n\
+         metrics_address: 127.0.0.1:{admin}\n\
+         certificates:\n  - cert: {cert}\n    key: {key}\n\
+         authenticate_service_url: https://authenticate.example.test:{port}\n\
+         idp_provider: okta\n\
+         idp_provider_url: {issuer}\n\
+         idp_client_id: {CLIENT_ID}\n\
+         idp_ca_file: {ca}\n\
+         cookie_secret: {secret}\n\
+         {store}\
+         routes:\n\
+         \x20 - from: https://app.example.test\n\
+         \x20   to: http://{upstream}\n\
+         \x20   allow_any_authenticated_user: true\n\
+         \x20   pass_identity_headers: true\n\
+         \x20 - from: https://admin.example.test\n\
+         \x20   to: http://{upstream}\n\
+         \x20   policy:\n\
+         \x20     - allow:\n\
+         \x20         and:\n\
+         \x20           - groups: {{has: admins}}\n",
+        cert = cert.display(),
+        key = key.display(),
+        ca = ca_file.display(),
+    );
+    let config_path = dir.write("config.yaml", config.as_bytes());
+    let log = std::fs::File::create(dir.0.join("portcullis.log")).unwrap();
+    let proxy = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_ready(admin).await;
+    Env {
+        dir,
+        idp_proc,
+        proxy: Proc(proxy),
+        redis: redis_proc,
+        idp,
+        port,
+        ca_pem,
+        ca: pki.ca_der.clone(),
+    }
+}
+
+pub fn rand_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).unwrap();
+    b
+}
+
+pub fn pem_of(der: &[u8]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out.into_bytes()
+}
+
+pub async fn wait_ready(admin: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "portcullis did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Env {
+    /// A browser-like client: keeps cookies, trusts the test CA, resolves our names to
+    /// loopback, and does not follow redirects on its own (the tests follow them).
+    pub fn browser(&self) -> reqwest::Client {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let tls = (*client_tls(&self.ca, &[b"http/1.1"])).clone();
+        // The app's own cookie, which must reach it untouched.
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        jar.add_cookie_str("theme=dark; Path=/", &self.url("app", "/").parse().unwrap());
+        reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .cookie_provider(jar)
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve("app.example.test", addr)
+            .resolve("admin.example.test", addr)
+            .resolve("authenticate.example.test", addr)
+            .build()
+            .unwrap()
+    }
+
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}.example.test:{}{path}", self.port)
+    }
+
+    pub async fn events(&self, kind: &str) -> Vec<Value> {
+        let v: Value = self
+            .browser()
+            .get(format!("{}/__test/events?type={kind}", self.idp))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Follows redirects from `url`, signing in at the provider's login form as
+/// `user`/`password`; returns the final response and every URL visited.
+pub async fn follow(
+    c: &reqwest::Client,
+    url: &str,
+    login: Option<(&str, &str)>,
+) -> (reqwest::Response, Vec<String>) {
+    let mut hops = vec![url.to_string()];
+    let mut resp = c
+        .get(url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let current = resp.url().clone();
+        if resp.status().is_redirection() {
+            let loc = resp.headers()["location"].to_str().unwrap().to_string();
+            let next = current.join(&loc).unwrap().to_string();
+            hops.push(next.clone());
+            resp = c
+                .get(&next)
+                .header("accept", "text/html")
+                .send()
+                .await
+                .unwrap();
+            continue;
+        }
+        if resp.status() == 200 && current.path().contains("/login/") {
+            let (user, password) = login.expect("a login form appeared but no user was given");
+            resp = c
+                .post(current.as_str())
+                .form(&[("username", user), ("password", password)])
+                .send()
+                .await
+                .unwrap();
+            continue;
+        }
+        return (resp, hops);
+    }
+    panic!("too many redirects: {hops:#?}");
+}
+
+pub fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// Verifies an ES256 JWT against a JWKS with ring alone.
+pub fn verify_es256(token: &str, jwks: &Value) -> bool {
+    let (signing_input, sig) = token.rsplit_once('.').unwrap();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the JWT's kid is in the JWKS");
+    let mut point = vec![4u8];
+    point.extend(URL_SAFE_NO_PAD.decode(key["x"].as_str().unwrap()).unwrap());
+    point.extend(URL_SAFE_NO_PAD.decode(key["y"].as_str().unwrap()).unwrap());
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(
+            signing_input.as_bytes(),
+            &URL_SAFE_NO_PAD.decode(sig).unwrap(),
+        )
+        .is_ok()
+}

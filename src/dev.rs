@@ -58,7 +58,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let mut client = DevClient::new(
         DEV_CLIENT_ID,
         &client_secret,
-        &format!("{authenticate_url}/oauth2/callback"),
+        format!("{authenticate_url}/oauth2/callback"),
     );
     client
         .post_logout_redirect_uris

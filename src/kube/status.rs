@@ -205,6 +205,8 @@ struct Writer {
     client: Client,
     publish: Publish,
     recorder: Recorder,
+    /// Patches name this replica as their field manager, so `managedFields` shows who wrote.
+    params: PatchParams,
     ingress_status: HashMap<ObjectKey, Value>,
     policy_status: HashMap<ObjectKey, Value>,
     /// When each (policy, condition type) last changed, with the state it changed to.
@@ -221,6 +223,10 @@ impl Writer {
         };
         Writer {
             recorder: Recorder::new(client.clone(), reporter),
+            params: PatchParams {
+                field_manager: Some(format!("portcullis/{}", s.identity).chars().take(128).collect()),
+                ..PatchParams::default()
+            },
             client,
             publish: s.publish.clone(),
             ingress_status: HashMap::new(),
@@ -247,7 +253,7 @@ impl Writer {
                     match api
                         .patch_status(
                             &report.key.name,
-                            &PatchParams::default(),
+                            &self.params,
                             &Patch::Merge(&status),
                         )
                         .await
@@ -306,7 +312,7 @@ impl Writer {
                 match api
                     .patch_status(
                         &report.key.name,
-                        &PatchParams::default(),
+                        &self.params,
                         &Patch::Merge(&status),
                     )
                     .await

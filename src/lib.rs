@@ -10,6 +10,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dev;
+pub mod directory;
 pub mod kube;
 pub mod policy;
 pub mod proxy;

@@ -489,6 +489,7 @@ async fn a_rejected_token_is_reported_as_such_and_not_hammered() {
             .contains(wrong)
     );
     assert!(dir.snapshot().is_none());
+    assert!(!dir.is_ready());
     assert_eq!(
         dir.apply(&mut identity("00ualice000000000001", "")),
         Verdict::NotSynced

@@ -8,6 +8,9 @@
 //! [`Snapshot`] through an atomic swap. The proxy asks
 //! [`Directory::apply`] (or [`Snapshot::lookup`]) on every request that has an identity.
 //! A failed sync keeps the previous snapshot and retries with exponential backoff.
+//!
+//! Known gap: an incremental sync does not see a *deleted* group (Okta has no
+//! "deleted since" filter); its members keep it until the next full sync.
 
 pub mod metrics;
 pub mod okta;
@@ -207,6 +210,11 @@ impl Directory {
     /// The latest snapshot; `None` until the first full sync has completed.
     pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.shared.snapshot.load_full()
+    }
+
+    /// A full sync has completed (for `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.shared.snapshot.load().is_some()
     }
 
     /// Checks a signed-in identity against the latest snapshot; see

@@ -293,6 +293,12 @@ impl Draft {
         }
     }
 
+    /// Removes a group and its memberships.
+    pub fn remove_group(&mut self, id: &str) {
+        self.groups.remove(id);
+        self.members.remove(id);
+    }
+
     /// Replaces a group's members (ids of users already in the draft).
     pub fn set_members(&mut self, group: &str, members: HashSet<Arc<str>>) {
         let key = match self.groups.get_key_value(group) {
@@ -526,6 +532,9 @@ mod tests {
         d.set_members("00gadmins", HashSet::new());
         d.upsert_user("00ubob", record("DEPROVISIONED", "bob", "bob@example.com"));
         d.upsert_group("00gadmins", "administrators");
+        d.upsert_group("00gtemp", "temp");
+        d.set_members("00gtemp", [Arc::from("00ualice")].into());
+        d.remove_group("00gtemp");
         let p = d.freeze(Timestamp::UNIX_EPOCH);
         let alice = p.lookup("00ualice", "").unwrap();
         assert_eq!(
@@ -537,6 +546,7 @@ mod tests {
             UserStatus::Deprovisioned
         );
         assert_eq!(p.group_name("00gadmins"), Some("administrators"));
+        assert_eq!(p.group_name("00gtemp"), None);
         assert_eq!(p.membership_count(), 4);
         // The original is untouched.
         assert_eq!(s.lookup("00ualice", "").unwrap().groups().count(), 2);

@@ -151,7 +151,16 @@ async fn read_group(
     marks
         .groups
         .observe_str(group.last_membership_updated.as_deref());
-    let members = client.members(&group.id).await?;
+    let members = match client.members(&group.id).await {
+        Ok(m) => m,
+        // Deleted between the group listing and now: gone from the directory too.
+        Err(Error::Status { status: 404, .. }) => {
+            tracing::debug!(group = %group.id, "group deleted during the sync");
+            draft.remove_group(&group.id);
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let ids: HashSet<Arc<str>> = members
         .items
         .iter()

@@ -292,11 +292,12 @@ async fn rate_limited_calls_wait_for_the_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_used_up_budget_waits_instead_of_drawing_429s() {
     let emu = Emulator::start(&["--generate", "users=450,groups=3"]);
-    // Two user-list calls per 2-second window; a full sync needs four.
+    // One user-list call per 1-second window; a full sync needs four, so it must wait
+    // for at least two window resets.
     emu.control(
         "POST",
         "/__test/rate-limits",
-        json!({"users": 2, "windowSeconds": 2}),
+        json!({"users": 1, "windowSeconds": 1}),
     )
     .await;
     let started = Instant::now();
@@ -304,7 +305,7 @@ async fn a_used_up_budget_waits_instead_of_drawing_429s() {
     let snapshot = ready(&dir).await;
     assert_eq!(snapshot.user_count(), 450);
     assert_eq!(dir.status().rate_limited, 0);
-    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert!(started.elapsed() >= Duration::from_secs(2));
     let stats = emu.get("/__test/stats").await;
     assert_eq!(stats["rateLimited"], 0, "{stats}");
 }

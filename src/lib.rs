@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod dev;
 pub mod devidp;
+pub mod directory;
 pub mod kube;
 pub mod policy;
 pub mod proxy;

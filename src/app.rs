@@ -26,6 +26,8 @@ pub struct Settings {
     pub redirect_https_port: Option<u16>,
     /// Sign-in, when an identity provider is configured.
     pub auth: Option<Arc<crate::auth::gate::Auth>>,
+    /// Okta directory sync (`directory:` in the config).
+    pub directory: Option<crate::config::DirectorySettings>,
     /// Whether `/readyz` answers ready once `model` is applied (file mode), or waits
     /// for someone to set [`Running::ready`] (the controller, after its first full sync).
     pub ready_on_start: bool,
@@ -58,7 +60,15 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         );
     }
     let certs = Arc::new(ArcSwap::from_pointee(certs));
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    let directory = match &settings.directory {
+        Some(d) => Some(
+            crate::directory::Directory::start(d, metrics.registry_mut())
+                .map_err(|e| anyhow::anyhow!("directory: {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics = Arc::new(metrics);
     let table = LiveTable::default();
     let ready = Arc::new(AtomicBool::new(false));
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -82,6 +92,7 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         certs.clone(),
         metrics.clone(),
         settings.auth.clone(),
+        directory,
     ));
     let running_table = table.clone();
     let applied = table.apply(model);

@@ -112,6 +112,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         },
         redirect_https_port: None,
         auth: Some(Arc::new(auth)),
+        directory: None,
         ready_on_start: true,
     };
     let running = app::start(settings, &model).await?;

@@ -203,6 +203,7 @@ fn run(config: Option<PathBuf>, kube: KubeArgs) -> anyhow::Result<()> {
             limits: Limits::default(),
             redirect_https_port: None,
             auth,
+            directory: config.directory.clone(),
             ready_on_start: !kube.kubernetes,
         };
         let mut running = app::start(settings, &model).await?;

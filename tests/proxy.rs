@@ -126,6 +126,7 @@ async fn fixture() -> Fixture {
         },
         redirect_https_port: None,
         auth: None,
+        directory: None,
         ready_on_start: true,
     };
     let running = app::start(settings, &base_model(a, b, ws)).await.unwrap();

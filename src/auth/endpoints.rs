@@ -41,6 +41,8 @@ pub struct Ctx<'a> {
     pub table: &'a RoutingTable,
     pub request_id: &'a HeaderValue,
     pub now: i64,
+    /// Directory sync, when configured: the groups the user page shows come from it.
+    pub directory: Option<&'a crate::directory::Directory>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -381,6 +383,17 @@ impl Auth {
                 ctx.request_id,
             );
         };
+        // The groups policies see: the directory's when it is configured.
+        let mut identity = session.identity();
+        let (source, verdict) = match ctx.directory {
+            Some(d) => {
+                let verdict = d.apply(&mut identity);
+                (crate::directory::SOURCE, verdict.deny_reason())
+            }
+            None => ("identity provider token", None),
+        };
+        let mut session = session;
+        session.groups = identity.groups;
         if as_json {
             return json(
                 StatusCode::OK,
@@ -390,7 +403,8 @@ impl Auth {
                     "email": session.email,
                     "name": session.name,
                     "groups": session.groups,
-                    "groups_source": "identity provider token",
+                    "groups_source": source,
+                    "directory_status": verdict,
                     "session_expires": jiff::Timestamp::from_second(session.expires).ok().map(|t| t.to_string()),
                     "claims": session.claims,
                 }),
@@ -398,6 +412,8 @@ impl Auth {
         }
         pages::user(
             &session,
+            source,
+            verdict.as_deref(),
             &self.csrf.sign_out_token(session.id.as_bytes()),
             ctx.request_id,
         )

@@ -22,7 +22,13 @@ pub fn message(
 }
 
 /// `/.portcullis/`: who you are, your groups, when the session ends, and sign-out.
-pub fn user(session: &Session, csrf: &str, request_id: &HeaderValue) -> Response<Body> {
+pub fn user(
+    session: &Session,
+    groups_source: &str,
+    directory_problem: Option<&str>,
+    csrf: &str,
+    request_id: &HeaderValue,
+) -> Response<Body> {
     let groups = if session.groups.is_empty() {
         "<dd>none</dd>".to_string()
     } else {
@@ -38,9 +44,16 @@ pub fn user(session: &Session, csrf: &str, request_id: &HeaderValue) -> Response
     let body = format!(
         "<dl><dt>Name</dt><dd>{name}</dd><dt>Email</dt><dd>{email}</dd>\
          <dt>User ID</dt><dd><code>{sub}</code></dd>\
-         <dt>Groups <small>(from the identity provider's token)</small></dt>{groups}\
+         <dt>Groups <small>(from the {source})</small></dt>{groups}\
          <dt>Session ends</dt><dd><time datetime=\"{expires}\">{expires}</time></dd></dl>\
-         {form}",
+         {problem}{form}",
+        source = escape(groups_source),
+        problem = directory_problem
+            .map(|p| format!(
+                "<p role=\"alert\"><strong>Access is denied:</strong> {}</p>",
+                escape(p)
+            ))
+            .unwrap_or_default(),
         name = escape(&session.name),
         email = escape(&session.email),
         sub = escape(&session.sub),

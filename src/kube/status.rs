@@ -224,7 +224,12 @@ impl Writer {
         Writer {
             recorder: Recorder::new(client.clone(), reporter),
             params: PatchParams {
-                field_manager: Some(format!("portcullis/{}", s.identity).chars().take(128).collect()),
+                field_manager: Some(
+                    format!("portcullis/{}", s.identity)
+                        .chars()
+                        .take(128)
+                        .collect(),
+                ),
                 ..PatchParams::default()
             },
             client,
@@ -251,11 +256,7 @@ impl Writer {
                 let status = json!({"status": {"loadBalancer": {"ingress": lb}}});
                 if self.ingress_status.get(&report.key) != Some(&status) {
                     match api
-                        .patch_status(
-                            &report.key.name,
-                            &self.params,
-                            &Patch::Merge(&status),
-                        )
+                        .patch_status(&report.key.name, &self.params, &Patch::Merge(&status))
                         .await
                     {
                         Ok(_) => {
@@ -310,11 +311,7 @@ impl Writer {
             }});
             if self.policy_status.get(&report.key) != Some(&status) {
                 match api
-                    .patch_status(
-                        &report.key.name,
-                        &self.params,
-                        &Patch::Merge(&status),
-                    )
+                    .patch_status(&report.key.name, &self.params, &Patch::Merge(&status))
                     .await
                 {
                     Ok(obj) => {

@@ -93,6 +93,7 @@ impl Proxy {
                 table: &snapshot.table,
                 request_id,
                 now: now.as_second(),
+                directory: self.directory.as_deref(),
             };
             return (auth.endpoint(req, &ctx).await, None);
         }
@@ -111,10 +112,26 @@ impl Proxy {
         let rewritten = found.rewritten_path(req.uri().path());
 
         // Identification: a session cookie or bearer token, refreshed when due.
-        let identified = match &self.auth {
+        let mut identified = match &self.auth {
             Some(auth) => auth.identify(req.headers(), now.as_second()).await,
             None => Identified::default(),
         };
+        // With directory sync, groups and account status come from the directory.
+        if let (Some(directory), Some(identity)) = (&self.directory, identified.identity.as_mut())
+            && let Some(reason) = directory.apply(identity).deny_reason()
+        {
+            tracing::info!(route = %route.id, user = %identity.user, %reason, "request denied");
+            let mut resp = self.error(
+                &req,
+                request_id,
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &reason,
+                Some(&route.id),
+            );
+            crate::auth::endpoints::append_cookies(resp.headers_mut(), identified.set_cookies);
+            return (resp, Some(route));
+        }
         if identified.store_error.is_some() {
             let resp = self.error(
                 &req,

@@ -46,6 +46,8 @@ pub struct Proxy {
     /// Sign-in; `None` when no identity provider is configured (routes that need a
     /// user then deny).
     pub auth: Option<Arc<crate::auth::gate::Auth>>,
+    /// Okta directory sync: current groups and account status of signed-in users.
+    pub directory: Option<Arc<crate::directory::Directory>>,
     pub certs: Arc<ArcSwap<CertStore>>,
     pub metrics: Arc<Metrics>,
     upstreams: Upstreams,
@@ -58,10 +60,12 @@ impl Proxy {
         certs: Arc<ArcSwap<CertStore>>,
         metrics: Arc<Metrics>,
         auth: Option<Arc<crate::auth::gate::Auth>>,
+        directory: Option<Arc<crate::directory::Directory>>,
     ) -> Proxy {
         Proxy {
             table,
             auth,
+            directory,
             certs,
             metrics,
             upstreams: Upstreams::new(),

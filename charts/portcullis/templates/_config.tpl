@@ -1,0 +1,38 @@
+{{/*
+The config file (Pomerium's format). Secrets never go here: they reach the container
+as environment variables from the Secret (IDP_CLIENT_SECRET, COOKIE_SECRET, ...),
+which override the file.
+*/}}
+{{- define "portcullis.config" -}}
+{{- $c := dict
+  "address" ":8443"
+  "http_redirect_address" ":8080"
+  "metrics_address" (printf ":%d" (int .Values.metrics.port))
+  "log_level" .Values.logLevel
+  "log_format" .Values.logFormat
+  "authenticate_service_url" .Values.authenticateServiceUrl
+  "idp_provider" .Values.idp.provider
+  "idp_provider_url" .Values.idp.url
+  "idp_client_id" .Values.idp.clientId
+}}
+{{- with .Values.idp.scopes }}{{ $_ := set $c "idp_scopes" . }}{{ end }}
+{{- with .Values.cookie.domain }}{{ $_ := set $c "cookie_domain" . }}{{ end }}
+{{- with .Values.cookie.expire }}{{ $_ := set $c "cookie_expire" . }}{{ end }}
+{{- with .Values.cookie.name }}{{ $_ := set $c "cookie_name" . }}{{ end }}
+{{- with .Values.cookie.sameSite }}{{ $_ := set $c "cookie_same_site" . }}{{ end }}
+{{- if .Values.passIdentityHeaders }}{{ $_ := set $c "pass_identity_headers" true }}{{ end }}
+{{- if .Values.directory.enabled }}
+{{- $d := dict "provider" .Values.directory.provider }}
+{{- with .Values.directory.url }}{{ $_ := set $d "url" . }}{{ end }}
+{{- with .Values.directory.refreshInterval }}{{ $_ := set $d "refresh_interval" . }}{{ end }}
+{{- $_ := set $c "directory" $d }}
+{{- end }}
+{{- with .Values.tlsSecrets }}
+{{- $certs := list }}
+{{- range . }}
+{{- $certs = append $certs (dict "cert" (printf "/etc/portcullis/tls/%s/tls.crt" .) "key" (printf "/etc/portcullis/tls/%s/tls.key" .)) }}
+{{- end }}
+{{- $_ := set $c "certificates" $certs }}
+{{- end }}
+{{- toYaml (mergeOverwrite $c (deepCopy .Values.extraConfig)) }}
+{{- end }}

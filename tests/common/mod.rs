@@ -22,6 +22,21 @@ use tokio_rustls::client::TlsStream;
 pub struct TestPki {
     pub ca_der: CertificateDer<'static>,
     pub server: PemPair,
+    issuer: Arc<rcgen::Issuer<'static, rcgen::KeyPair>>,
+}
+
+/// Another server certificate for `names`, signed by the same test CA.
+pub fn issue(pki: &TestPki, names: &[&str]) -> PemPair {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.signed_by(&key, &pki.issuer).unwrap();
+    PemPair {
+        source_name: names.join(","),
+        cert_pem: cert.pem().into_bytes(),
+        key_pem: key.serialize_pem().into_bytes(),
+    }
 }
 
 pub fn pki(names: &[&str]) -> TestPki {
@@ -45,6 +60,7 @@ pub fn pki(names: &[&str]) -> TestPki {
             cert_pem: cert.pem().into_bytes(),
             key_pem: key.serialize_pem().into_bytes(),
         },
+        issuer: Arc::new(issuer),
     }
 }
 

@@ -74,9 +74,9 @@ struct KubeArgs {
     /// The IngressClass name this controller serves.
     #[arg(long, default_value = kube_index::DEFAULT_CLASS_NAME)]
     ingress_class: String,
-    /// Watch only this namespace (default: all).
-    #[arg(long)]
-    watch_namespace: Option<String>,
+    /// Watch only these namespaces (repeat the flag or give a comma list; default: all).
+    #[arg(long, value_delimiter = ',')]
+    watch_namespace: Vec<String>,
     /// Copy this Service's address (NAMESPACE/NAME) into Ingress status.
     #[arg(long, conflicts_with = "publish_status_address")]
     publish_service: Option<String>,
@@ -250,7 +250,13 @@ async fn start_controller(
     });
     let index = kube_index::Settings {
         class_name: args.ingress_class.clone(),
-        namespace: args.watch_namespace.clone(),
+        // Blanks are dropped, so only `""` (as a chart may pass) means every namespace.
+        namespaces: args
+            .watch_namespace
+            .iter()
+            .map(|ns| ns.trim().to_string())
+            .filter(|ns| !ns.is_empty())
+            .collect(),
         cluster_domain: args.cluster_domain.clone(),
         ..kube_index::Settings::default()
     };

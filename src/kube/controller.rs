@@ -1,12 +1,14 @@
-//! The controller loop: one watcher per kind feeds the index; a debounced translation
-//! is applied to the live table (every replica), and handed to the status writer
-//! (which acts only while this replica leads).
+//! The controller loop: one watcher per kind (per kind and namespace when watching a
+//! namespace list; IngressClasses always cluster-wide) feeds the one index; a debounced
+//! translation is applied to the live table (every replica), and handed to the status
+//! writer (which acts only while this replica leads).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -17,12 +19,14 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::crd::IdentityPolicy;
-use super::index::{Index, Relist, Settings as IndexSettings, Translation};
+use super::index::{Index, Indexed, Relist, Settings as IndexSettings, Translation};
 
 /// Quiet time after the last change before translating (bursts coalesce).
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Longest a steady stream of changes can hold a translation back.
 const MAX_DELAY: Duration = Duration::from_millis(500);
+/// How logs name the scope of a cluster-wide watcher.
+const ALL_NAMESPACES: &str = "(all)";
 
 /// What the controller watches.
 #[derive(Debug, Clone)]
@@ -36,64 +40,126 @@ pub trait Sink: Send + Sync + 'static {
     fn apply(&self, translation: &Translation, synced: bool);
 }
 
-/// One event from any of the watchers. Short-lived and moved once, so the size
-/// difference between kinds costs nothing worth a box per event.
+/// One event from any of the watchers, with the watcher's position among those of its
+/// kind. Short-lived and moved once, so the size difference between kinds costs nothing
+/// worth a box per event.
 #[allow(clippy::large_enum_variant)]
 enum Change {
-    Ingress(Result<Event<Ingress>, watcher::Error>),
-    IngressClass(Result<Event<IngressClass>, watcher::Error>),
-    Service(Result<Event<Service>, watcher::Error>),
-    EndpointSlice(Result<Event<EndpointSlice>, watcher::Error>),
-    Secret(Result<Event<Secret>, watcher::Error>),
-    IdentityPolicy(Result<Event<IdentityPolicy>, watcher::Error>),
+    Ingress(usize, Result<Event<Ingress>, watcher::Error>),
+    IngressClass(usize, Result<Event<IngressClass>, watcher::Error>),
+    Service(usize, Result<Event<Service>, watcher::Error>),
+    EndpointSlice(usize, Result<Event<EndpointSlice>, watcher::Error>),
+    Secret(usize, Result<Event<Secret>, watcher::Error>),
+    IdentityPolicy(usize, Result<Event<IdentityPolicy>, watcher::Error>),
 }
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Change> + Send>>;
 
-fn watch<K>(api: Api<K>, wrap: fn(Result<Event<K>, watcher::Error>) -> Change) -> ChangeStream
+/// What wraps one kind's watcher events into a [`Change`].
+type Wrap<K> = fn(usize, Result<Event<K>, watcher::Error>) -> Change;
+
+fn watch<K>(api: Api<K>, position: usize, wrap: Wrap<K>) -> ChangeStream
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     watcher::watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
-        .map(wrap)
+        .map(move |result| wrap(position, result))
         .boxed()
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Per-kind watch health, so an outage is logged once, not once per retry.
+/// Per-watcher health, so an outage is logged once, not once per retry.
 #[derive(Default)]
 struct Health {
     failing: bool,
 }
 
 impl Health {
-    fn error(&mut self, kind: &str, e: &watcher::Error) {
+    fn error(&mut self, kind: &str, namespace: &str, e: &watcher::Error) {
         if !self.failing {
             self.failing = true;
-            tracing::warn!(kind, error = %e,
+            tracing::warn!(kind, namespace, error = %e,
                 "watch failed; serving the last good configuration and retrying with backoff");
         } else {
-            tracing::debug!(kind, error = %e, "watch still failing");
+            tracing::debug!(kind, namespace, error = %e, "watch still failing");
         }
     }
 
-    fn ok(&mut self, kind: &str) {
+    fn ok(&mut self, kind: &str, namespace: &str) {
         if self.failing {
             self.failing = false;
-            tracing::info!(kind, "watch recovered");
+            tracing::info!(kind, namespace, "watch recovered");
         }
     }
+}
+
+// === impl Watched ===
+
+/// One watcher's bookkeeping: its re-list tracker (scoped to its namespace, if any) and
+/// its health.
+struct Watched<K> {
+    relist: Relist<K>,
+    health: Health,
+}
+
+impl<K: Indexed> Watched<K> {
+    fn new(namespace: Option<&str>) -> Self {
+        Watched {
+            relist: namespace.map_or_else(Relist::new, Relist::scoped),
+            health: Health::default(),
+        }
+    }
+
+    /// Applies one event; `true` when the index changed.
+    fn handle(&mut self, index: &mut Index, result: Result<Event<K>, watcher::Error>) -> bool {
+        let namespace = self.relist.scope().unwrap_or(ALL_NAMESPACES);
+        match result {
+            Ok(event) => {
+                self.health.ok(K::KIND, namespace);
+                let handled = self.relist.handle(index, event);
+                for m in &handled.malformed {
+                    tracing::warn!(kind = K::KIND, error = %m, "skipping a malformed object");
+                }
+                handled.changed
+            }
+            Err(e) => {
+                self.health.error(K::KIND, namespace, &e);
+                false
+            }
+        }
+    }
+}
+
+/// Starts the watchers of a namespaced kind: one cluster-wide with no namespace list,
+/// else one per namespace (RBAC may grant nothing cluster-wide).
+fn watch_namespaced<K>(
+    client: &Client,
+    namespaces: &[String],
+    wrap: Wrap<K>,
+    streams: &mut Vec<ChangeStream>,
+) -> Vec<Watched<K>>
+where
+    K: Indexed + Resource<Scope = NamespaceResourceScope>,
+    K: Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|ns| Some(ns.as_str())).collect()
+    };
+    scopes
+        .into_iter()
+        .enumerate()
+        .map(|(position, scope)| {
+            let api = match scope {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            streams.push(watch(api, position, wrap));
+            Watched::new(scope)
+        })
+        .collect()
 }
 
 /// Watches the cluster until `shutdown` turns true, feeding `sink`.
@@ -103,29 +169,40 @@ pub async fn run(
     sink: Arc<dyn Sink>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let ns = settings.index.namespace.clone();
-    let ns = ns.as_deref();
-    let streams: Vec<ChangeStream> = vec![
-        watch(api::<Ingress>(&client, ns), Change::Ingress),
-        watch(
-            Api::<IngressClass>::all(client.clone()),
-            Change::IngressClass,
+    let mut namespaces = settings.index.namespaces.clone();
+    namespaces.sort();
+    namespaces.dedup();
+    let mut streams: Vec<ChangeStream> = Vec::new();
+    let mut watchers = Watchers {
+        ingress: watch_namespaced(&client, &namespaces, Change::Ingress, &mut streams),
+        // Cluster-scoped: one watcher, whatever the namespace list.
+        ingress_class: {
+            streams.push(watch(Api::all(client.clone()), 0, Change::IngressClass));
+            vec![Watched::new(None)]
+        },
+        service: watch_namespaced(&client, &namespaces, Change::Service, &mut streams),
+        endpoint_slice: watch_namespaced(&client, &namespaces, Change::EndpointSlice, &mut streams),
+        secret: watch_namespaced(&client, &namespaces, Change::Secret, &mut streams),
+        identity_policy: watch_namespaced(
+            &client,
+            &namespaces,
+            Change::IdentityPolicy,
+            &mut streams,
         ),
-        watch(api::<Service>(&client, ns), Change::Service),
-        watch(api::<EndpointSlice>(&client, ns), Change::EndpointSlice),
-        watch(api::<Secret>(&client, ns), Change::Secret),
-        watch(api::<IdentityPolicy>(&client, ns), Change::IdentityPolicy),
-    ];
+    };
     let mut changes = futures_util::stream::select_all(streams);
     let mut index = Index::new(settings.index.clone());
-    let mut relists = Relists::default();
-    let mut health: [Health; 6] = Default::default();
     let mut dirty_since: Option<tokio::time::Instant> = None;
     let mut last_change = tokio::time::Instant::now();
     let mut was_synced = false;
+    let watched = if namespaces.is_empty() {
+        ALL_NAMESPACES.to_string()
+    } else {
+        namespaces.join(",")
+    };
     tracing::info!(
         class = %settings.index.class_name,
-        namespace = ns.unwrap_or("(all)"),
+        namespaces = %watched,
         "watching Ingresses, IngressClasses, Services, EndpointSlices, Secrets and IdentityPolicies"
     );
     loop {
@@ -133,19 +210,20 @@ pub async fn run(
         tokio::select! {
             change = changes.next() => {
                 let Some(change) = change else { break };
-                if relists.handle(&mut index, change, &mut health) {
+                if watchers.handle(&mut index, change) {
                     let now = tokio::time::Instant::now();
                     dirty_since.get_or_insert(now);
                     last_change = now;
                 }
-                // The first full list of every kind is applied at once: readiness waits on it.
-                if relists.synced() && !was_synced {
+                // The first full list of every watcher is applied at once: readiness waits
+                // on it.
+                if watchers.synced() && !was_synced {
                     dirty_since = Some(tokio::time::Instant::now() - MAX_DELAY);
                 }
             }
             _ = sleep_until(deadline) => {
                 dirty_since = None;
-                let synced = relists.synced();
+                let synced = watchers.synced();
                 if !synced {
                     continue;
                 }
@@ -179,54 +257,39 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// One re-list tracker per kind.
-#[derive(Default)]
-struct Relists {
-    ingress: Relist<Ingress>,
-    ingress_class: Relist<IngressClass>,
-    service: Relist<Service>,
-    endpoint_slice: Relist<EndpointSlice>,
-    secret: Relist<Secret>,
-    identity_policy: Relist<IdentityPolicy>,
+/// Every watcher's bookkeeping, by kind; positions match the `usize` in [`Change`].
+struct Watchers {
+    ingress: Vec<Watched<Ingress>>,
+    ingress_class: Vec<Watched<IngressClass>>,
+    service: Vec<Watched<Service>>,
+    endpoint_slice: Vec<Watched<EndpointSlice>>,
+    secret: Vec<Watched<Secret>>,
+    identity_policy: Vec<Watched<IdentityPolicy>>,
 }
 
-impl Relists {
+impl Watchers {
+    /// Whether every watcher has completed its first full list.
     fn synced(&self) -> bool {
-        self.ingress.synced()
-            && self.ingress_class.synced()
-            && self.service.synced()
-            && self.endpoint_slice.synced()
-            && self.secret.synced()
-            && self.identity_policy.synced()
+        fn all<K: Indexed>(watched: &[Watched<K>]) -> bool {
+            watched.iter().all(|w| w.relist.synced())
+        }
+        all(&self.ingress)
+            && all(&self.ingress_class)
+            && all(&self.service)
+            && all(&self.endpoint_slice)
+            && all(&self.secret)
+            && all(&self.identity_policy)
     }
 
     /// Applies one change; `true` when the index changed.
-    fn handle(&mut self, index: &mut Index, change: Change, health: &mut [Health; 6]) -> bool {
-        macro_rules! step {
-            ($relist:expr, $i:expr, $kind:expr, $result:expr) => {
-                match $result {
-                    Ok(event) => {
-                        health[$i].ok($kind);
-                        let handled = $relist.handle(index, event);
-                        for m in &handled.malformed {
-                            tracing::warn!(kind = $kind, error = %m, "skipping a malformed object");
-                        }
-                        handled.changed
-                    }
-                    Err(e) => {
-                        health[$i].error($kind, &e);
-                        false
-                    }
-                }
-            };
-        }
+    fn handle(&mut self, index: &mut Index, change: Change) -> bool {
         match change {
-            Change::Ingress(r) => step!(self.ingress, 0, "Ingress", r),
-            Change::IngressClass(r) => step!(self.ingress_class, 1, "IngressClass", r),
-            Change::Service(r) => step!(self.service, 2, "Service", r),
-            Change::EndpointSlice(r) => step!(self.endpoint_slice, 3, "EndpointSlice", r),
-            Change::Secret(r) => step!(self.secret, 4, "Secret", r),
-            Change::IdentityPolicy(r) => step!(self.identity_policy, 5, "IdentityPolicy", r),
+            Change::Ingress(i, r) => self.ingress[i].handle(index, r),
+            Change::IngressClass(i, r) => self.ingress_class[i].handle(index, r),
+            Change::Service(i, r) => self.service[i].handle(index, r),
+            Change::EndpointSlice(i, r) => self.endpoint_slice[i].handle(index, r),
+            Change::Secret(i, r) => self.secret[i].handle(index, r),
+            Change::IdentityPolicy(i, r) => self.identity_policy[i].handle(index, r),
         }
     }
 }

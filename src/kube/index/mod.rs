@@ -8,8 +8,10 @@
 //! objects always give the same translation. A malformed object is skipped and reported
 //! as [`Malformed`], never a panic, so one bad object cannot stop a watch.
 //!
-//! Driving it from `kube::runtime::watcher` events: keep one [`Relist`] per watched kind
-//! and pass each event to [`Relist::handle`]; rebuild (debounced) when it says `changed`.
+//! Driving it from `kube::runtime::watcher` events: keep one [`Relist`] per watcher (per
+//! kind, or per kind and namespace when watching a namespace list) and pass each event to
+//! [`Relist::handle`]; rebuild (debounced) when it says `changed`. A namespaced watcher's
+//! `Relist` is [`Relist::scoped`] so its re-list replaces only its own namespace's objects.
 
 mod backend;
 mod report;
@@ -57,8 +59,8 @@ pub struct Settings {
     pub controller_name: String,
     /// The class name the legacy `kubernetes.io/ingress.class` annotation must carry.
     pub class_name: String,
-    /// When set, only namespaced objects of this namespace are indexed.
-    pub namespace: Option<String>,
+    /// When not empty, only namespaced objects of these namespaces are indexed.
+    pub namespaces: Vec<String>,
     /// Suffix of Service DNS names for `service-upstream`.
     pub cluster_domain: String,
 }
@@ -68,7 +70,7 @@ impl Default for Settings {
         Settings {
             controller_name: CONTROLLER_NAME.to_string(),
             class_name: DEFAULT_CLASS_NAME.to_string(),
-            namespace: None,
+            namespaces: Vec::new(),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
         }
     }
@@ -166,10 +168,41 @@ pub struct Index {
 
 // === impl Index ===
 
-/// `apply_X`, `delete_X` and `reset_X` for one kind: the stores do the bookkeeping,
-/// `store::admit_X` decides what is kept of an object.
+/// What `store::admit_X` makes of one object: its key, and what is kept of it (`None`:
+/// nothing, the object is of no interest).
+type Admit<T, E> = fn(&Settings, T) -> Result<(ObjectKey, Option<E>), Malformed>;
+
+/// Admits a re-listed set of objects and resets `store` to it within `scope` (see
+/// [`Store::reset_scoped`]).
+fn relist<T, E: store::Content>(
+    settings: &Settings,
+    store: &mut Store<E>,
+    admit: Admit<T, E>,
+    objs: Vec<T>,
+    scope: Option<&str>,
+) -> Reset {
+    let mut reset = Reset::default();
+    let mut entries = BTreeMap::new();
+    for obj in objs {
+        match admit(settings, obj) {
+            Ok((key, Some(entry))) => {
+                entries.insert(key, entry);
+            }
+            Ok((_, None)) => {}
+            Err(m) => reset.malformed.push(m),
+        }
+    }
+    reset.changed = store.reset_scoped(entries, scope);
+    reset
+}
+
+/// `apply_X`, `delete_X`, `reset_X` and `reset_X_scoped` for one namespaced kind: the
+/// stores do the bookkeeping, `store::admit_X` decides what is kept of an object.
 macro_rules! kind_methods {
-    ($ty:ty, $store:ident, $admit:path, $apply:ident, $delete:ident, $reset:ident, $doc:literal) => {
+    (
+        $ty:ty, $store:ident, $admit:path, $apply:ident, $delete:ident, $reset:ident,
+        $reset_scoped:ident, $doc:literal
+    ) => {
         #[doc = concat!("Adds or replaces ", $doc, ". `Ok(true)` when what translation reads changed.")]
         pub fn $apply(&mut self, obj: $ty) -> Result<bool, Malformed> {
             let (key, entry) = $admit(&self.settings, obj)?;
@@ -181,21 +214,16 @@ macro_rules! kind_methods {
             self.$store.delete(&ObjectKey::new(namespace, name))
         }
 
-        #[doc = concat!("Replaces every ", $doc, " with a fresh list (a watcher re-list).")]
+        #[doc = concat!("Replaces every ", $doc, " with a fresh list (a cluster-wide re-list).")]
         pub fn $reset(&mut self, objs: Vec<$ty>) -> Reset {
-            let mut reset = Reset::default();
-            let mut entries = BTreeMap::new();
-            for obj in objs {
-                match $admit(&self.settings, obj) {
-                    Ok((key, Some(entry))) => {
-                        entries.insert(key, entry);
-                    }
-                    Ok((_, None)) => {}
-                    Err(m) => reset.malformed.push(m),
-                }
-            }
-            reset.changed = self.$store.reset(entries);
-            reset
+            self.$reset_scoped(objs, None)
+        }
+
+        #[doc = concat!("Replaces ", $doc, " with a fresh list within `scope`: `None` ")]
+        #[doc = "replaces all of them (a cluster-wide re-list), `Some(ns)` only those of"]
+        #[doc = "namespace `ns` (that namespace's watcher re-listed); others stay."]
+        pub fn $reset_scoped(&mut self, objs: Vec<$ty>, scope: Option<&str>) -> Reset {
+            relist(&self.settings, &mut self.$store, $admit, objs, scope)
         }
     };
 }
@@ -219,6 +247,7 @@ impl Index {
         apply_ingress,
         delete_ingress,
         reset_ingresses,
+        reset_ingresses_scoped,
         "an Ingress"
     );
     kind_methods!(
@@ -228,6 +257,7 @@ impl Index {
         apply_service,
         delete_service,
         reset_services,
+        reset_services_scoped,
         "a Service"
     );
     kind_methods!(
@@ -237,6 +267,7 @@ impl Index {
         apply_endpoint_slice,
         delete_endpoint_slice,
         reset_endpoint_slices,
+        reset_endpoint_slices_scoped,
         "an EndpointSlice"
     );
     kind_methods!(
@@ -246,6 +277,7 @@ impl Index {
         apply_secret,
         delete_secret,
         reset_secrets,
+        reset_secrets_scoped,
         "a Secret (only TLS and CA Secrets are kept)"
     );
     kind_methods!(
@@ -255,6 +287,7 @@ impl Index {
         apply_identity_policy,
         delete_identity_policy,
         reset_identity_policies,
+        reset_identity_policies_scoped,
         "an IdentityPolicy"
     );
 
@@ -271,19 +304,13 @@ impl Index {
 
     /// Replaces every IngressClass with a fresh list (a watcher re-list).
     pub fn reset_ingress_classes(&mut self, objs: Vec<IngressClass>) -> Reset {
-        let mut reset = Reset::default();
-        let mut entries = BTreeMap::new();
-        for obj in objs {
-            match store::admit_ingress_class(&self.settings, obj) {
-                Ok((key, Some(entry))) => {
-                    entries.insert(key, entry);
-                }
-                Ok((_, None)) => {}
-                Err(m) => reset.malformed.push(m),
-            }
-        }
-        reset.changed = self.classes.reset(entries);
-        reset
+        relist(
+            &self.settings,
+            &mut self.classes,
+            store::admit_ingress_class,
+            objs,
+            None,
+        )
     }
 }
 
@@ -295,7 +322,9 @@ pub trait Indexed: Sized {
     const KIND: &'static str;
     fn apply_to(index: &mut Index, obj: Self) -> Result<bool, Malformed>;
     fn delete_from(index: &mut Index, obj: &Self) -> bool;
-    fn reset_in(index: &mut Index, objs: Vec<Self>) -> Reset;
+    /// A re-list: replaces this kind's objects within `scope` (`None`: all of them,
+    /// `Some(ns)`: those of namespace `ns`).
+    fn reset_in(index: &mut Index, objs: Vec<Self>, scope: Option<&str>) -> Reset;
 }
 
 macro_rules! indexed {
@@ -312,8 +341,8 @@ macro_rules! indexed {
                     m.name.as_deref().unwrap_or_default(),
                 )
             }
-            fn reset_in(index: &mut Index, objs: Vec<Self>) -> Reset {
-                index.$reset(objs)
+            fn reset_in(index: &mut Index, objs: Vec<Self>, scope: Option<&str>) -> Reset {
+                index.$reset(objs, scope)
             }
         }
     };
@@ -324,29 +353,35 @@ indexed!(
     "Ingress",
     apply_ingress,
     delete_ingress,
-    reset_ingresses
+    reset_ingresses_scoped
 );
 indexed!(
     Service,
     "Service",
     apply_service,
     delete_service,
-    reset_services
+    reset_services_scoped
 );
 indexed!(
     EndpointSlice,
     "EndpointSlice",
     apply_endpoint_slice,
     delete_endpoint_slice,
-    reset_endpoint_slices
+    reset_endpoint_slices_scoped
 );
-indexed!(Secret, "Secret", apply_secret, delete_secret, reset_secrets);
+indexed!(
+    Secret,
+    "Secret",
+    apply_secret,
+    delete_secret,
+    reset_secrets_scoped
+);
 indexed!(
     IdentityPolicy,
     "IdentityPolicy",
     apply_identity_policy,
     delete_identity_policy,
-    reset_identity_policies
+    reset_identity_policies_scoped
 );
 
 impl Indexed for IngressClass {
@@ -357,7 +392,9 @@ impl Indexed for IngressClass {
     fn delete_from(index: &mut Index, obj: &Self) -> bool {
         index.delete_ingress_class(obj.metadata.name.as_deref().unwrap_or_default())
     }
-    fn reset_in(index: &mut Index, objs: Vec<Self>) -> Reset {
+    /// IngressClasses are cluster-scoped and watched by one cluster-wide watcher: a
+    /// re-list always replaces them all.
+    fn reset_in(index: &mut Index, objs: Vec<Self>, _scope: Option<&str>) -> Reset {
         index.reset_ingress_classes(objs)
     }
 }
@@ -367,12 +404,15 @@ impl Indexed for IngressClass {
 /// Turns one watcher's event stream into index calls: `Apply`/`Delete` go straight
 /// through; `Init` … `InitApply`* … `InitDone` is buffered and becomes one `reset`, so
 /// objects deleted while the watch was down disappear, and a half-listed set is never
-/// translated.
+/// translated. A [`Relist::scoped`] tracker feeds a watcher of one namespace: its
+/// re-list replaces only that namespace's objects.
 #[derive(Debug)]
 pub struct Relist<K> {
     buffer: Option<Vec<K>>,
     /// Whether a full list has been applied at least once (for `/readyz`).
     synced: bool,
+    /// The namespace this watcher lists; `None`: the whole cluster.
+    scope: Option<String>,
 }
 
 impl<K> Default for Relist<K> {
@@ -380,6 +420,7 @@ impl<K> Default for Relist<K> {
         Relist {
             buffer: None,
             synced: false,
+            scope: None,
         }
     }
 }
@@ -393,8 +434,22 @@ pub struct Handled {
 }
 
 impl<K: Indexed> Relist<K> {
+    /// The tracker of a cluster-wide watcher.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The tracker of a watcher of namespace `namespace` alone.
+    pub fn scoped(namespace: impl Into<String>) -> Self {
+        Relist {
+            scope: Some(namespace.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The namespace this watcher lists; `None`: the whole cluster.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
     }
 
     /// Whether this kind has completed its first full list.
@@ -413,7 +468,8 @@ impl<K: Indexed> Relist<K> {
             watcher::Event::Init => self.buffer = Some(Vec::new()),
             watcher::Event::InitApply(obj) => self.buffer.get_or_insert_with(Vec::new).push(obj),
             watcher::Event::InitDone => {
-                let reset = K::reset_in(index, self.buffer.take().unwrap_or_default());
+                let objs = self.buffer.take().unwrap_or_default();
+                let reset = K::reset_in(index, objs, self.scope.as_deref());
                 self.synced = true;
                 out.changed = reset.changed;
                 out.malformed = reset.malformed;

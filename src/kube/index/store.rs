@@ -61,13 +61,36 @@ impl<E: Content> Store<E> {
         self.items.remove(key).is_some()
     }
 
-    pub fn reset(&mut self, entries: BTreeMap<ObjectKey, E>) -> bool {
-        let changed = entries.len() != self.items.len()
-            || entries
-                .iter()
-                .any(|(k, e)| self.items.get(k).is_none_or(|old| !old.same_content(e)));
-        self.items = entries;
+    /// Replaces the entries of one watcher's scope with its fresh list: `None` replaces
+    /// everything, `Some(ns)` only the keys of namespace `ns` (another namespace's
+    /// watcher owns the rest, and its re-list is not this one's to judge). Entries
+    /// outside the scope are ignored. Returns whether anything translation reads changed.
+    pub fn reset_scoped(
+        &mut self,
+        mut entries: BTreeMap<ObjectKey, E>,
+        scope: Option<&str>,
+    ) -> bool {
+        let Some(ns) = scope else {
+            let changed = entries.len() != self.items.len() || self.differs(&entries);
+            self.items = entries;
+            return changed;
+        };
+        entries.retain(|k, _| k.namespace == ns);
+        let before = self.items.keys().filter(|k| k.namespace == ns).count();
+        // Every fresh key is in `ns`: equal counts and no new or different entry mean
+        // the same set.
+        let changed = before != entries.len() || self.differs(&entries);
+        self.items
+            .retain(|k, _| k.namespace != ns || entries.contains_key(k));
+        self.items.extend(entries);
         changed
+    }
+
+    /// Whether any of `entries` is new or reads differently from what is stored.
+    fn differs(&self, entries: &BTreeMap<ObjectKey, E>) -> bool {
+        entries
+            .iter()
+            .any(|(k, e)| self.items.get(k).is_none_or(|old| !old.same_content(e)))
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&E> {
@@ -140,12 +163,9 @@ impl Content for Secret {
 
 // === admission ===
 
-/// `Some(ns)`: objects of other namespaces are not indexed.
+/// With a namespace list, objects of other namespaces are not indexed.
 fn in_scope(settings: &Settings, key: &ObjectKey) -> bool {
-    settings
-        .namespace
-        .as_deref()
-        .is_none_or(|ns| ns == key.namespace)
+    settings.namespaces.is_empty() || settings.namespaces.contains(&key.namespace)
 }
 
 pub(super) fn admit_ingress(

@@ -145,7 +145,7 @@ fn watcher_events_drive_the_index() {
 #[test]
 fn namespace_restriction() {
     let mut ix = Index::new(Settings {
-        namespace: Some("apps".into()),
+        namespaces: vec!["apps".into()],
         ..Settings::default()
     });
     ix.apply_ingress_class(class(

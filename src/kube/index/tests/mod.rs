@@ -4,6 +4,7 @@ mod annotations;
 mod backends;
 mod classes;
 mod index;
+mod namespaces;
 mod paths;
 mod policies;
 mod scale;

@@ -321,7 +321,8 @@ impl Provider {
                 .client
                 .id_token_verifier()
                 .require_audience_match(false)
-                .set_other_audience_verifier_fn(|_| true);
+                .set_other_audience_verifier_fn(|_| true)
+                .set_allowed_jose_types(bearer_jose_types());
             token
                 .claims(&verifier, |_: Option<&Nonce>| Ok(()))
                 .map(|_| ())
@@ -385,6 +386,19 @@ impl Provider {
         }
         Some(req.http_get_url().to_string())
     }
+}
+
+/// `typ` values of bearer tokens: ID tokens (`JWT`) and RFC 9068 access tokens
+/// (`at+jwt`, which Okta's authorization servers use).
+fn bearer_jose_types() -> Vec<openidconnect::NormalizedJsonWebTokenType> {
+    ["JWT", "at+jwt"]
+        .into_iter()
+        .filter_map(|t| {
+            openidconnect::JsonWebTokenType::new(t.to_string())
+                .normalize()
+                .ok()
+        })
+        .collect()
 }
 
 /// The JSON claims of a compact JWS (only after its signature is verified, or to read

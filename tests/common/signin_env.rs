@@ -217,6 +217,7 @@ pub async fn start(issuer_form: &str, redis: bool) -> Env {
         .arg(&config_path)
         .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
         .env("LOG_LEVEL", "info")
+        .env("RUST_LOG", "info,portcullis::auth=debug")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

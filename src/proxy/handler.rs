@@ -277,7 +277,7 @@ impl Proxy {
                 &client_host,
             );
             let body = match body.take() {
-                Some(b) => b.boxed_body(),
+                Some(b) => super::with_idle_timeout(b.boxed_body(), route.options.idle_timeout),
                 None => super::empty(),
             };
             let _inflight = endpoint.start();
@@ -287,7 +287,10 @@ impl Proxy {
             } else {
                 let send = clients.for_scheme(endpoint.spec.scheme).request(req);
                 match with_timeout(route.options.timeout, send).await {
-                    Ok(Ok(resp)) => Ok(resp.map(super::boxed_incoming)),
+                    Ok(Ok(resp)) => {
+                        let idle = route.options.idle_timeout;
+                        Ok(resp.map(|b| super::with_idle_timeout(super::boxed_incoming(b), idle)))
+                    }
                     Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
                     Ok(Err(e)) => Err(UpstreamError::Other(error_chain(&e))),
                     Err(_) => Err(UpstreamError::Timeout),

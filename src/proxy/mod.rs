@@ -3,6 +3,7 @@
 
 mod handler;
 pub mod headers;
+pub mod idle;
 pub mod pages;
 pub mod server;
 pub mod tls;
@@ -25,8 +26,11 @@ use crate::telemetry::Metrics;
 use tls::CertStore;
 use upstream::Upstreams;
 
+/// Errors of bodies in flight (upstream or client I/O, idle timeouts).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Every body Portcullis sends: upstream bodies passed through, or its own pages.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type Body = BoxBody<Bytes, BoxError>;
 
 pub fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|never| match never {}).boxed()
@@ -37,7 +41,16 @@ pub fn empty() -> Body {
 }
 
 pub fn boxed_incoming(body: Incoming) -> Body {
-    body.boxed()
+    body.map_err(BoxError::from).boxed()
+}
+
+/// `body`, failing when no data flows for `limit` (zero: no limit).
+pub fn with_idle_timeout(body: Body, limit: std::time::Duration) -> Body {
+    if limit.is_zero() {
+        body
+    } else {
+        idle::IdleBody::new(body, limit).boxed()
+    }
 }
 
 /// Shared state of the data plane. Every field is safe to read from any connection.

@@ -25,6 +25,10 @@ const REFRESH_SHARE_SECS: i64 = 30;
 /// How long a request waits for another replica's refresh (Redis lock) before using
 /// the session as it is.
 const REFRESH_WAIT: Duration = Duration::from_secs(5);
+/// An assertion is reused this long (it is valid for five minutes).
+const ASSERTION_REUSE_SECS: i64 = 60;
+/// Assertions kept for reuse at most.
+const ASSERTION_CACHE_ENTRIES: usize = 10_000;
 /// Handoff tokens remembered against replay (each lives 60 s).
 const REPLAY_CAPACITY: usize = 100_000;
 
@@ -61,6 +65,8 @@ pub struct Auth {
     pub(super) signer: SigningKey,
     claims_headers: Vec<(HeaderName, String)>,
     flights: Mutex<HashMap<String, Flight>>,
+    /// Recently signed assertions by identity and route host.
+    assertions: Mutex<HashMap<u64, (HeaderValue, i64)>>,
 }
 
 /// Who a request comes from, and cookies to set on the response.
@@ -113,6 +119,7 @@ impl Auth {
             signer: settings.signing_key,
             claims_headers: settings.jwt_claims_headers,
             flights: Mutex::new(HashMap::new()),
+            assertions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -293,13 +300,7 @@ impl Auth {
         let Some(id) = identity else {
             return;
         };
-        let mut assertion = Assertion::new(&self.authenticate_url, route_host, &id.user, now)
-            .with_groups(id.groups.iter().cloned());
-        if !id.email.is_empty() {
-            assertion = assertion.with_email(id.email.clone());
-        }
-        let jwt = self.signer.sign(&assertion.claims());
-        if let Ok(v) = HeaderValue::from_str(&jwt) {
+        if let Some(v) = self.assertion(id, route_host, now) {
             headers.insert(ASSERTION_HEADER, v);
         }
         if pass_identity_headers {
@@ -350,6 +351,44 @@ impl Auth {
                 headers.insert(name.clone(), v);
             }
         }
+    }
+
+    /// The signed assertion for `id` at `route_host`. Signing costs tens of
+    /// microseconds, so one assertion (valid five minutes) is reused for a minute.
+    fn assertion(
+        &self,
+        id: &Identity,
+        route_host: &str,
+        now: jiff::Timestamp,
+    ) -> Option<HeaderValue> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (route_host, &id.user, &id.email, &id.groups).hash(&mut h);
+        let key = h.finish();
+        let now_s = now.as_second();
+        {
+            let cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((v, until)) = cache.get(&key)
+                && now_s < *until
+            {
+                return Some(v.clone());
+            }
+        }
+        let mut assertion = Assertion::new(&self.authenticate_url, route_host, &id.user, now)
+            .with_groups(id.groups.iter().cloned());
+        if !id.email.is_empty() {
+            assertion = assertion.with_email(id.email.clone());
+        }
+        let value = HeaderValue::from_str(&self.signer.sign(&assertion.claims())).ok()?;
+        let mut cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= ASSERTION_CACHE_ENTRIES {
+            cache.retain(|_, (_, until)| now_s < *until);
+            if cache.len() >= ASSERTION_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (value.clone(), now_s + ASSERTION_REUSE_SECS));
+        Some(value)
     }
 
     /// Whether `host` is the authenticate service's.

@@ -10,6 +10,8 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::signin_env::*;
 use serde_json::{Value, json};
 
@@ -371,10 +373,13 @@ async fn api_clients_use_bearer_tokens_from_the_provider() {
         .await
         .unwrap();
     assert_eq!(admin.status(), 200);
-    // A forged token (signature changed) and a token of no JWT shape get 401, not a redirect.
-    let mut forged = id.clone();
-    forged.pop();
-    forged.push(if id.ends_with('A') { 'B' } else { 'A' });
+    // A forged token (claims changed under the original signature) and a token of no
+    // JWT shape get 401, not a redirect.
+    let parts: Vec<&str> = id.split('.').collect();
+    let mut claims = jwt_claims(&id);
+    claims["groups"] = json!(["admins", "root"]);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let forged = format!("{}.{payload}.{}", parts[0], parts[2]);
     assert_eq!(get(forged).await.status(), 401);
     assert_eq!(get("not-a-jwt".into()).await.status(), 401);
 }

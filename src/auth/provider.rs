@@ -18,6 +18,8 @@ use openidconnect::{
 };
 use serde_json::{Map, Value};
 
+use crate::telemetry::error_chain;
+
 /// Timeout for every call to the provider.
 const IDP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Discovery documents (and keys) are refetched at least this often.
@@ -158,7 +160,7 @@ impl Provider {
             .map_err(|e| ProviderError::Config(e.to_string()))?;
         let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
             .await
-            .map_err(|e| ProviderError::Unavailable(format!("discovery: {}", chain(&e))))?;
+            .map_err(|e| ProviderError::Unavailable(format!("discovery: {}", error_chain(&e))))?;
         let end_session = metadata
             .additional_metadata()
             .end_session_endpoint
@@ -435,7 +437,7 @@ fn token_error<RE: std::error::Error + 'static>(
             r.error().as_ref(),
             r.error_description().map(String::as_str).unwrap_or("")
         )),
-        _ => ProviderError::Unavailable(chain(&e)),
+        _ => ProviderError::Unavailable(error_chain(&e)),
     }
 }
 
@@ -472,15 +474,4 @@ fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, ProviderError> 
         .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ProviderError::Config(e.to_string()))
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

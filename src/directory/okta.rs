@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::telemetry::error_chain;
+
 use http::{HeaderMap, HeaderValue, StatusCode};
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -454,17 +456,6 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
         .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Error::Config(e.to_string()))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn jitter() -> Duration {

@@ -19,6 +19,7 @@ use crate::auth::endpoints::Ctx as EndpointCtx;
 use crate::auth::gate::Identified;
 use crate::policy::{self, Outcome};
 use crate::routes::{Endpoint, Route, UpstreamHost, UpstreamScheme};
+use crate::telemetry::error_chain;
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -602,17 +603,6 @@ fn idle_or_forever(limit: std::time::Duration) -> std::time::Duration {
     } else {
         limit
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 trait CloneHead {

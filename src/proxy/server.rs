@@ -70,16 +70,8 @@ pub async fn serve_https(
     let builder = Arc::new(builder(&limits));
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut shutdown) => break,
+        let Some((stream, peer)) = accept(&listener, &mut shutdown).await else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let tls = tls.clone();
@@ -135,16 +127,8 @@ pub async fn serve_redirect(
     let builder = Arc::new(builder(&limits));
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped(&mut shutdown) => break,
+        let Some((stream, _)) = accept(&listener, &mut shutdown).await else {
+            break;
         };
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -215,6 +199,26 @@ async fn drain(graceful: GracefulShutdown, limit: Duration, name: &str) {
             listener = name,
             "drain timed out; closing remaining connections"
         );
+    }
+}
+
+/// The next connection, or `None` once shutdown starts. Accept errors (such as running
+/// out of file descriptors) are logged and retried after a pause, never fatal.
+pub async fn accept(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stopped(shutdown) => return None,
+        }
     }
 }
 

@@ -35,15 +35,8 @@ pub async fn serve_admin(
     let addr = listener.local_addr().ok();
     tracing::info!(address = ?addr, "admin listener (metrics, health, debug) ready");
     loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    continue;
-                }
-            },
-            _ = crate::proxy::server::stopped(&mut shutdown) => return,
+        let Some((stream, _)) = crate::proxy::server::accept(&listener, &mut shutdown).await else {
+            return;
         };
         let state = state.clone();
         tokio::spawn(async move {

@@ -35,3 +35,15 @@ pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     };
     result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
 }
+
+/// An error with its chain of causes, `: `-separated, for log lines and messages.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -843,3 +843,55 @@ async fn a_cold_start_converges_a_thousand_ingresses() {
         written.as_millis()
     );
 }
+
+/// With the API server gone, the last good table keeps serving, and the outage is
+/// logged once per watch, not once per retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_server_keeps_the_last_good_table() {
+    let cluster = Cluster::up("outage").await;
+    let pki = pki(&["*.example.test"]);
+    let tls = client_tls(&pki.ca_der, &[b"http/1.1"]);
+    let upstream = echo_upstream("echo").await;
+    cluster.echo_service(upstream.port()).await;
+    cluster
+        .ingress(
+            "app",
+            "app.example.test",
+            upstream.port(),
+            json!({"portcullis.dev/allow-public-unauthenticated-access": "true"}),
+            None,
+        )
+        .await;
+    let replica = Replica::start(&cluster, "replica-a", &pki).await;
+    within(Duration::from_secs(2), "the route answers", || async {
+        status_of(&replica, &tls, "app.example.test", "GET").await == Some(200)
+    })
+    .await;
+
+    let pid = std::fs::read_to_string(cluster.dir.join("kube-apiserver.pid")).unwrap();
+    let killed = Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.trim())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Serving continues for a while with the API server gone (watches retry meanwhile).
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            status_of(&replica, &tls, "app.example.test", "GET").await,
+            Some(200)
+        );
+    }
+    let (ready, _) = replica.admin_get("/readyz").await.unwrap();
+    assert_eq!(ready, 200, "still ready: the table is the last good one");
+    let log = std::fs::read_to_string(&replica.log).unwrap();
+    let outage_lines = log
+        .matches("watch failed; serving the last good configuration")
+        .count();
+    assert!(
+        (1..=6).contains(&outage_lines),
+        "expected one warning per watched kind, got {outage_lines}:\n{}",
+        replica.log_tail()
+    );
+}

@@ -383,3 +383,45 @@ async fn api_clients_use_bearer_tokens_from_the_provider() {
     assert_eq!(get(forged).await.status(), 401);
     assert_eq!(get("not-a-jwt".into()).await.status(), 401);
 }
+
+/// When the provider is down, signed-in users keep their sessions (refreshes fail
+/// softly until the session's own end), and the outage is never a way in for others.
+#[tokio::test]
+async fn an_unreachable_provider_keeps_existing_sessions() {
+    let mut env = start("default", false).await;
+    let alice = env.browser();
+    let (resp, _) = follow(
+        &alice,
+        &env.url("app", "/"),
+        Some(("alice@example.com", "alice-pw")),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    // Stop the provider, and let the 5-second tokens expire.
+    let _ = env.idp_proc.0.kill();
+    let _ = env.idp_proc.0.wait();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let r = alice
+        .get(env.url("app", "/still-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the session outlives a provider outage");
+    // Someone without a session is still sent to sign in, never let through.
+    let r = env
+        .browser()
+        .get(env.url("app", "/"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let r = env
+        .browser()
+        .get(env.url("app", "/"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -2,11 +2,12 @@
 //! rate limits, membership and status changes picked up by incremental syncs, outages,
 //! a rejected token, and the call counts for a 10,000-user directory.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::okta_api::{Emulator, TOKEN};
 use portcullis::config::{DirectoryProvider, DirectorySettings, Secret};
 use portcullis::directory::{
     Client, Directory, Options, PageSizes, Snapshot, Status, UserStatus, Verdict, sync,
@@ -15,76 +16,15 @@ use portcullis::policy::Identity;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
-const TOKEN: &str = "00test-token-abcdef";
-
 // === the emulator ===
 
-struct Emulator {
-    child: Child,
-    url: String,
-    http: reqwest::Client,
+/// What these tests add to the shared emulator harness.
+trait EmulatorExt {
+    fn settings(&self, token: &str) -> DirectorySettings;
+    fn start_directory(&self, options: Options) -> (Arc<Directory>, Registry);
 }
 
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Emulator {
-    fn start(args: &[&str]) -> Emulator {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let server =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/okta-api/server.js");
-        let mut child = Command::new("node")
-            .arg(server)
-            .args(["--port", "0", "--token", TOKEN])
-            .args(args)
-            .env("OKTA_API_EXIT_ON_STDIN_EOF", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node is installed");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert_eq!(ready["ready"], true, "{line}");
-        Emulator {
-            child,
-            url: ready["url"].as_str().unwrap().to_string(),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn control(&self, method: &str, path: &str, body: Value) -> Value {
-        let method = http::Method::from_bytes(method.as_bytes()).unwrap();
-        let response = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let value: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{method} {path}: {status} {value}");
-        value
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
-        response.json().await.unwrap()
-    }
-
+impl EmulatorExt for Emulator {
     fn settings(&self, token: &str) -> DirectorySettings {
         DirectorySettings {
             provider: DirectoryProvider::Okta,

@@ -425,3 +425,104 @@ async fn an_unreachable_provider_keeps_existing_sessions() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// With directory sync, the directory — not the token — decides groups, and a user
+/// deactivated in Okta loses access at the next sync, mid-session.
+#[tokio::test]
+async fn directory_sync_decides_groups_and_deactivation() {
+    use common::okta_api::{Emulator, TOKEN};
+    let okta = Emulator::start(&["--rate-limit", "off"]);
+    okta.control(
+        "PUT",
+        "/__test/data",
+        json!({
+            "users": [
+                {"id": ALICE, "status": "ACTIVE",
+                 "profile": {"login": "alice@example.com", "email": "alice@example.com",
+                             "firstName": "Alice", "lastName": "A"}},
+            ],
+            "groups": [
+                {"id": "00gops00000000000001", "profile": {"name": "ops"}, "members": [ALICE]},
+                {"id": "00gadmins00000000001", "profile": {"name": "admins"}, "members": []},
+            ],
+        }),
+    )
+    .await;
+    let extra = format!(
+        "directory:\n  provider: okta\n  url: {}\n  api_token: {TOKEN}\n  refresh_interval: 10s\n",
+        okta.url
+    );
+    let env = start_with("default", false, &extra).await;
+    let alice = env.browser();
+    // The token says `admins`; the directory says only `ops`: the admin route refuses.
+    let (resp, hops) = follow(
+        &alice,
+        &env.url("admin", "/"),
+        Some(("alice@example.com", "alice-pw")),
+    )
+    .await;
+    assert_eq!(resp.status(), 403, "{hops:#?}");
+    let me: Value = alice
+        .get(env.url("admin", "/.portcullis/user"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["groups_source"], "okta directory", "{me}");
+    assert!(
+        me["groups"].as_array().unwrap().contains(&json!("ops")),
+        "{me}"
+    );
+
+    // Added to `admins` in the directory: allowed after the next sync.
+    okta.control(
+        "PUT",
+        &format!("/__test/groups/00gadmins00000000001/users/{ALICE}"),
+        json!({}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = alice.get(env.url("admin", "/")).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "group change never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Deactivated in Okta: denied mid-session, with the reason.
+    okta.control(
+        "POST",
+        &format!("/__test/users/{ALICE}/deactivate"),
+        json!({}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = alice
+            .get(env.url("admin", "/"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 403 {
+            let body: Value = r.json().await.unwrap();
+            assert!(
+                body["detail"].as_str().unwrap().contains("not active"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deactivation never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -159,6 +159,11 @@ pub struct Env {
 /// Starts everything; `issuer_form` is `default` (Okta's custom authorization server) or
 /// `org`; `redis` picks the Redis session store instead of the cookie store.
 pub async fn start(issuer_form: &str, redis: bool) -> Env {
+    start_with(issuer_form, redis, "").await
+}
+
+/// [`start`], with `extra` appended to the top level of the config file.
+pub async fn start_with(issuer_form: &str, redis: bool, extra: &str) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = Dir::new("signin");
     let pki = pki(&["*.example.test", "127.0.0.1", "localhost"]);
@@ -194,7 +199,7 @@ pub async fn start(issuer_form: &str, redis: bool) -> Env {
          idp_client_id: {CLIENT_ID}\n\
          idp_ca_file: {ca}\n\
          cookie_secret: {secret}\n\
-         {store}\
+         {store}{extra}\
          routes:\n\
          \x20 - from: https://app.example.test\n\
          \x20   to: http://{upstream}\n\

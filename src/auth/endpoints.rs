@@ -316,9 +316,21 @@ impl Auth {
     /// cookie, once.
     async fn accept_handoff(&self, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
         let now = timestamp(ctx.now);
-        let handoff = query(req, "token")
+        let mut handoff = query(req, "token")
             .and_then(|t| self.handoff.verify(&t, ctx.host, now).ok())
             .filter(|h| self.replay.first_use(&h.jti, h.expires_at, now));
+        // With Redis, a token is single-use across every replica too; fail closed.
+        if let Some(h) = &handoff {
+            let ttl = (h.expires_at.as_second() - ctx.now).max(1) as u64 + 5;
+            if !self
+                .store
+                .first_use_shared(&h.jti, ttl)
+                .await
+                .unwrap_or(false)
+            {
+                handoff = None;
+            }
+        }
         let carried = handoff.as_ref().and_then(|h| {
             let text = std::str::from_utf8(&h.session).ok()?;
             let (expires, value) = text.split_once(':')?;

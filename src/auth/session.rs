@@ -260,6 +260,28 @@ impl Store {
         }
     }
 
+    /// Records a handoff token's ID in Redis; `Ok(true)` the first time it is seen
+    /// anywhere in the cluster. (The cookie store has no shared state: the caller's
+    /// in-memory guard is all there is.)
+    pub async fn first_use_shared(&self, jti: &str, ttl_secs: u64) -> Result<bool, StoreError> {
+        match self {
+            Store::Cookie => Ok(true),
+            Store::Redis(conn) => {
+                let mut conn = conn.clone();
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(format!("portcullis:handoff:{jti}"))
+                    .arg("1")
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(ttl_secs.max(1))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| StoreError(e.to_string()))?;
+                Ok(set.is_some())
+            }
+        }
+    }
+
     pub async fn unlock_refresh(&self, session_id: &str) {
         if let Store::Redis(conn) = self {
             let mut conn = conn.clone();

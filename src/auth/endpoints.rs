@@ -467,6 +467,7 @@ impl Auth {
             exp: ctx.now + 60,
         };
         if let Some(s) = &session {
+            self.forget_decoded(&s.id);
             if let Err(e) = self.store.delete(&s.id).await {
                 tracing::warn!(error = %e, "could not delete the session from the store");
             }
@@ -505,6 +506,7 @@ impl Auth {
         if let Some(s) = &mine
             && intent.session_id.as_deref() != Some(s.id.as_str())
         {
+            self.forget_decoded(&s.id);
             let _ = self.store.delete(&s.id).await;
         }
         let id_token = intent

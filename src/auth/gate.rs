@@ -25,6 +25,11 @@ const REFRESH_SHARE_SECS: i64 = 30;
 /// How long a request waits for another replica's refresh (Redis lock) before using
 /// the session as it is.
 const REFRESH_WAIT: Duration = Duration::from_secs(5);
+/// A decoded session is reused this long. With Redis, a sign-out on another replica
+/// therefore takes effect here within this many seconds.
+const DECODED_FOR_SECS: i64 = 5;
+/// Decoded sessions kept at most.
+const DECODED_ENTRIES: usize = 10_000;
 /// An assertion is reused this long (it is valid for five minutes).
 const ASSERTION_REUSE_SECS: i64 = 60;
 /// Assertions kept for reuse at most.
@@ -67,6 +72,9 @@ pub struct Auth {
     flights: Mutex<HashMap<String, Flight>>,
     /// Recently signed assertions by identity and route host.
     assertions: Mutex<HashMap<u64, (HeaderValue, i64)>>,
+    /// Recently decoded sessions by cookie digest (decrypting and parsing a session
+    /// on every request costs more than the rest of the request).
+    decoded: Mutex<HashMap<[u8; 32], Decoded>>,
 }
 
 /// Who a request comes from, and cookies to set on the response.
@@ -74,7 +82,7 @@ pub struct Auth {
 pub struct Identified {
     pub session: Option<Session>,
     /// The identity for policies: from the session or a verified bearer token.
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     /// `Set-Cookie` values: a refreshed session, or clearing an ended one.
     pub set_cookies: Vec<HeaderValue>,
     /// The session store could not be read: answer 503, never guess.
@@ -120,6 +128,7 @@ impl Auth {
             claims_headers: settings.jwt_claims_headers,
             flights: Mutex::new(HashMap::new()),
             assertions: Mutex::new(HashMap::new()),
+            decoded: Mutex::new(HashMap::new()),
         })
     }
 
@@ -133,7 +142,7 @@ impl Auth {
         if let Some(token) = bearer(headers) {
             return match self.provider.verify_bearer(token).await {
                 Ok(claims) => Identified {
-                    identity: Some(identity_from_claims(&claims)),
+                    identity: Some(Arc::new(identity_from_claims(&claims))),
                     ..Identified::default()
                 },
                 Err(e) => {
@@ -151,6 +160,14 @@ impl Auth {
     /// The live session a cookie value refers to, refreshed when due; ended sessions
     /// come back as clearing cookies.
     pub(super) async fn live_session(&self, value: String, now: i64) -> Identified {
+        if let Some((session, identity)) = self.recall(&value, now) {
+            return Identified {
+                identity: Some(identity),
+                session: Some(session),
+                cookie_value: Some(value),
+                ..Identified::default()
+            };
+        }
         let session = match self.store.load(&self.sealer, &value, now).await {
             Ok(Some(s)) => s,
             Ok(None) => {
@@ -168,8 +185,10 @@ impl Auth {
             }
         };
         if !session.needs_refresh(now) {
+            let identity = Arc::new(session.identity());
+            self.remember(&value, &session, &identity, now);
             return Identified {
-                identity: Some(session.identity()),
+                identity: Some(identity),
                 session: Some(session),
                 cookie_value: Some(value),
                 ..Identified::default()
@@ -185,7 +204,7 @@ impl Auth {
                     }
                 };
                 Identified {
-                    identity: Some(fresh.identity()),
+                    identity: Some(Arc::new(fresh.identity())),
                     session: Some(fresh),
                     cookie_value: Some(value),
                     set_cookies,
@@ -194,7 +213,7 @@ impl Auth {
             }
             // The provider is unreachable: keep the session until it expires.
             Ok(None) => Identified {
-                identity: Some(session.identity()),
+                identity: Some(Arc::new(session.identity())),
                 session: Some(session),
                 cookie_value: Some(value),
                 ..Identified::default()
@@ -207,6 +226,35 @@ impl Auth {
                 }
             }
         }
+    }
+
+    /// A session decoded from this exact cookie value in the last few seconds, still
+    /// live and not due for a refresh. Keyed by a SHA-256 of the value, so only the same
+    /// cookie finds it.
+    fn recall(&self, value: &str, now: i64) -> Option<(Session, Arc<Identity>)> {
+        let key = cookie_digest(value);
+        let cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        let (session, identity, at) = cache.get(&key)?;
+        (now - at < DECODED_FOR_SECS && session.is_live(now) && !session.needs_refresh(now))
+            .then(|| (session.clone(), identity.clone()))
+    }
+
+    fn remember(&self, value: &str, session: &Session, identity: &Arc<Identity>, now: i64) {
+        let key = cookie_digest(value);
+        let mut cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= DECODED_ENTRIES {
+            cache.retain(|_, (_, _, at)| now - *at < DECODED_FOR_SECS);
+            if cache.len() >= DECODED_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (session.clone(), identity.clone(), now));
+    }
+
+    /// Forgets decoded sessions (sign-out).
+    pub(super) fn forget_decoded(&self, session_id: &str) {
+        let mut cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, (s, _, _)| s.id != session_id);
     }
 
     /// Refreshes once per session at a time. `Ok(None)`: provider unreachable (keep
@@ -395,6 +443,16 @@ impl Auth {
     pub fn is_authenticate_host(&self, host: &str) -> bool {
         host.eq_ignore_ascii_case(&self.authenticate_host)
     }
+}
+
+/// A decoded session, its identity, and when it was decoded (unix seconds).
+type Decoded = (Session, Arc<Identity>, i64);
+
+fn cookie_digest(value: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 /// One session's refresh in progress: its result and when it was obtained, shared

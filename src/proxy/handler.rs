@@ -119,7 +119,7 @@ impl Proxy {
         };
         // With directory sync, groups and account status come from the directory.
         if let (Some(directory), Some(identity)) = (&self.directory, identified.identity.as_mut())
-            && let Some(reason) = directory.apply(identity).deny_reason()
+            && let Some(reason) = directory.apply(Arc::make_mut(identity)).deny_reason()
         {
             tracing::info!(route = %route.id, user = %identity.user, %reason, "request denied");
             let mut resp = self.error(
@@ -146,7 +146,7 @@ impl Proxy {
         }
         // Authorization.
         let decision = route.policy.evaluate(&policy::Input {
-            identity: identified.identity.as_ref(),
+            identity: identified.identity.as_deref(),
             request: policy::Request {
                 method: req.method().as_str(),
                 path: req.uri().path(),
@@ -235,7 +235,7 @@ impl Proxy {
         if let Some(auth) = &self.auth {
             auth.decorate_upstream(
                 &mut parts.headers,
-                identified.identity.as_ref(),
+                identified.identity.as_deref(),
                 host,
                 route.options.pass_identity_headers,
                 now,

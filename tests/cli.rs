@@ -194,3 +194,59 @@ fn run_refuses_a_bad_config_before_listening() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown key `adress`"), "{stderr}");
 }
+
+#[test]
+fn policy_eval_prints_the_decision_first() {
+    let dir = TempDir::new("eval");
+    let policy = dir.write(
+        "policy.yaml",
+        "allow:\n  and:\n    - groups: {has: admin}\n    - http_method: GET\n",
+    );
+    let run = |input: &str| {
+        let input = dir.write("input.json", input);
+        Command::new(BIN)
+            .args(["policy", "eval", "--policy"])
+            .arg(&policy)
+            .arg("--input")
+            .arg(&input)
+            .output()
+            .unwrap()
+    };
+    let cases = [
+        (
+            r#"{"identity": {"user": "u", "email": "a@example.com", "groups": ["admin"]},
+                "request": {"method": "GET", "path": "/"}}"#,
+            "allow",
+        ),
+        (
+            r#"{"identity": {"user": "u", "email": "a@example.com", "groups": ["dev"]},
+                "request": {"method": "GET", "path": "/"}}"#,
+            "deny",
+        ),
+        (r#"{"request": {"method": "GET", "path": "/"}}"#, "sign-in"),
+    ];
+    for (input, want) in cases {
+        let out = run(input);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.lines().next(), Some(want), "{stdout}");
+    }
+    let bad = dir.write("bad.yaml", "allow:\n  and:\n    - grups: admin\n");
+    let input = dir.write(
+        "anon.json",
+        r#"{"request": {"method": "GET", "path": "/"}}"#,
+    );
+    let out = Command::new(BIN)
+        .args(["policy", "eval", "--policy"])
+        .arg(&bad)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allow.and[0].grups: unknown criterion"));
+}

@@ -1,12 +1,11 @@
 //! One entry of `routes:`, read with Pomerium's meaning and turned into a [`RouteSpec`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::policy::{Policy, PolicyError, Shorthands};
 use crate::routes::{
-    BackendSpec, Balance, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, EndpointSpec, HostMatch,
-    PathMatch, RouteOptions, RouteSpec, UpstreamHost, UpstreamScheme,
+    BackendSpec, Balance, EndpointSpec, HostMatch, PathMatch, RouteOptions, RouteSpec,
+    UpstreamHost, UpstreamScheme,
 };
 
 use super::error::Problems;
@@ -438,19 +437,10 @@ fn read_options(
     // without a `timeout` turns the route timeout off. Zero means no limit.
     let timeout = f.read("timeout", p, fields::duration);
     let idle = f.read("idle_timeout", p, fields::duration);
-    o.allow_websockets = f
+    let websockets = f
         .read("allow_websockets", p, fields::boolean)
         .unwrap_or(false);
-    o.timeout = match (timeout, idle, o.allow_websockets) {
-        (Some(t), _, _) => t,
-        (None, Some(_), _) | (None, None, true) => Duration::ZERO,
-        (None, None, false) => DEFAULT_TIMEOUT,
-    };
-    o.idle_timeout = match (idle, o.allow_websockets) {
-        (Some(i), _) => i,
-        (None, true) => Duration::ZERO,
-        (None, false) => DEFAULT_IDLE_TIMEOUT,
-    };
+    o.set_timeouts(timeout, idle, websockets);
 
     o.set_request_headers = f
         .read("set_request_headers", p, fields::header_map)

@@ -15,10 +15,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::config::fields::parse_go_duration;
 use crate::policy::{Policy, PolicyError, Shorthands};
-use crate::routes::{
-    Balance, DEFAULT_IDLE_TIMEOUT, DEFAULT_TIMEOUT, HostMatch, RouteOptions, UpstreamHost,
-    UpstreamScheme,
-};
+use crate::routes::{Balance, HostMatch, RouteOptions, UpstreamHost, UpstreamScheme};
 
 /// Our annotation prefix; keys are written with `-`.
 pub const PREFIX: &str = "portcullis.dev/";
@@ -354,17 +351,8 @@ impl Reader<'_> {
         let mut o = RouteOptions::default();
         let timeout = self.read(Key::Timeout, duration);
         let idle = self.read(Key::IdleTimeout, duration);
-        o.allow_websockets = self.read(Key::AllowWebsockets, boolean).unwrap_or(false);
-        o.timeout = match (timeout, idle, o.allow_websockets) {
-            (Some(t), _, _) => t,
-            (None, Some(_), _) | (None, None, true) => Duration::ZERO,
-            (None, None, false) => DEFAULT_TIMEOUT,
-        };
-        o.idle_timeout = match (idle, o.allow_websockets) {
-            (Some(i), _) => i,
-            (None, true) => Duration::ZERO,
-            (None, false) => DEFAULT_IDLE_TIMEOUT,
-        };
+        let websockets = self.read(Key::AllowWebsockets, boolean).unwrap_or(false);
+        o.set_timeouts(timeout, idle, websockets);
 
         o.set_request_headers = self
             .read(Key::SetRequestHeaders, header_map)

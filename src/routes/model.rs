@@ -160,6 +160,29 @@ impl Default for RouteOptions {
     }
 }
 
+impl RouteOptions {
+    /// Pomerium's timeout rules: an explicit value wins; WebSocket routes default to no
+    /// limit on either; setting only `idle_timeout` turns the route `timeout` off.
+    pub fn set_timeouts(
+        &mut self,
+        timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
+        allow_websockets: bool,
+    ) {
+        self.allow_websockets = allow_websockets;
+        self.timeout = match (timeout, idle_timeout, allow_websockets) {
+            (Some(t), _, _) => t,
+            (None, Some(_), _) | (None, None, true) => Duration::ZERO,
+            (None, None, false) => DEFAULT_TIMEOUT,
+        };
+        self.idle_timeout = match (idle_timeout, allow_websockets) {
+            (Some(i), _) => i,
+            (None, true) => Duration::ZERO,
+            (None, false) => DEFAULT_IDLE_TIMEOUT,
+        };
+    }
+}
+
 impl HostMatch {
     /// Parses a host pattern as written in a `from` URL or an Ingress rule.
     pub fn parse(pattern: &str) -> Result<HostMatch, String> {

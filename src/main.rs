@@ -20,6 +20,12 @@ use portcullis::proxy::Limits;
 use portcullis::proxy::tls::PemPair;
 use portcullis::telemetry::{self, LogFormat};
 
+/// The allocator: a proxy allocates and frees small buffers per request on every
+/// worker thread, which mimalloc serves markedly faster than the system allocator
+/// (measured in e2e/bench: see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Kubernetes ingress controller with an identity-aware proxy inside.
 #[derive(Parser)]
 #[command(name = "portcullis", version, about)]

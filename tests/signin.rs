@@ -52,14 +52,7 @@ async fn scenario(issuer_form: &str, redis: bool) {
     let jwt = headers["x-portcullis-jwt-assertion"]
         .as_str()
         .expect("an assertion");
-    let jwks: Value = alice
-        .get(env.url("app", "/.well-known/portcullis/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(&alice, env.url("app", "/.well-known/portcullis/jwks.json")).await;
     assert!(
         verify_es256(jwt, &jwks),
         "the assertion verifies against the JWKS"
@@ -103,14 +96,7 @@ async fn scenario(issuer_form: &str, redis: bool) {
     );
 
     // Who am I.
-    let me: Value = alice
-        .get(env.url("app", "/.portcullis/user"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = get_json(&alice, env.url("app", "/.portcullis/user")).await;
     assert_eq!(me["email"], "alice@example.com");
 
     // A group-restricted route: Alice (admins) passes without signing in again.
@@ -462,14 +448,7 @@ async fn directory_sync_decides_groups_and_deactivation() {
     )
     .await;
     assert_eq!(resp.status(), 403, "{hops:#?}");
-    let me: Value = alice
-        .get(env.url("admin", "/.portcullis/user"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = get_json(&alice, env.url("admin", "/.portcullis/user")).await;
     assert_eq!(me["groups_source"], "okta directory", "{me}");
     assert!(
         me["groups"].as_array().unwrap().contains(&json!("ops")),

@@ -126,20 +126,7 @@ pub(super) fn index(issuer: &str) -> String {
 }
 
 /// Escapes text for HTML content and double-quoted attribute values.
-pub(super) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(super) use crate::proxy::pages::escape;
 
 #[cfg(test)]
 mod tests {

@@ -385,3 +385,8 @@ pub fn verify_es256(token: &str, jwks: &Value) -> bool {
         )
         .is_ok()
 }
+
+/// GETs `url` and reads the body as JSON.
+pub async fn get_json(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}

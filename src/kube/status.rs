@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -26,6 +27,8 @@ use super::index::{ObjectKey, Translation};
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// How often the leader renews, and others check whether they can take over.
 const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// Ingress status patches and Events in flight at once.
+const STATUS_CONCURRENCY: usize = 16;
 /// Status is rewritten at least this often, to repair hand edits.
 const RESYNC_EVERY: Duration = Duration::from_secs(300);
 
@@ -250,42 +253,76 @@ impl Writer {
     async fn write(&mut self, t: &Translation) {
         let addresses = self.addresses().await;
         let mut still_noted = HashSet::new();
+        // Ingresses are independent: write their status and Events a few at a time.
+        let mut jobs = Vec::new();
         for report in &t.ingresses {
-            let api: Api<Ingress> = Api::namespaced(self.client.clone(), &report.key.namespace);
-            if let Some(lb) = &addresses {
-                let status = json!({"status": {"loadBalancer": {"ingress": lb}}});
-                if self.ingress_status.get(&report.key) != Some(&status) {
-                    match api
-                        .patch_status(&report.key.name, &self.params, &Patch::Merge(&status))
-                        .await
-                    {
-                        Ok(_) => {
-                            self.ingress_status.insert(report.key.clone(), status);
-                        }
-                        Err(e) => tracing::warn!(ingress = %report.key, error = %e,
-                            "cannot write Ingress status"),
-                    }
-                }
-            }
+            let status = addresses
+                .as_ref()
+                .map(|lb| json!({"status": {"loadBalancer": {"ingress": lb}}}))
+                .filter(|s| self.ingress_status.get(&report.key) != Some(s));
+            let mut fresh = Vec::new();
             for note in &report.notes {
                 let id = (report.key.clone(), note.reason, note.message.clone());
-                still_noted.insert(id.clone());
-                if self.published.contains(&id) {
-                    continue;
+                if !self.published.contains(&id) {
+                    fresh.push(note.clone());
                 }
-                if note.type_ == NoteType::Warning {
-                    tracing::warn!(ingress = %report.key, reason = note.reason, "{}", note.message);
-                }
-                let reference = match api.get_opt(&report.key.name).await {
-                    Ok(Some(obj)) => {
-                        object_reference(&obj.metadata, "networking.k8s.io/v1", "Ingress")
-                    }
-                    _ => continue,
-                };
-                self.event(note.type_, note.reason, &note.message, &reference)
-                    .await;
-                self.published.insert(id);
+                still_noted.insert(id);
             }
+            if status.is_some() || !fresh.is_empty() {
+                jobs.push((report.key.clone(), status, fresh));
+            }
+        }
+        // Each job owns what it uses, so the stream of futures borrows nothing.
+        let shared = Arc::new((
+            self.client.clone(),
+            self.params.clone(),
+            self.recorder.clone(),
+        ));
+        let done: Vec<_> = futures_util::stream::iter(jobs)
+            .map(|(key, status, notes)| {
+                let shared = shared.clone();
+                async move {
+                let (client, params, recorder) = &*shared;
+                let api: Api<Ingress> = Api::namespaced(client.clone(), &key.namespace);
+                let written = match status {
+                    Some(status) => match api
+                        .patch_status(&key.name, params, &Patch::Merge(&status))
+                        .await
+                    {
+                        Ok(_) => Some(status),
+                        Err(e) => {
+                            tracing::warn!(ingress = %key, error = %e,
+                                "cannot write Ingress status");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                let mut published = Vec::new();
+                if !notes.is_empty()
+                    && let Ok(Some(obj)) = api.get_opt(&key.name).await
+                {
+                    let reference =
+                        object_reference(&obj.metadata, "networking.k8s.io/v1", "Ingress");
+                    for note in notes {
+                        if note.type_ == NoteType::Warning {
+                            tracing::warn!(ingress = %key, reason = note.reason, "{}", note.message);
+                        }
+                        publish(recorder, note.type_, note.reason, &note.message, &reference).await;
+                        published.push((key.clone(), note.reason, note.message));
+                    }
+                }
+                (key, written, published)
+                }
+            })
+            .buffer_unordered(STATUS_CONCURRENCY)
+            .collect()
+            .await;
+        for (key, written, published) in done {
+            if let Some(status) = written {
+                self.ingress_status.insert(key, status);
+            }
+            self.published.extend(published);
         }
         for report in &t.policies {
             let api: Api<IdentityPolicy> =
@@ -402,19 +439,7 @@ impl Writer {
         message: &str,
         reference: &ObjectReference,
     ) {
-        let event = KubeEvent {
-            type_: match type_ {
-                NoteType::Normal => EventType::Normal,
-                NoteType::Warning => EventType::Warning,
-            },
-            reason: reason.to_string(),
-            note: Some(message.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
-            tracing::warn!(error = %e, reason, "cannot publish an Event");
-        }
+        publish(&self.recorder, type_, reason, message, reference).await;
     }
 
     /// The `status.loadBalancer.ingress` entries to publish, if any.
@@ -464,6 +489,28 @@ impl Writer {
                 (!external.is_empty()).then_some(external)
             }
         }
+    }
+}
+
+async fn publish(
+    recorder: &Recorder,
+    type_: NoteType,
+    reason: &str,
+    message: &str,
+    reference: &ObjectReference,
+) {
+    let event = KubeEvent {
+        type_: match type_ {
+            NoteType::Normal => EventType::Normal,
+            NoteType::Warning => EventType::Warning,
+        },
+        reason: reason.to_string(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, reference).await {
+        tracing::warn!(error = %e, reason, "cannot publish an Event");
     }
 }
 

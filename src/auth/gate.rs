@@ -80,7 +80,7 @@ pub struct Auth {
 /// Who a request comes from, and cookies to set on the response.
 #[derive(Default)]
 pub struct Identified {
-    pub session: Option<Session>,
+    pub session: Option<Arc<Session>>,
     /// The identity for policies: from the session or a verified bearer token.
     pub identity: Option<Arc<Identity>>,
     /// `Set-Cookie` values: a refreshed session, or clearing an ended one.
@@ -186,6 +186,7 @@ impl Auth {
         };
         if !session.needs_refresh(now) {
             let identity = Arc::new(session.identity());
+            let session = Arc::new(session);
             self.remember(&value, &session, &identity, now);
             return Identified {
                 identity: Some(identity),
@@ -205,7 +206,7 @@ impl Auth {
                 };
                 Identified {
                     identity: Some(Arc::new(fresh.identity())),
-                    session: Some(fresh),
+                    session: Some(Arc::new(fresh)),
                     cookie_value: Some(value),
                     set_cookies,
                     store_error: None,
@@ -214,7 +215,7 @@ impl Auth {
             // The provider is unreachable: keep the session until it expires.
             Ok(None) => Identified {
                 identity: Some(Arc::new(session.identity())),
-                session: Some(session),
+                session: Some(Arc::new(session)),
                 cookie_value: Some(value),
                 ..Identified::default()
             },
@@ -231,7 +232,7 @@ impl Auth {
     /// A session decoded from this exact cookie value in the last few seconds, still
     /// live and not due for a refresh. Keyed by a SHA-256 of the value, so only the same
     /// cookie finds it.
-    fn recall(&self, value: &str, now: i64) -> Option<(Session, Arc<Identity>)> {
+    fn recall(&self, value: &str, now: i64) -> Option<(Arc<Session>, Arc<Identity>)> {
         let key = cookie_digest(value);
         let cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
         let (session, identity, at) = cache.get(&key)?;
@@ -239,7 +240,7 @@ impl Auth {
             .then(|| (session.clone(), identity.clone()))
     }
 
-    fn remember(&self, value: &str, session: &Session, identity: &Arc<Identity>, now: i64) {
+    fn remember(&self, value: &str, session: &Arc<Session>, identity: &Arc<Identity>, now: i64) {
         let key = cookie_digest(value);
         let mut cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= DECODED_ENTRIES {
@@ -446,7 +447,7 @@ impl Auth {
 }
 
 /// A decoded session, its identity, and when it was decoded (unix seconds).
-type Decoded = (Session, Arc<Identity>, i64);
+type Decoded = (Arc<Session>, Arc<Identity>, i64);
 
 fn cookie_digest(value: &str) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());

@@ -46,6 +46,8 @@ pub struct Metrics {
     table_routes: Gauge,
     table_build_seconds: Histogram,
     connections: Gauge,
+    /// The route label of requests that matched no route.
+    unrouted: RouteLabel,
 }
 
 impl Default for Metrics {
@@ -114,18 +116,23 @@ impl Metrics {
             table_routes,
             table_build_seconds,
             connections,
+            unrouted: RouteLabel(Arc::from("none")),
         }
     }
 
     pub fn request(&self, route: Option<&Arc<str>>, status: u16, seconds: f64) {
-        let route = RouteLabel(route.cloned().unwrap_or_else(|| Arc::from("none")));
-        if route.0.as_ref() != "none" {
-            self.duration
-                .get_or_create(&RouteLabels {
-                    route: route.clone(),
-                })
-                .observe(seconds);
-        }
+        let route = match route {
+            Some(id) => {
+                let route = RouteLabel(id.clone());
+                self.duration
+                    .get_or_create(&RouteLabels {
+                        route: route.clone(),
+                    })
+                    .observe(seconds);
+                route
+            }
+            None => self.unrouted.clone(),
+        };
         self.requests
             .get_or_create(&RequestLabels { route, status })
             .inc();

@@ -269,27 +269,10 @@ async fn upgrades_websockets() {
 #[tokio::test]
 async fn http_listener_redirects_to_https() {
     let f = fixture().await;
-    let addr = f.running.http_addr.unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
-        _,
-        http_body_util::Empty<bytes::Bytes>,
-    >(hyper_util::rt::TokioIo::new(stream))
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            http::Request::get("/path?q=1")
-                .header("host", "a.example.test")
-                .body(Default::default())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 301);
+    let resp = plain_get(f.running.http_addr.unwrap(), "a.example.test", "/path?q=1").await;
+    assert_eq!(resp.status, 301);
     assert_eq!(
-        resp.headers()["location"],
+        resp.headers["location"],
         format!(
             "https://a.example.test:{}/path?q=1",
             f.running.https_addr.port()
@@ -335,27 +318,9 @@ async fn dead_endpoints_fail_over_and_get_ejected() {
 }
 
 async fn admin_get(f: &Fixture, path: &str) -> String {
-    let addr = f.running.admin_addr.unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
-        _,
-        http_body_util::Empty<bytes::Bytes>,
-    >(hyper_util::rt::TokioIo::new(stream))
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
-            http::Request::get(path)
-                .header("host", "admin")
-                .body(Default::default())
-                .unwrap(),
-        )
+    plain_get(f.running.admin_addr.unwrap(), "admin", path)
         .await
-        .unwrap();
-    use http_body_util::BodyExt;
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8_lossy(&body).into_owned()
+        .body
 }
 
 #[tokio::test]

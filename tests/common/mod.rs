@@ -101,6 +101,48 @@ pub async fn websocket_upstream() -> SocketAddr {
     addr
 }
 
+/// Spawns a helper server that prints one JSON "ready" line on stdout when it listens
+/// (the test provider, the Okta API emulator); returns it with that line. Its stdin is
+/// a pipe, so servers told to exit on stdin EOF die with the test process.
+pub fn spawn_ready(cmd: &mut std::process::Command) -> (std::process::Child, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node is installed");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    (child, ready)
+}
+
+/// A plain-HTTP GET over a fresh connection (admin port, redirect listener).
+pub async fn plain_get(addr: SocketAddr, host: &str, path: &str) -> Answer {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, http_body_util::Empty<Bytes>>(TokioIo::new(
+            stream,
+        ))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", host)
+        .body(Default::default())
+        .unwrap();
+    let (parts, body) = sender.send_request(req).await.unwrap().into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
 /// A loopback address that refuses connections (bound, then closed).
 pub async fn dead_address() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

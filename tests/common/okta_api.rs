@@ -1,6 +1,5 @@
 //! The Okta Management API emulator (`e2e/okta-api`), started per test on loopback.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
@@ -26,22 +25,15 @@ impl Emulator {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let server =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/okta-api/server.js");
-        let mut child = Command::new("node")
-            .arg(server)
-            .args(["--port", "0", "--token", TOKEN])
-            .args(args)
-            .env("OKTA_API_EXIT_ON_STDIN_EOF", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node is installed");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert_eq!(ready["ready"], true, "{line}");
+        let (child, ready) = super::spawn_ready(
+            Command::new("node")
+                .arg(server)
+                .args(["--port", "0", "--token", TOKEN])
+                .args(args)
+                .env("OKTA_API_EXIT_ON_STDIN_EOF", "1")
+                .stderr(Stdio::inherit()),
+        );
+        assert_eq!(ready["ready"], true, "{ready}");
         Emulator {
             child,
             url: ready["url"].as_str().unwrap().to_string(),

@@ -5,7 +5,6 @@
 //! Needs `npm ci --prefix e2e/oidc` and Debian's `redis-server` (e2e/test-all installs both).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -96,21 +95,14 @@ pub fn start_idp(dir: &Dir, cert: &Path, key: &Path, proxy_port: u16) -> (Proc, 
         repo().join("e2e/oidc/node_modules").exists(),
         "run `npm ci --prefix e2e/oidc` first (e2e/test-all does)"
     );
-    let mut child = Command::new("node")
-        .arg(server)
-        .args(["--config"])
-        .arg(&path)
-        .args(["--port", "0", "--exit-on-stdin-eof"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node is installed");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let (child, ready) = super::spawn_ready(
+        Command::new("node")
+            .arg(server)
+            .args(["--config"])
+            .arg(&path)
+            .args(["--port", "0", "--exit-on-stdin-eof"])
+            .stderr(Stdio::null()),
+    );
     let base = ready["base_url"].as_str().unwrap().to_string();
     (Proc(child), base)
 }

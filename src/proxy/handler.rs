@@ -84,13 +84,14 @@ impl Proxy {
     ) -> (Response<Body>, Option<Arc<Route>>) {
         let snapshot = self.table.load_full();
         let now = jiff::Timestamp::now();
-        let authority = client_authority(&req).unwrap_or_else(|| host.to_owned());
+        // `host[:port]` as the client wrote it, for URLs back to it (sign-in only).
+        let authority = || client_authority(&req).unwrap_or_else(|| host.to_owned());
         if let Some(auth) = &self.auth
             && auth.is_endpoint(host, req.uri().path())
         {
             let ctx = EndpointCtx {
                 host,
-                authority: &authority,
+                authority: &authority(),
                 table: &snapshot.table,
                 request_id,
                 now: now.as_second(),
@@ -184,7 +185,7 @@ impl Proxy {
             }
             (Outcome::SignIn, Some(auth)) => {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                auth.sign_in_response(req.headers(), &authority, target, request_id)
+                auth.sign_in_response(req.headers(), &authority(), target, request_id)
             }
             (outcome, _) => {
                 let detail = match (outcome, route.policy.invalid_reason()) {

@@ -207,14 +207,15 @@ pub fn get_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// A value written in chunks by [`SessionCookie::set`]: `name`, `name_1`, … until one
 /// is missing (at most [`MAX_CHUNKS`]), concatenated in index order.
 pub fn read_chunked(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut value = get_cookie(headers, name)?.to_string();
-    for i in 1..MAX_CHUNKS {
-        match get_cookie(headers, &chunk_name(name, i)) {
-            Some(chunk) => value.push_str(chunk),
-            None => break,
+    let scan = Scan::of(headers, name);
+    let mut pieces = Vec::with_capacity(MAX_CHUNKS);
+    for chunk in scan.chunks {
+        match chunk.map(std::str::from_utf8) {
+            Some(Ok(piece)) => pieces.push(piece),
+            _ => break,
         }
     }
-    Some(value)
+    (!pieces.is_empty()).then(|| pieces.concat())
 }
 
 /// Removes the cookie `name` and its chunks (`name_` followed by digits only) from the
@@ -222,28 +223,84 @@ pub fn read_chunked(headers: &HeaderMap, name: &str) -> Option<String> {
 /// order. Several `Cookie` headers are joined into one with `"; "` (RFC 9113 §8.2.3),
 /// as an HTTP/1.1 upstream needs; with none left, the header is removed.
 pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
-    let values = headers.get_all(COOKIE);
-    let count = values.iter().count();
-    let ours = |pair: &[u8]| {
-        let n = split_pair(pair).map_or(trim(pair), |(n, _)| n);
-        is_ours(n, name.as_bytes())
-    };
-    let any_ours = values.iter().flat_map(|v| pairs(v.as_bytes())).any(ours);
-    if !any_ours && count <= 1 {
+    let scan = Scan::of(headers, name);
+    if !scan.ours && scan.headers <= 1 {
         return;
     }
-    let kept: Vec<&[u8]> = values
+    if !scan.others {
+        headers.remove(COOKIE);
+        return;
+    }
+    let ours = |pair: &[u8]| is_ours(pair_name(pair), name.as_bytes());
+    let kept: Vec<&[u8]> = headers
+        .get_all(COOKIE)
         .iter()
         .flat_map(|v| pairs(v.as_bytes()))
         .filter(|p| !p.is_empty() && !ours(p))
         .collect();
     let joined = kept.join(&b"; "[..]);
     headers.remove(COOKIE);
-    if !joined.is_empty() {
-        let value = HeaderValue::from_bytes(&joined)
-            .expect("pieces of valid header values joined by \"; \" are valid");
-        headers.insert(COOKIE, value);
+    let value = HeaderValue::from_bytes(&joined)
+        .expect("pieces of valid header values joined by \"; \" are valid");
+    headers.insert(COOKIE, value);
+}
+
+/// One pass over the `Cookie` headers for one cookie name: the first value seen for
+/// each chunk name (unquoted, not yet checked as UTF-8), whether any pair is ours to
+/// strip, and whether any other non-empty pair is there. Session cookies run to
+/// kilobytes and come with every request, so this reads them once.
+struct Scan<'a> {
+    chunks: [Option<&'a [u8]>; MAX_CHUNKS],
+    ours: bool,
+    others: bool,
+    headers: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn of(headers: &'a HeaderMap, name: &str) -> Scan<'a> {
+        let mut scan = Scan {
+            chunks: [None; MAX_CHUNKS],
+            ours: false,
+            others: false,
+            headers: 0,
+        };
+        for header in headers.get_all(COOKIE) {
+            scan.headers += 1;
+            for pair in pairs(header.as_bytes()) {
+                if pair.is_empty() {
+                    continue;
+                }
+                let (n, value) = match split_pair(pair) {
+                    Some((n, v)) => (n, Some(v)),
+                    None => (pair, None),
+                };
+                if !is_ours(n, name.as_bytes()) {
+                    scan.others = true;
+                    continue;
+                }
+                scan.ours = true;
+                if let (Some(i), Some(v)) = (chunk_index(n, name.as_bytes()), value) {
+                    scan.chunks[i].get_or_insert(unquote(v));
+                }
+            }
+        }
+        scan
     }
+}
+
+/// The chunk index a cookie name stands for: `name` → 0, `name_1` … `name_7` → 1 … 7
+/// (exactly as [`chunk_name`] writes them).
+fn chunk_index(candidate: &[u8], name: &[u8]) -> Option<usize> {
+    match candidate.strip_prefix(name)? {
+        [] => Some(0),
+        [b'_', d @ b'1'..=b'9'] => Some(usize::from(d - b'0')).filter(|i| *i < MAX_CHUNKS),
+        _ => None,
+    }
+}
+
+/// The (trimmed) name of a `name=value` pair, or the whole pair without `=`.
+fn pair_name(pair: &[u8]) -> &[u8] {
+    split_pair(pair).map_or(trim(pair), |(n, _)| n)
 }
 
 /// `name` for chunk 0, `name_<i>` after.
@@ -265,12 +322,25 @@ fn is_ours(candidate: &[u8], name: &[u8]) -> bool {
 
 /// The `;`-separated pairs of one header value, trimmed of spaces and tabs.
 fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
-    header.split(|b| *b == b';').map(trim)
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let h = rest?;
+        match memchr::memchr(b';', h) {
+            Some(i) => {
+                rest = Some(&h[i + 1..]);
+                Some(trim(&h[..i]))
+            }
+            None => {
+                rest = None;
+                Some(trim(h))
+            }
+        }
+    })
 }
 
 /// `name=value` → (name, value), both trimmed. `None` without `=`.
 fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
-    let eq = pair.iter().position(|b| *b == b'=')?;
+    let eq = memchr::memchr(b'=', pair)?;
     Some((trim(&pair[..eq]), trim(&pair[eq + 1..])))
 }
 
@@ -554,6 +624,8 @@ mod tests {
                 Some("sx=1; s_=2; s_1a=3; s_x=4; S=5"),
             ),
             (vec!["a=1", "s=AA", "b=2"], Some("a=1; b=2")),
+            (vec!["s=AA", "s_1=BB"], None),
+            (vec!["s=AA; ;", " ; "], None),
             (vec!["a=1", "b=2"], Some("a=1; b=2")),
             (vec!["a=1;b=2"], Some("a=1;b=2")),
             (vec!["flag; s=AA"], Some("flag")),

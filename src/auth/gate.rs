@@ -72,9 +72,11 @@ pub struct Auth {
     flights: Mutex<HashMap<String, Flight>>,
     /// Recently signed assertions by identity and route host.
     assertions: Mutex<HashMap<u64, (HeaderValue, i64)>>,
-    /// Recently decoded sessions by cookie digest (decrypting and parsing a session
-    /// on every request costs more than the rest of the request).
-    decoded: Mutex<HashMap<[u8; 32], Decoded>>,
+    /// Recently decoded sessions by [`Auth::cookie_key`], each with the exact cookie
+    /// value it was decoded from (decrypting and parsing a session on every request
+    /// costs more than the rest of the request).
+    decoded: Mutex<HashMap<u64, (Box<str>, Decoded)>>,
+    decoded_keys: std::hash::RandomState,
 }
 
 /// Who a request comes from, and cookies to set on the response.
@@ -129,6 +131,7 @@ impl Auth {
             flights: Mutex::new(HashMap::new()),
             assertions: Mutex::new(HashMap::new()),
             decoded: Mutex::new(HashMap::new()),
+            decoded_keys: std::hash::RandomState::new(),
         })
     }
 
@@ -230,32 +233,44 @@ impl Auth {
     }
 
     /// A session decoded from this exact cookie value in the last few seconds, still
-    /// live and not due for a refresh. Keyed by a SHA-256 of the value, so only the same
-    /// cookie finds it.
+    /// live and not due for a refresh.
     fn recall(&self, value: &str, now: i64) -> Option<(Arc<Session>, Arc<Identity>)> {
-        let key = cookie_digest(value);
+        let key = self.cookie_key(value);
         let cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
-        let (session, identity, at) = cache.get(&key)?;
-        (now - at < DECODED_FOR_SECS && session.is_live(now) && !session.needs_refresh(now))
-            .then(|| (session.clone(), identity.clone()))
+        let (seen, (session, identity, at)) = cache.get(&key)?;
+        (**seen == *value
+            && now - at < DECODED_FOR_SECS
+            && session.is_live(now)
+            && !session.needs_refresh(now))
+        .then(|| (session.clone(), identity.clone()))
     }
 
     fn remember(&self, value: &str, session: &Arc<Session>, identity: &Arc<Identity>, now: i64) {
-        let key = cookie_digest(value);
+        let key = self.cookie_key(value);
         let mut cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= DECODED_ENTRIES {
-            cache.retain(|_, (_, _, at)| now - *at < DECODED_FOR_SECS);
+            cache.retain(|_, (_, (_, _, at))| now - *at < DECODED_FOR_SECS);
             if cache.len() >= DECODED_ENTRIES {
                 cache.clear();
             }
         }
-        cache.insert(key, (session.clone(), identity.clone(), now));
+        let entry = (session.clone(), identity.clone(), now);
+        cache.insert(key, (value.into(), entry));
+    }
+
+    /// The cache key of a cookie value: a keyed hash of its length and last 32 bytes,
+    /// where a sealed value ends in its authentication tag. Hashing kilobytes on every
+    /// request would cost more than the lookup; the entry keeps the whole value and
+    /// [`Auth::recall`] compares it, so two values with one key only miss.
+    fn cookie_key(&self, value: &str) -> u64 {
+        let tail = &value.as_bytes()[value.len().saturating_sub(32)..];
+        std::hash::BuildHasher::hash_one(&self.decoded_keys, (value.len(), tail))
     }
 
     /// Forgets decoded sessions (sign-out).
     pub(super) fn forget_decoded(&self, session_id: &str) {
         let mut cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
-        cache.retain(|_, (s, _, _)| s.id != session_id);
+        cache.retain(|_, (_, (s, _, _))| s.id != session_id);
     }
 
     /// Refreshes once per session at a time. `Ok(None)`: provider unreachable (keep
@@ -448,13 +463,6 @@ impl Auth {
 
 /// A decoded session, its identity, and when it was decoded (unix seconds).
 type Decoded = (Arc<Session>, Arc<Identity>, i64);
-
-fn cookie_digest(value: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, value.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
 
 /// One session's refresh in progress: its result and when it was obtained, shared
 /// with requests that waited for it.

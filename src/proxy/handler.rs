@@ -43,7 +43,9 @@ impl Proxy {
         let started = Instant::now();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // The path is only for the access log (debug level).
+        let path = tracing::enabled!(target: "portcullis::access", tracing::Level::DEBUG)
+            .then(|| req.uri().path().to_owned());
         let host = request_host(&req, conn.default_port).map(|(h, p)| (h.to_ascii_lowercase(), p));
         let (resp, route) = match &host {
             Some((host, port)) => self.route(req, host, *port, conn, &request_id).await,
@@ -64,7 +66,7 @@ impl Proxy {
             route.as_ref(),
             &method,
             host,
-            &path,
+            path.as_deref().unwrap_or(""),
             resp.status(),
             started,
             &request_id,
@@ -279,8 +281,10 @@ impl Proxy {
                 &client_host,
             );
             let body = match body.take() {
-                Some(b) => super::with_idle_timeout(b.boxed_body(), route.options.idle_timeout),
-                None => super::empty(),
+                Some(b) if !body_empty => {
+                    super::with_idle_timeout(b.boxed_body(), route.options.idle_timeout)
+                }
+                _ => super::empty(),
             };
             let _inflight = endpoint.start();
             let req = Request::from_parts(parts, body);

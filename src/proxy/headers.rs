@@ -35,6 +35,12 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// Removes hop-by-hop headers, including those the `Connection` header names. With
 /// `keep_upgrade`, `Connection: upgrade` and `Upgrade` stay for the upgrade handshake.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them (or only `Connection: keep-alive`): one look at
+    // each name decides whether anything must go.
+    let any = headers.keys().any(|k| HOP_BY_HOP.contains(k));
+    if !any && !keep_upgrade {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -70,15 +76,14 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 
 /// Removes every identity header a client may have sent.
 pub fn strip_identity_headers(headers: &mut HeaderMap) {
-    for name in &IDENTITY_HEADERS {
-        headers.remove(name);
+    let spoofed = |k: &HeaderName| {
+        IDENTITY_HEADERS.contains(k) || IDENTITY_PREFIXES.iter().any(|p| k.as_str().starts_with(p))
+    };
+    if !headers.keys().any(spoofed) {
+        return;
     }
-    let prefixed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| IDENTITY_PREFIXES.iter().any(|p| k.as_str().starts_with(p)))
-        .cloned()
-        .collect();
-    for name in prefixed {
+    let names: Vec<HeaderName> = headers.keys().filter(|k| spoofed(k)).cloned().collect();
+    for name in names {
         headers.remove(name);
     }
 }
@@ -93,7 +98,11 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         }
     }
     let id: u128 = rand::random();
-    HeaderValue::from_str(&format!("{id:032x}")).expect("hex is a valid header value")
+    let mut hex = [0u8; 32];
+    for (i, c) in hex.iter_mut().enumerate() {
+        *c = b"0123456789abcdef"[((id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&hex).expect("hex is a valid header value")
 }
 
 /// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.

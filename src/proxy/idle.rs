@@ -14,11 +14,15 @@ use tokio::time::{Instant, Sleep};
 #[error("no data for {0:?} (idle_timeout)")]
 pub struct IdleTimeout(pub Duration);
 
-/// Wraps a body; every frame restarts the timer.
+/// Wraps a body; every frame restarts the timer. The timer is made the first time
+/// the body has to wait, and moved only when it waits again after a frame, so a body
+/// that is ready at once (most small responses) never touches the timer wheel.
 pub struct IdleBody<B> {
     inner: B,
     limit: Duration,
-    timer: Pin<Box<Sleep>>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// A frame came since the timer was last set.
+    moved: bool,
 }
 
 impl<B> IdleBody<B> {
@@ -26,7 +30,8 @@ impl<B> IdleBody<B> {
         IdleBody {
             inner,
             limit,
-            timer: Box::pin(tokio::time::sleep(limit)),
+            timer: None,
+            moved: false,
         }
     }
 }
@@ -46,14 +51,25 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = Instant::now() + this.limit;
-                this.timer.as_mut().reset(deadline);
+                this.moved = true;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeout(this.limit))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let limit = this.limit;
+                let timer = match &mut this.timer {
+                    Some(t) if this.moved => {
+                        t.as_mut().reset(Instant::now() + limit);
+                        t
+                    }
+                    Some(t) => t,
+                    None => this.timer.insert(Box::pin(tokio::time::sleep(limit))),
+                };
+                this.moved = false;
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeout(limit))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -89,6 +105,37 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("idle_timeout"), "{err}");
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_is_not_an_idle_body() {
+        // The limit is on waiting for the source, not on the reader's pace: after a
+        // reader that paused for longer than the limit, the next frame still has the
+        // whole limit to arrive.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+        let mut body = IdleBody::new(
+            StreamBody::new(tokio_stream_from(rx)),
+            Duration::from_millis(100),
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), body.frame())
+                .await
+                .is_err()
+        );
+        tx.send(Ok(Frame::data(Bytes::from_static(b"a"))))
+            .await
+            .unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            tx.send(Ok(Frame::data(Bytes::from_static(b"b"))))
+                .await
+                .unwrap();
+        });
+        assert!(body.frame().await.unwrap().is_ok());
+        late.await.unwrap();
+        assert!(body.frame().await.is_none());
     }
 
     fn tokio_stream_from<T: Send + 'static>(

@@ -41,8 +41,8 @@ pub struct Clients {
 /// custom TLS) takes no lock.
 pub struct Upstreams {
     roots: Arc<RootCertStore>,
-    default: Clients,
-    custom: RwLock<HashMap<UpstreamTls, Clients>>,
+    default: Arc<Clients>,
+    custom: RwLock<HashMap<UpstreamTls, Arc<Clients>>>,
 }
 
 impl Upstreams {
@@ -56,7 +56,7 @@ impl Upstreams {
         let (added, _) = roots.add_parsable_certificates(native.certs);
         tracing::debug!(roots = added, "loaded system root certificates");
         let roots = Arc::new(roots);
-        let default = Clients::new(&roots, &UpstreamTls::default());
+        let default = Arc::new(Clients::new(&roots, &UpstreamTls::default()));
         Upstreams {
             roots,
             default,
@@ -64,7 +64,7 @@ impl Upstreams {
         }
     }
 
-    pub fn clients(&self, tls: &UpstreamTls) -> Clients {
+    pub fn clients(&self, tls: &UpstreamTls) -> Arc<Clients> {
         if *tls == UpstreamTls::default() {
             return self.default.clone();
         }
@@ -79,7 +79,7 @@ impl Upstreams {
         let mut custom = self.custom.write().unwrap_or_else(|p| p.into_inner());
         custom
             .entry(tls.clone())
-            .or_insert_with(|| Clients::new(&self.roots, tls))
+            .or_insert_with(|| Arc::new(Clients::new(&self.roots, tls)))
             .clone()
     }
 }

@@ -31,6 +31,9 @@ pub struct Settings {
     /// Whether `/readyz` answers ready once `model` is applied (file mode), or waits
     /// for someone to set [`Running::ready`] (the controller, after its first full sync).
     pub ready_on_start: bool,
+    /// Data-plane threads, each with its own single-threaded runtime accepting from
+    /// the one HTTPS listener; 0: one per CPU the process may use.
+    pub workers: usize,
 }
 
 /// A started data plane.
@@ -101,13 +104,14 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         ready.store(true, Ordering::Release);
     }
 
-    tasks.spawn(proxy::serve_https(
-        https,
-        proxy.clone(),
-        settings.limits,
-        shutdown_rx.clone(),
-    ));
-    tracing::info!(address = %https_addr, "HTTPS listener ready");
+    let workers = worker_count(settings.workers);
+    for done in proxy::server::spawn_workers(https, workers, &proxy, settings.limits, &shutdown_rx)?
+    {
+        tasks.spawn(async move {
+            let _ = done.await;
+        });
+    }
+    tracing::info!(address = %https_addr, workers, "HTTPS listener ready");
     if let Some(listener) = http {
         let port = settings.redirect_https_port.unwrap_or(https_addr.port());
         tasks.spawn(proxy::serve_redirect(
@@ -191,6 +195,14 @@ impl Running {
         #[cfg(not(unix))]
         let _ = ctrl_c.await;
     }
+}
+
+/// `requested`, or one per CPU the process may use (cgroup limits included).
+fn worker_count(requested: usize) -> usize {
+    if requested > 0 {
+        return requested;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn report_applied(table: &LiveTable, metrics: &Metrics, applied: crate::routes::Applied) {

@@ -114,6 +114,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         auth: Some(Arc::new(auth)),
         directory: None,
         ready_on_start: true,
+        workers: 0,
     };
     let running = app::start(settings, &model).await?;
     let admin = running

@@ -41,6 +41,10 @@ enum Command {
         /// Config file in Pomerium's format.
         #[arg(long, short, env = "PORTCULLIS_CONFIG")]
         config: Option<PathBuf>,
+        /// Data-plane threads (0: one per CPU the process may use, cgroup limits
+        /// included). Each serves whole connections on its own.
+        #[arg(long, env = "PORTCULLIS_WORKERS", default_value_t = 0)]
+        workers: usize,
         #[command(flatten)]
         kube: KubeArgs,
     },
@@ -121,7 +125,11 @@ fn main() -> ExitCode {
     // One TLS provider for every client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
-        Command::Run { config, kube } => run(config, kube),
+        Command::Run {
+            config,
+            workers,
+            kube,
+        } => run(config, workers, kube),
         Command::Dev {
             port,
             metrics_port,
@@ -151,14 +159,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The runtime for everything but the data plane (which has its own worker threads):
+/// the controller, directory sync, the admin listener.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
-fn run(config: Option<PathBuf>, kube: KubeArgs) -> anyhow::Result<()> {
+fn run(config: Option<PathBuf>, workers: usize, kube: KubeArgs) -> anyhow::Result<()> {
     let (config, origin) = match &config {
         Some(path) => (
             Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -211,6 +222,7 @@ fn run(config: Option<PathBuf>, kube: KubeArgs) -> anyhow::Result<()> {
             auth,
             directory: config.directory.clone(),
             ready_on_start: !kube.kubernetes,
+            workers,
         };
         let mut running = app::start(settings, &model).await?;
         if kube.kubernetes {

@@ -128,6 +128,7 @@ async fn fixture() -> Fixture {
         auth: None,
         directory: None,
         ready_on_start: true,
+        workers: 2,
     };
     let running = app::start(settings, &base_model(a, b, ws)).await.unwrap();
     Fixture {

@@ -228,6 +228,53 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Binds a listener with a message naming the config key when that fails.
+/// Serves `listener` from `workers` threads, each running its own single-threaded
+/// runtime: a connection, its requests and its upstream connections stay on one
+/// thread, with no hand-offs between threads on the way. Every worker accepts from the
+/// same socket, so an idle worker picks up new connections first. Each receiver
+/// resolves when its worker has drained.
+pub fn spawn_workers(
+    listener: TcpListener,
+    workers: usize,
+    proxy: &Arc<Proxy>,
+    limits: Limits,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::sync::oneshot::Receiver<()>>> {
+    let listener = listener.into_std()?;
+    let mut done = Vec::with_capacity(workers);
+    for i in 0..workers.max(1) {
+        let listener = listener.try_clone()?;
+        let proxy = proxy.clone();
+        let shutdown = shutdown.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("portcullis-worker-{i}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(worker = i, error = %e, "cannot start a worker runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => serve_https(l, proxy, limits, shutdown).await,
+                        Err(e) => tracing::error!(worker = i, error = %e, "worker cannot listen"),
+                    }
+                });
+                // Connections still open after the drain are dropped here.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+                let _ = tx.send(());
+            })?;
+        done.push(rx);
+    }
+    Ok(done)
+}
+
 pub async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await

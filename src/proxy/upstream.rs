@@ -1,8 +1,10 @@
 //! Connections to upstreams: pooled clients per TLS setting, and one-off HTTP/1.1
 //! connections for protocol upgrades.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::Uri;
@@ -37,17 +39,24 @@ pub struct Clients {
     pub upgrade: HttpsConnector<HttpConnector>,
 }
 
-/// Every upstream client, built lazily per distinct TLS setting. The common case (no
-/// custom TLS) takes no lock.
+/// Every upstream client, built lazily per thread and distinct TLS setting: each data
+/// plane worker pools its own upstream connections, driven by its own runtime, so a
+/// request never waits on another thread's connection task.
 pub struct Upstreams {
+    id: u64,
     roots: Arc<RootCertStore>,
-    default: Arc<Clients>,
-    custom: RwLock<HashMap<UpstreamTls, Arc<Clients>>>,
+}
+
+thread_local! {
+    /// This thread's clients, by [`Upstreams::id`] and TLS setting.
+    static CLIENTS: RefCell<HashMap<u64, HashMap<UpstreamTls, Arc<Clients>>>> =
+        RefCell::new(HashMap::new());
 }
 
 impl Upstreams {
     /// Loads the system's trusted roots once.
     pub fn new() -> Upstreams {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for e in &native.errors {
@@ -55,32 +64,32 @@ impl Upstreams {
         }
         let (added, _) = roots.add_parsable_certificates(native.certs);
         tracing::debug!(roots = added, "loaded system root certificates");
-        let roots = Arc::new(roots);
-        let default = Arc::new(Clients::new(&roots, &UpstreamTls::default()));
         Upstreams {
-            roots,
-            default,
-            custom: RwLock::new(HashMap::new()),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            roots: Arc::new(roots),
         }
     }
 
+    /// This thread's clients for a TLS setting.
     pub fn clients(&self, tls: &UpstreamTls) -> Arc<Clients> {
-        if *tls == UpstreamTls::default() {
-            return self.default.clone();
-        }
-        if let Some(c) = self
-            .custom
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(tls)
-        {
-            return c.clone();
-        }
-        let mut custom = self.custom.write().unwrap_or_else(|p| p.into_inner());
-        custom
-            .entry(tls.clone())
-            .or_insert_with(|| Arc::new(Clients::new(&self.roots, tls)))
-            .clone()
+        CLIENTS.with(|all| {
+            let mut all = all.borrow_mut();
+            let mine = all.entry(self.id).or_default();
+            if let Some(c) = mine.get(tls) {
+                return c.clone();
+            }
+            let c = Arc::new(Clients::new(&self.roots, tls));
+            mine.insert(tls.clone(), c.clone());
+            c
+        })
+    }
+}
+
+impl Drop for Upstreams {
+    fn drop(&mut self) {
+        // Other threads' entries go with their threads (the data plane's workers end
+        // with the proxy).
+        let _ = CLIENTS.try_with(|all| all.borrow_mut().remove(&self.id));
     }
 }
 

@@ -142,8 +142,11 @@ impl Auth {
     /// Finds the caller: a bearer token from our provider, else the session cookie
     /// (refreshing the provider's tokens when they are due).
     pub async fn identify(&self, headers: &HeaderMap, now: i64) -> Identified {
+        // The paths that talk to the provider or the session store are boxed: they are
+        // rare (a cache miss, a refresh, a bearer token) and their futures are large,
+        // and an unboxed one would make every request's future as large.
         if let Some(token) = bearer(headers) {
-            return match self.provider.verify_bearer(token).await {
+            return match Box::pin(self.provider.verify_bearer(token)).await {
                 Ok(claims) => Identified {
                     identity: Some(Arc::new(identity_from_claims(&claims))),
                     ..Identified::default()
@@ -155,7 +158,15 @@ impl Auth {
             };
         }
         match self.cookie.read(headers) {
-            Some(value) => self.live_session(value, now).await,
+            Some(value) => match self.recall(&value, now) {
+                Some((session, identity)) => Identified {
+                    identity: Some(identity),
+                    session: Some(session),
+                    cookie_value: Some(value),
+                    ..Identified::default()
+                },
+                None => Box::pin(self.live_session(value, now)).await,
+            },
             None => Identified::default(),
         }
     }

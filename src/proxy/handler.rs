@@ -99,7 +99,7 @@ impl Proxy {
                 now: now.as_second(),
                 directory: self.directory.as_deref(),
             };
-            return (auth.endpoint(req, &ctx).await, None);
+            return (Box::pin(auth.endpoint(req, &ctx)).await, None);
         }
         let Some(found) = snapshot.table.lookup(host, port, req.uri().path()) else {
             let resp = self.error(
@@ -289,7 +289,7 @@ impl Proxy {
             let _inflight = endpoint.start();
             let req = Request::from_parts(parts, body);
             let result = if upgrade {
-                self.upgrade(req, endpoint, &clients, route).await
+                Box::pin(self.upgrade(req, endpoint, &clients, route)).await
             } else {
                 let send = clients.for_scheme(endpoint.spec.scheme).request(req);
                 match with_timeout(route.options.timeout, send).await {

@@ -208,14 +208,15 @@ pub fn get_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// is missing (at most [`MAX_CHUNKS`]), concatenated in index order.
 pub fn read_chunked(headers: &HeaderMap, name: &str) -> Option<String> {
     let scan = Scan::of(headers, name);
-    let mut pieces = Vec::with_capacity(MAX_CHUNKS);
+    let mut value = String::new();
     for chunk in scan.chunks {
         match chunk.map(std::str::from_utf8) {
-            Some(Ok(piece)) => pieces.push(piece),
+            Some(Ok(piece)) => value.push_str(piece),
             _ => break,
         }
     }
-    (!pieces.is_empty()).then(|| pieces.concat())
+    // An empty first chunk still counts as a (worthless) cookie, as before.
+    (scan.chunks[0].is_some_and(|c| std::str::from_utf8(c).is_ok())).then_some(value)
 }
 
 /// Removes the cookie `name` and its chunks (`name_` followed by digits only) from the

@@ -41,16 +41,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if !any && !keep_upgrade {
         return;
     }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !(keep_upgrade && name == header::UPGRADE))
-        .collect();
-    for name in listed {
-        headers.remove(name);
+    // Names listed in `Connection` go too. Each value is a cheap clone of the received
+    // bytes, taken so the map can change while it is read; `Connection` itself goes
+    // last, below.
+    for i in 0.. {
+        let Some(value) = headers.get_all(header::CONNECTION).iter().nth(i).cloned() else {
+            break;
+        };
+        let Ok(value) = value.to_str() else { continue };
+        for name in value.split(',').map(str::trim) {
+            let keep = name.is_empty()
+                || name.eq_ignore_ascii_case("connection")
+                || (keep_upgrade && name.eq_ignore_ascii_case("upgrade"));
+            if !keep {
+                headers.remove(name);
+            }
+        }
     }
     for name in &HOP_BY_HOP {
         if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
@@ -107,15 +113,27 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 /// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
 pub fn set_forwarded(headers: &mut HeaderMap, peer: std::net::IpAddr, host: &str) {
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {peer}"),
-        _ => peer.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    use std::io::Write;
+    let prior = headers
+        .get(&X_FORWARDED_FOR)
+        .map(|v| v.as_bytes())
+        .filter(|p| !p.trim_ascii().is_empty());
+    let mut xff = Vec::with_capacity(prior.map_or(0, |p| p.len() + 2) + 39);
+    if let Some(prior) = prior {
+        xff.extend_from_slice(prior);
+        xff.extend_from_slice(b", ");
+    }
+    let _ = write!(xff, "{peer}");
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR, v);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-    if let Ok(v) = HeaderValue::from_str(host) {
+    // The client's own `Host` value when it says the same (no copy).
+    let same = headers
+        .get(header::HOST)
+        .filter(|h| h.as_bytes() == host.as_bytes())
+        .cloned();
+    if let Some(v) = same.or_else(|| HeaderValue::from_str(host).ok()) {
         headers.insert(X_FORWARDED_HOST, v);
     }
 }
@@ -149,6 +167,20 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn every_connection_header_is_read() {
+        let mut h = map(&[
+            ("connection", "Connection, X-A"),
+            ("connection", "x-b"),
+            ("x-a", "1"),
+            ("x-b", "2"),
+            ("x-c", "3"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-c"]);
     }
 
     #[test]

@@ -461,3 +461,99 @@ async fn serves_http2_by_alpn() {
         assert_eq!(echo["headers"]["host"], "a.example.test");
     }
 }
+
+/// A plain HTTP/1.1 upstream that counts the connections it accepts; with `idle`, it
+/// closes a connection that waits that long for its next request (as upstreams with a
+/// keep-alive timeout do), without telling the proxy.
+async fn counting_upstream(idle: Option<Duration>) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"counted")),
+                    ))
+                });
+                let mut b = hyper::server::conn::http1::Builder::new();
+                if let Some(idle) = idle {
+                    b.timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(idle);
+                }
+                let _ = b
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_stale_ones_replaced() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let pki = pki(&["*.example.test"]);
+    let (keep, kept) = counting_upstream(None).await;
+    let (idle, idled) = counting_upstream(Some(Duration::from_millis(100))).await;
+    let model = Model {
+        routes: vec![
+            route("keep", "keep.example.test", PathMatch::Any, &[keep]),
+            route("idle", "idle.example.test", PathMatch::Any, &[idle]),
+        ],
+        ..Model::default()
+    };
+    let settings = Settings {
+        address: "127.0.0.1:0".parse().unwrap(),
+        http_redirect_address: None,
+        metrics_address: None,
+        certificates: vec![pki.server.clone()],
+        limits: Limits::default(),
+        redirect_https_port: None,
+        auth: None,
+        directory: None,
+        ready_on_start: true,
+        workers: 1,
+    };
+    let running = app::start(settings, &model).await.unwrap();
+    let tls = client_tls(&pki.ca_der, &[b"http/1.1"]);
+
+    // Sequential requests, then four clients at once: the worker reuses its idle
+    // upstream connections instead of opening one per request.
+    let mut c = H1::connect(running.https_addr, "keep.example.test", tls.clone()).await;
+    for _ in 0..20 {
+        let ans = c.get("/").await.unwrap();
+        assert_eq!((ans.status, ans.body.as_str()), (200, "counted"));
+    }
+    assert_eq!(kept.load(Ordering::SeqCst), 1);
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(H1::connect(running.https_addr, "keep.example.test", tls.clone()).await);
+    }
+    for _ in 0..10 {
+        let answers = futures_util::future::join_all(clients.iter_mut().map(|c| c.get("/"))).await;
+        assert!(answers.iter().all(|a| a.as_ref().unwrap().status == 200));
+    }
+    let opened = kept.load(Ordering::SeqCst);
+    assert!(
+        opened <= 4,
+        "{opened} upstream connections for 4 concurrent clients"
+    );
+
+    // The upstream closes idle connections after 100 ms: the next request after a
+    // pause gets a fresh connection, never an error.
+    let mut c = H1::connect(running.https_addr, "idle.example.test", tls.clone()).await;
+    for round in 1..=3 {
+        let ans = c.get("/").await.unwrap();
+        assert_eq!(ans.status, 200, "round {round}: {}", ans.body);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(idled.load(Ordering::SeqCst), 3);
+    running.shutdown().await;
+}

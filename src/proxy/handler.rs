@@ -273,7 +273,13 @@ impl Proxy {
                 (_, None, Some(h)) => h.clone_head(),
                 (_, None, None) => break,
             };
-            parts.uri = upstream_uri(endpoint, &path_and_query);
+            // Plain-HTTP endpoints go through this worker's own HTTP/1.1 pool.
+            let plain = !upgrade && endpoint.spec.scheme == UpstreamScheme::Http;
+            parts.uri = if plain {
+                Uri::from(path_and_query.clone())
+            } else {
+                upstream_uri(endpoint, &path_and_query)
+            };
             set_host(
                 &mut parts,
                 &route.options.upstream_host,
@@ -288,13 +294,23 @@ impl Proxy {
             };
             let _inflight = endpoint.start();
             let req = Request::from_parts(parts, body);
+            let idle = route.options.idle_timeout;
             let result = if upgrade {
                 Box::pin(self.upgrade(req, endpoint, &clients, route)).await
+            } else if plain {
+                let send = super::h1pool::send(&endpoint.authority, req);
+                match with_timeout(route.options.timeout, send).await {
+                    Ok(Ok(resp)) => Ok(resp.map(|b| super::with_idle_timeout(b, idle))),
+                    Ok(Err(e @ super::h1pool::Error::Connect { .. })) => {
+                        Err(UpstreamError::Connect(error_chain(&e)))
+                    }
+                    Ok(Err(e)) => Err(UpstreamError::Other(error_chain(&e))),
+                    Err(_) => Err(UpstreamError::Timeout),
+                }
             } else {
                 let send = clients.for_scheme(endpoint.spec.scheme).request(req);
                 match with_timeout(route.options.timeout, send).await {
                     Ok(Ok(resp)) => {
-                        let idle = route.options.idle_timeout;
                         Ok(resp.map(|b| super::with_idle_timeout(super::boxed_incoming(b), idle)))
                     }
                     Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),

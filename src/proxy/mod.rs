@@ -1,6 +1,7 @@
 //! The data plane: TLS termination with SNI, HTTP/1.1 and HTTP/2, the request phases,
 //! and upstream connections. The only room that knows hyper's connection plumbing.
 
+mod h1pool;
 mod handler;
 pub mod headers;
 pub mod idle;

@@ -261,6 +261,12 @@ pub fn spawn_workers(
                     }
                 };
                 runtime.block_on(async move {
+                    tokio::spawn(async {
+                        loop {
+                            tokio::time::sleep(super::h1pool::REAP_EVERY).await;
+                            super::h1pool::reap();
+                        }
+                    });
                     match TcpListener::from_std(listener) {
                         Ok(l) => serve_https(l, proxy, limits, shutdown).await,
                         Err(e) => tracing::error!(worker = i, error = %e, "worker cannot listen"),

@@ -1,0 +1,236 @@
+//! Pooled HTTP/1.1 connections to plain-HTTP upstreams, kept per worker thread.
+//!
+//! Most routes forward to plain-HTTP endpoints (pods, Services). For those each data
+//! plane worker keeps its own idle connections per endpoint: a request takes one (the
+//! most recently used), and its response body gives it back when the body ends. No
+//! locks and no hand-offs between threads on the way; HTTPS, h2c and protocol upgrades
+//! use the general clients in `upstream.rs`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::uri::Authority;
+use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::Body;
+use super::upstream::CONNECT_TIMEOUT;
+
+/// Idle connections older than this are closed.
+const IDLE_FOR: Duration = Duration::from_secs(90);
+/// Idle connections kept per endpoint and worker.
+const MAX_IDLE: usize = 1024;
+/// How often a worker closes its expired idle connections.
+pub const REAP_EVERY: Duration = Duration::from_secs(30);
+
+thread_local! {
+    static IDLE: RefCell<HashMap<Authority, Vec<Idle>>> = RefCell::new(HashMap::new());
+}
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection could be opened: safe to try another endpoint.
+    #[error("connect to {authority}: {reason}")]
+    Connect {
+        authority: Authority,
+        reason: String,
+    },
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+/// Sends `req` (origin-form URI, `Host` already set) to `authority`, on an idle pooled
+/// connection or a new one. A request that a pooled connection closed before taking
+/// it (the upstream timed the idle connection out) goes again on another connection.
+pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Response<Body>, Error> {
+    loop {
+        let (mut sender, fresh) = match checkout(authority) {
+            Some(s) => (s, false),
+            None => (connect(authority).await?, true),
+        };
+        if sender.ready().await.is_err() {
+            if fresh {
+                return Err(Error::Connect {
+                    authority: authority.clone(),
+                    reason: "the connection closed at once".into(),
+                });
+            }
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => {
+                let authority = authority.clone();
+                return Ok(resp.map(|body| {
+                    let body = Pooled {
+                        inner: body,
+                        slot: Some((authority, sender)),
+                    };
+                    http_body_util::BodyExt::boxed(body)
+                }));
+            }
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if !fresh => req = unsent,
+                _ => return Err(Error::Http(e.into_error())),
+            },
+        }
+    }
+}
+
+/// The most recently used live idle connection to `authority`, dropping closed and
+/// expired ones on the way.
+fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.get_mut(authority)?;
+        while let Some(c) = list.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < IDLE_FOR {
+                return Some(c.sender);
+            }
+        }
+        None
+    })
+}
+
+fn checkin(authority: Authority, sender: SendRequest<Body>) {
+    if sender.is_closed() {
+        return;
+    }
+    let _ = IDLE.try_with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.entry(authority).or_default();
+        if list.len() < MAX_IDLE {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    });
+}
+
+/// Closes this thread's expired and closed idle connections (run by each worker).
+pub fn reap() {
+    let _ = IDLE.try_with(|idle| {
+        let mut idle = idle.borrow_mut();
+        for list in idle.values_mut() {
+            list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < IDLE_FOR);
+        }
+        idle.retain(|_, list| !list.is_empty());
+    });
+}
+
+async fn connect(authority: &Authority) -> Result<SendRequest<Body>, Error> {
+    let failed = |reason: String| Error::Connect {
+        authority: authority.clone(),
+        reason,
+    };
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| failed("name lookup timed out".into()))?
+            .map_err(|e| failed(format!("name lookup: {e}")))?
+            .collect(),
+    };
+    let mut reason = String::from("the name has no addresses");
+    for addr in addrs {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                reason = format!("tcp connect to {addr}: {e}");
+                continue;
+            }
+            Err(_) => {
+                reason = format!("tcp connect to {addr} timed out");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        return Ok(sender);
+    }
+    Err(failed(reason))
+}
+
+/// A response body that returns its connection to the pool once it has ended. A body
+/// dropped before its end leaves the connection mid-message: it is closed instead.
+struct Pooled {
+    inner: Incoming,
+    slot: Option<(Authority, SendRequest<Body>)>,
+}
+
+impl Pooled {
+    fn release_if_done(&mut self) {
+        if self.inner.is_end_stream()
+            && let Some((authority, sender)) = self.slot.take()
+        {
+            checkin(authority, sender);
+        }
+    }
+}
+
+impl HttpBody for Pooled {
+    type Data = Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some((authority, sender)) = self.slot.take() {
+                    checkin(authority, sender);
+                }
+            }
+            Poll::Ready(Some(Ok(_))) => self.release_if_done(),
+            Poll::Ready(Some(Err(_))) => self.slot = None,
+            Poll::Pending => {}
+        }
+        polled.map(|f| f.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.release_if_done();
+    }
+}

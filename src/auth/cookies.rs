@@ -152,6 +152,11 @@ impl SessionCookie {
         read_chunked(headers, &self.name)
     }
 
+    /// The value's pieces as they arrived, not joined or checked (see [`Pieces`]).
+    pub fn pieces<'a>(&self, headers: &'a HeaderMap) -> Option<Pieces<'a>> {
+        Pieces::of(headers, &self.name)
+    }
+
     /// Removes this cookie and its chunks from the request (see [`strip_cookies`]).
     pub fn strip(&self, headers: &mut HeaderMap) {
         strip_cookies(headers, &self.name)
@@ -207,16 +212,79 @@ pub fn get_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// A value written in chunks by [`SessionCookie::set`]: `name`, `name_1`, … until one
 /// is missing (at most [`MAX_CHUNKS`]), concatenated in index order.
 pub fn read_chunked(headers: &HeaderMap, name: &str) -> Option<String> {
-    let scan = Scan::of(headers, name);
-    let mut value = String::new();
-    for chunk in scan.chunks {
-        match chunk.map(std::str::from_utf8) {
-            Some(Ok(piece)) => value.push_str(piece),
-            _ => break,
+    Pieces::of(headers, name)?.value()
+}
+
+/// A chunked cookie value as it arrived, in index order: what a cache can compare and
+/// hash without joining and copying kilobytes. [`Pieces::value`] joins them as
+/// [`read_chunked`] does.
+pub struct Pieces<'a> {
+    parts: [&'a [u8]; MAX_CHUNKS],
+    count: usize,
+}
+
+impl<'a> Pieces<'a> {
+    fn of(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
+        let scan = Scan::of(headers, name);
+        let mut pieces = Pieces {
+            parts: [&[][..]; MAX_CHUNKS],
+            count: 0,
+        };
+        for chunk in scan.chunks.into_iter().map_while(|c| c) {
+            pieces.parts[pieces.count] = chunk;
+            pieces.count += 1;
         }
+        (pieces.count > 0).then_some(pieces)
     }
-    // An empty first chunk still counts as a (worthless) cookie, as before.
-    (scan.chunks[0].is_some_and(|c| std::str::from_utf8(c).is_ok())).then_some(value)
+
+    pub fn len(&self) -> usize {
+        self.parts[..self.count].iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the joined value is exactly `value`.
+    pub fn eq_bytes(&self, mut value: &[u8]) -> bool {
+        for part in &self.parts[..self.count] {
+            match value.strip_prefix(*part) {
+                Some(rest) => value = rest,
+                None => return false,
+            }
+        }
+        value.is_empty()
+    }
+
+    /// The last `N` bytes of the joined value (fewer when it is shorter), at the end of
+    /// the array; returns how many are filled.
+    pub fn tail<const N: usize>(&self) -> ([u8; N], usize) {
+        let mut out = [0u8; N];
+        let mut filled = 0;
+        for part in self.parts[..self.count].iter().rev() {
+            let take = part.len().min(N - filled);
+            out[N - filled - take..N - filled].copy_from_slice(&part[part.len() - take..]);
+            filled += take;
+            if filled == N {
+                break;
+            }
+        }
+        (out, filled)
+    }
+
+    /// The joined value, as [`read_chunked`] reads it (stopping before a piece that
+    /// is not UTF-8; `None` when the first is not).
+    pub fn value(&self) -> Option<String> {
+        let mut value = String::with_capacity(self.len());
+        for (i, part) in self.parts[..self.count].iter().enumerate() {
+            match std::str::from_utf8(part) {
+                Ok(piece) => value.push_str(piece),
+                Err(_) if i == 0 => return None,
+                Err(_) => break,
+            }
+        }
+        Some(value)
+    }
 }
 
 /// Removes the cookie `name` and its chunks (`name_` followed by digits only) from the
@@ -564,6 +632,27 @@ mod tests {
                 "{headers:?}"
             );
         }
+    }
+
+    #[test]
+    fn pieces_compare_and_hash_like_the_joined_value() {
+        let h = request(&["s_1=defgh; s=abc; s_2=ij"]);
+        let p = SessionCookie::new("s").unwrap().pieces(&h).unwrap();
+        assert_eq!(p.len(), 10);
+        assert_eq!(p.value().as_deref(), Some("abcdefghij"));
+        for (other, same) in [
+            ("abcdefghij", true),
+            ("abcdefghi", false),
+            ("abcdefghijk", false),
+            ("abcxefghij", false),
+            ("", false),
+        ] {
+            assert_eq!(p.eq_bytes(other.as_bytes()), same, "{other}");
+        }
+        assert_eq!(p.tail::<4>(), (*b"ghij", 4));
+        assert_eq!(p.tail::<8>(), (*b"cdefghij", 8));
+        assert_eq!(p.tail::<12>(), (*b"\0\0abcdefghij", 10));
+        assert!(SessionCookie::new("t").unwrap().pieces(&h).is_none());
     }
 
     #[test]

@@ -157,16 +157,20 @@ impl Auth {
                 }
             };
         }
-        match self.cookie.read(headers) {
-            Some(value) => match self.recall(&value, now) {
-                Some((session, identity)) => Identified {
-                    identity: Some(identity),
-                    session: Some(session),
-                    cookie_value: Some(value),
-                    ..Identified::default()
-                },
-                None => Box::pin(self.live_session(value, now)).await,
-            },
+        let Some(pieces) = self.cookie.pieces(headers) else {
+            return Identified::default();
+        };
+        // The common case: the same cookie was decoded a moment ago. Compared and hashed
+        // in place, without joining its chunks.
+        if let Some((session, identity)) = self.recall_pieces(&pieces, now) {
+            return Identified {
+                identity: Some(identity),
+                session: Some(session),
+                ..Identified::default()
+            };
+        }
+        match pieces.value() {
+            Some(value) => Box::pin(self.live_session(value, now)).await,
             None => Identified::default(),
         }
     }
@@ -246,10 +250,29 @@ impl Auth {
     /// A session decoded from this exact cookie value in the last few seconds, still
     /// live and not due for a refresh.
     fn recall(&self, value: &str, now: i64) -> Option<(Arc<Session>, Arc<Identity>)> {
-        let key = self.cookie_key(value);
+        let key = self.cookie_key(value.len(), tail(value.as_bytes()));
+        self.recall_by(key, |seen| seen == value.as_bytes(), now)
+    }
+
+    fn recall_pieces(
+        &self,
+        pieces: &crate::auth::cookies::Pieces<'_>,
+        now: i64,
+    ) -> Option<(Arc<Session>, Arc<Identity>)> {
+        let (last, filled) = pieces.tail::<COOKIE_KEY_TAIL>();
+        let key = self.cookie_key(pieces.len(), &last[COOKIE_KEY_TAIL - filled..]);
+        self.recall_by(key, |seen| pieces.eq_bytes(seen), now)
+    }
+
+    fn recall_by(
+        &self,
+        key: u64,
+        same: impl Fn(&[u8]) -> bool,
+        now: i64,
+    ) -> Option<(Arc<Session>, Arc<Identity>)> {
         let cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
         let (seen, (session, identity, at)) = cache.get(&key)?;
-        (**seen == *value
+        (same(seen.as_bytes())
             && now - at < DECODED_FOR_SECS
             && session.is_live(now)
             && !session.needs_refresh(now))
@@ -257,7 +280,7 @@ impl Auth {
     }
 
     fn remember(&self, value: &str, session: &Arc<Session>, identity: &Arc<Identity>, now: i64) {
-        let key = self.cookie_key(value);
+        let key = self.cookie_key(value.len(), tail(value.as_bytes()));
         let mut cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= DECODED_ENTRIES {
             cache.retain(|_, (_, (_, _, at))| now - *at < DECODED_FOR_SECS);
@@ -269,13 +292,12 @@ impl Auth {
         cache.insert(key, (value.into(), entry));
     }
 
-    /// The cache key of a cookie value: a keyed hash of its length and last 32 bytes,
+    /// The cache key of a cookie value: a keyed hash of its length and last bytes,
     /// where a sealed value ends in its authentication tag. Hashing kilobytes on every
     /// request would cost more than the lookup; the entry keeps the whole value and
     /// [`Auth::recall`] compares it, so two values with one key only miss.
-    fn cookie_key(&self, value: &str) -> u64 {
-        let tail = &value.as_bytes()[value.len().saturating_sub(32)..];
-        std::hash::BuildHasher::hash_one(&self.decoded_keys, (value.len(), tail))
+    fn cookie_key(&self, len: usize, tail: &[u8]) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.decoded_keys, (len, tail))
     }
 
     /// Forgets decoded sessions (sign-out).
@@ -474,6 +496,14 @@ impl Auth {
 
 /// A decoded session, its identity, and when it was decoded (unix seconds).
 type Decoded = (Arc<Session>, Arc<Identity>, i64);
+
+/// How many of a cookie value's last bytes key the decoded-session cache: a sealed
+/// value ends in its authentication tag.
+const COOKIE_KEY_TAIL: usize = 32;
+
+fn tail(value: &[u8]) -> &[u8] {
+    &value[value.len().saturating_sub(COOKIE_KEY_TAIL)..]
+}
 
 /// One session's refresh in progress: its result and when it was obtained, shared
 /// with requests that waited for it.

@@ -6,12 +6,12 @@
 //! locks and no hand-offs between threads on the way; HTTPS, h2c and protocol upgrades
 //! use the general clients in `upstream.rs`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Authority;
@@ -25,8 +25,8 @@ use tokio::net::TcpStream;
 use super::Body;
 use super::upstream::CONNECT_TIMEOUT;
 
-/// Idle connections older than this are closed.
-const IDLE_FOR: Duration = Duration::from_secs(90);
+/// Idle connections are closed after this many reaper rounds (60–90 s idle).
+const IDLE_ROUNDS: u64 = 3;
 /// Idle connections kept per endpoint and worker.
 const MAX_IDLE: usize = 1024;
 /// How often a worker closes its expired idle connections.
@@ -34,11 +34,21 @@ pub const REAP_EVERY: Duration = Duration::from_secs(30);
 
 thread_local! {
     static IDLE: RefCell<HashMap<Authority, Vec<Idle>>> = RefCell::new(HashMap::new());
+    /// Reaper rounds so far on this thread: the pool's clock, so that taking and
+    /// returning a connection reads no clock.
+    static ROUND: Cell<u64> = const { Cell::new(0) };
 }
 
 struct Idle {
     sender: SendRequest<Body>,
-    since: Instant,
+    /// The reaper round it was returned in.
+    since: u64,
+}
+
+impl Idle {
+    fn usable(&self, round: u64) -> bool {
+        !self.sender.is_closed() && round - self.since < IDLE_ROUNDS
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,11 +103,12 @@ pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Respo
 /// The most recently used live idle connection to `authority`, dropping closed and
 /// expired ones on the way.
 fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
+    let round = ROUND.with(Cell::get);
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(authority)?;
         while let Some(c) = list.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < IDLE_FOR {
+            if c.usable(round) {
                 return Some(c.sender);
             }
         }
@@ -115,18 +126,25 @@ fn checkin(authority: Authority, sender: SendRequest<Body>) {
         if list.len() < MAX_IDLE {
             list.push(Idle {
                 sender,
-                since: Instant::now(),
+                since: ROUND.with(Cell::get),
             });
         }
     });
 }
 
-/// Closes this thread's expired and closed idle connections (run by each worker).
+/// Starts a new round and closes this thread's expired and closed idle connections
+/// (each worker runs it every [`REAP_EVERY`]).
 pub fn reap() {
+    let Ok(round) = ROUND.try_with(|r| {
+        r.set(r.get() + 1);
+        r.get()
+    }) else {
+        return;
+    };
     let _ = IDLE.try_with(|idle| {
         let mut idle = idle.borrow_mut();
         for list in idle.values_mut() {
-            list.retain(|c| !c.sender.is_closed() && c.since.elapsed() < IDLE_FOR);
+            list.retain(|c| c.usable(round));
         }
         idle.retain(|_, list| !list.is_empty());
     });

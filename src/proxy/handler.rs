@@ -320,7 +320,9 @@ impl Proxy {
             };
             match result {
                 Ok(resp) => {
-                    endpoint.report(true, self.now_ms());
+                    // The attempt's start time: exact enough for ejection windows,
+                    // and one clock read fewer per request.
+                    endpoint.report(true, now_ms);
                     return Ok(resp);
                 }
                 Err(UpstreamError::Connect(e)) if attempt == 0 && retry_head.is_some() => {

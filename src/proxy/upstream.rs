@@ -185,19 +185,23 @@ fn tls_config(roots: &Arc<RootCertStore>, tls: &UpstreamTls) -> ClientConfig {
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
             .with_no_client_auth();
     }
+    let Some(pem) = &tls.ca_pem else {
+        // The shared system roots: no copy per worker and TLS setting.
+        return builder
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .filter_map(|c| match c {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping an unreadable custom CA certificate");
+                None
+            }
+        })
+        .collect();
     let mut roots = (**roots).clone();
-    if let Some(pem) = &tls.ca_pem {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-            .filter_map(|c| match c {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "skipping an unreadable custom CA certificate");
-                    None
-                }
-            })
-            .collect();
-        roots.add_parsable_certificates(certs);
-    }
+    roots.add_parsable_certificates(certs);
     builder.with_root_certificates(roots).with_no_client_auth()
 }
 

@@ -22,8 +22,17 @@ pub enum LogFormat {
 pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v)?,
-        _ => EnvFilter::try_new(level)
-            .map_err(|e| anyhow::anyhow!("log_level `{level}` is not a valid level: {e}"))?,
+        // rustls warns about what clients send (an IP address as SNI, for one) once per
+        // connection; at the usual levels that is noise, and failed handshakes are
+        // logged by Portcullis at debug anyway.
+        _ => {
+            let directive = match level {
+                "info" | "warn" => format!("{level},rustls=error"),
+                other => other.to_string(),
+            };
+            EnvFilter::try_new(&directive)
+                .map_err(|e| anyhow::anyhow!("log_level `{level}` is not a valid level: {e}"))?
+        }
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

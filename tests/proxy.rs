@@ -16,6 +16,7 @@ use portcullis::app::{self, Running, Settings};
 use portcullis::policy::{Policy, Shorthands};
 use portcullis::proxy::Limits;
 use portcullis::routes::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn public() -> Arc<Policy> {
     Arc::new(Policy::from_shorthands(&Shorthands {
@@ -555,5 +556,91 @@ async fn upstream_connections_are_pooled_and_stale_ones_replaced() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(idled.load(Ordering::SeqCst), 3);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_still_taking_an_upload_is_not_handed_to_the_next_request() {
+    // The upstream answers a POST at once and reads its body in the background, as an
+    // app refusing an upload early does; the client is slow to send that body. The
+    // next request to the same upstream must not wait behind the upload.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let status = if req.method() == http::Method::POST {
+                            let body = req.into_body();
+                            tokio::spawn(async move {
+                                let _ = http_body_util::BodyExt::collect(body).await;
+                            });
+                            401
+                        } else {
+                            200
+                        };
+                        let mut resp = hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"done"),
+                        ));
+                        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let pki = pki(&["*.example.test"]);
+    let model = Model {
+        routes: vec![route("up", "up.example.test", PathMatch::Any, &[upstream])],
+        ..Model::default()
+    };
+    let settings = Settings {
+        address: "127.0.0.1:0".parse().unwrap(),
+        http_redirect_address: None,
+        metrics_address: None,
+        certificates: vec![pki.server.clone()],
+        limits: Limits::default(),
+        redirect_https_port: None,
+        auth: None,
+        directory: None,
+        ready_on_start: true,
+        workers: 1,
+    };
+    let running = app::start(settings, &model).await.unwrap();
+    let tls = client_tls(&pki.ca_der, &[b"http/1.1"]);
+
+    // Warm the pool with one connection, then start an upload that stalls.
+    let mut c = H1::connect(running.https_addr, "up.example.test", tls.clone()).await;
+    assert_eq!(c.get("/").await.unwrap().status, 200);
+    let mut upload = tls_connect(running.https_addr, "up.example.test", tls.clone()).await;
+    upload
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: up.example.test\r\nContent-Length: 100000\r\n\r\nfirst bytes",
+        )
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), upload.read(&mut head))
+        .await
+        .expect("the early answer arrives")
+        .unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 401"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+
+    let next = tokio::time::timeout(Duration::from_secs(3), c.get("/")).await;
+    let next = next.expect("the next request waited behind the stalled upload");
+    assert_eq!(next.unwrap().status, 200);
+    drop(upload);
     running.shutdown().await;
 }

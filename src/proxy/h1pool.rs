@@ -94,7 +94,15 @@ pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Respo
             }
             Err(mut e) => match e.take_message() {
                 Some(unsent) if !fresh => req = unsent,
-                _ => return Err(Error::Http(e.into_error())),
+                // A new connection that closed before taking the request: as good as
+                // refused, so another endpoint may be tried.
+                Some(_) => {
+                    return Err(Error::Connect {
+                        authority: authority.clone(),
+                        reason: format!("the connection closed at once: {}", e.error()),
+                    });
+                }
+                None => return Err(Error::Http(e.into_error())),
             },
         }
     }
@@ -116,8 +124,21 @@ fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
     })
 }
 
-fn checkin(authority: Authority, sender: SendRequest<Body>) {
+/// Returns a connection to the pool once it can take a new request. Usually that is
+/// at once; a connection still sending the request body (the upstream answered before
+/// reading it all) is returned when it is done, so no request waits behind it.
+fn checkin(authority: Authority, mut sender: SendRequest<Body>) {
     if sender.is_closed() {
+        return;
+    }
+    if !sender.is_ready() {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if sender.ready().await.is_ok() {
+                    checkin(authority, sender);
+                }
+            });
+        }
         return;
     }
     let _ = IDLE.try_with(|idle| {
@@ -227,6 +248,12 @@ impl HttpBody for Pooled {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => {
+                if let Some((authority, sender)) = self.slot.take() {
+                    checkin(authority, sender);
+                }
+            }
+            // Trailers end a chunked body (which never reports its end otherwise).
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
                 if let Some((authority, sender)) = self.slot.take() {
                     checkin(authority, sender);
                 }

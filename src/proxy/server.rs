@@ -113,6 +113,8 @@ pub async fn serve_https(
             proxy.metrics.connection_closed();
         });
     }
+    // Stop taking connections before the drain: new ones are refused, not queued.
+    drop(listener);
     drain(graceful, limits.drain_timeout, "https").await;
 }
 
@@ -142,6 +144,7 @@ pub async fn serve_redirect(
             let _ = watcher.watch(connection).await;
         });
     }
+    drop(listener);
     drain(graceful, limits.drain_timeout, "http redirect").await;
 }
 

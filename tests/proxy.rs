@@ -463,6 +463,30 @@ async fn serves_http2_by_alpn() {
     }
 }
 
+/// A data plane with one worker (so every request shares its upstream pool) serving
+/// `routes` for `*.example.test`, and a client TLS config that trusts it.
+async fn one_worker(routes: Vec<RouteSpec>) -> (Running, Arc<rustls::ClientConfig>) {
+    let pki = pki(&["*.example.test"]);
+    let settings = Settings {
+        address: "127.0.0.1:0".parse().unwrap(),
+        http_redirect_address: None,
+        metrics_address: None,
+        certificates: vec![pki.server.clone()],
+        limits: Limits::default(),
+        redirect_https_port: None,
+        auth: None,
+        directory: None,
+        ready_on_start: true,
+        workers: 1,
+    };
+    let model = Model {
+        routes,
+        ..Model::default()
+    };
+    let running = app::start(settings, &model).await.unwrap();
+    (running, client_tls(&pki.ca_der, &[b"http/1.1"]))
+}
+
 /// A plain HTTP/1.1 upstream that counts the connections it accepts; with `idle`, it
 /// closes a connection that waits that long for its next request (as upstreams with a
 /// keep-alive timeout do), without telling the proxy.
@@ -500,30 +524,13 @@ async fn counting_upstream(idle: Option<Duration>) -> (SocketAddr, Arc<AtomicU64
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_stale_ones_replaced() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let pki = pki(&["*.example.test"]);
     let (keep, kept) = counting_upstream(None).await;
     let (idle, idled) = counting_upstream(Some(Duration::from_millis(100))).await;
-    let model = Model {
-        routes: vec![
-            route("keep", "keep.example.test", PathMatch::Any, &[keep]),
-            route("idle", "idle.example.test", PathMatch::Any, &[idle]),
-        ],
-        ..Model::default()
-    };
-    let settings = Settings {
-        address: "127.0.0.1:0".parse().unwrap(),
-        http_redirect_address: None,
-        metrics_address: None,
-        certificates: vec![pki.server.clone()],
-        limits: Limits::default(),
-        redirect_https_port: None,
-        auth: None,
-        directory: None,
-        ready_on_start: true,
-        workers: 1,
-    };
-    let running = app::start(settings, &model).await.unwrap();
-    let tls = client_tls(&pki.ca_der, &[b"http/1.1"]);
+    let (running, tls) = one_worker(vec![
+        route("keep", "keep.example.test", PathMatch::Any, &[keep]),
+        route("idle", "idle.example.test", PathMatch::Any, &[idle]),
+    ])
+    .await;
 
     // Sequential requests, then four clients at once: the worker reuses its idle
     // upstream connections instead of opening one per request.
@@ -597,25 +604,13 @@ async fn a_connection_still_taking_an_upload_is_not_handed_to_the_next_request()
             });
         }
     });
-    let pki = pki(&["*.example.test"]);
-    let model = Model {
-        routes: vec![route("up", "up.example.test", PathMatch::Any, &[upstream])],
-        ..Model::default()
-    };
-    let settings = Settings {
-        address: "127.0.0.1:0".parse().unwrap(),
-        http_redirect_address: None,
-        metrics_address: None,
-        certificates: vec![pki.server.clone()],
-        limits: Limits::default(),
-        redirect_https_port: None,
-        auth: None,
-        directory: None,
-        ready_on_start: true,
-        workers: 1,
-    };
-    let running = app::start(settings, &model).await.unwrap();
-    let tls = client_tls(&pki.ca_der, &[b"http/1.1"]);
+    let (running, tls) = one_worker(vec![route(
+        "up",
+        "up.example.test",
+        PathMatch::Any,
+        &[upstream],
+    )])
+    .await;
 
     // Warm the pool with one connection, then start an upload that stalls.
     let mut c = H1::connect(running.https_addr, "up.example.test", tls.clone()).await;

@@ -15,7 +15,7 @@ use super::jwt::{Assertion, SigningKey};
 use super::keys::CookieSecret;
 use super::provider::{Provider, ProviderError, ProviderSettings};
 use super::seal::Sealer;
-use super::session::{Session, Store, StoreError, groups_claim};
+use super::session::{Session, Store, StoreError, claim_text, groups_claim};
 use crate::policy::Identity;
 
 /// The flow cookie (PKCE verifier, nonce, state, return URL) lives this long.
@@ -520,13 +520,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn identity_from_claims(claims: &serde_json::Map<String, Value>) -> Identity {
-    let text = |k: &str| {
-        claims
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let text = |k: &str| claim_text(claims, k);
     // Okta access tokens name the user in `uid` and the login in `sub`.
     let user = match text("uid") {
         u if u.is_empty() => text("sub"),

@@ -72,13 +72,7 @@ impl Session {
     /// Takes new tokens (after a refresh) without changing the session's ID or end.
     pub fn update(&mut self, tokens: Tokens) {
         let claims = tokens.claims;
-        let text = |k: &str| {
-            claims
-                .get(k)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
+        let text = |k: &str| claim_text(&claims, k);
         self.sub = text("sub");
         self.email = text("email");
         self.name = match text("name") {
@@ -117,6 +111,15 @@ impl Session {
             claims: self.claims.clone(),
         }
     }
+}
+
+/// A string claim, or `""` when it is absent or not a string.
+pub fn claim_text(claims: &serde_json::Map<String, Value>, name: &str) -> String {
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Okta sends `groups` as a list; some providers send one string.

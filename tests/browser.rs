@@ -419,15 +419,11 @@ async fn chromium_signs_in_at_the_login_form_and_reaches_the_upstream() {
     let jwt = echo["headers"]["x-portcullis-jwt-assertion"]
         .as_str()
         .expect("an assertion");
-    let jwks: Value = env
-        .browser()
-        .get(env.url("app", "/.well-known/portcullis/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = get_json(
+        &env.browser(),
+        env.url("app", "/.well-known/portcullis/jwks.json"),
+    )
+    .await;
     assert!(verify_es256(jwt, &jwks), "the assertion verifies");
     let claims = jwt_claims(jwt);
     assert_eq!(claims["sub"], ALICE);

@@ -92,34 +92,18 @@ impl Cluster {
 
     async fn create<K>(&self, ns: Option<&str>, obj: Value) -> K
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Resource,
         K::DynamicType: Default,
     {
-        let obj: K = serde_json::from_value(obj).unwrap();
-        self.api::<K>(ns)
-            .create(&PostParams::default(), &obj)
-            .await
-            .unwrap()
+        create_in(&self.api::<K>(ns), obj).await
     }
 
     async fn create_cluster_scoped<K>(&self, obj: Value) -> K
     where
-        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
+        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope> + Resource,
         K::DynamicType: Default,
     {
-        let obj: K = serde_json::from_value(obj).unwrap();
-        Api::<K>::all(self.client.clone())
-            .create(&PostParams::default(), &obj)
-            .await
-            .unwrap()
+        create_in(&Api::<K>::all(self.client.clone()), obj).await
     }
 
     /// An ExternalName Service `echo` pointing at `localhost` (the API server refuses
@@ -190,6 +174,15 @@ impl Cluster {
     }
 }
 
+/// What the test creates through the API: any object kube can send and read back.
+trait Resource: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug {}
+impl<K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug> Resource for K {}
+
+async fn create_in<K: Resource>(api: &Api<K>, obj: Value) -> K {
+    let obj: K = serde_json::from_value(obj).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap()
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new(format!("{}/e2e/cluster", env!("CARGO_MANIFEST_DIR")))
@@ -207,14 +200,6 @@ struct Replica {
     admin: u16,
     identity: String,
     log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Replica {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreIdToken, CoreUserInfoClaims,
+    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreIdToken, CoreTokenResponse,
+    CoreUserInfoClaims,
 };
 use openidconnect::url::Url;
 use openidconnect::{
@@ -158,6 +159,22 @@ async fn sign_in(
     }
 }
 
+/// Exchanges a code for tokens (the code's own client, verifier and redirect).
+async fn redeem(
+    client: &Rp,
+    http: &reqwest::Client,
+    code: AuthorizationCode,
+    verifier: PkceCodeVerifier,
+) -> CoreTokenResponse {
+    client
+        .exchange_code(code)
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(http)
+        .await
+        .unwrap()
+}
+
 fn payload(jwt: &str) -> Value {
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
@@ -249,13 +266,7 @@ async fn sign_in_verify_userinfo_refresh_and_revoke() {
     let (client, _) = discover(&idp, &http, SECRET).await;
     let signed_in = sign_in(&idp, &http, &client, ADA, ALL_SCOPES).await;
 
-    let token = client
-        .exchange_code(signed_in.code)
-        .unwrap()
-        .set_pkce_verifier(signed_in.verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let token = redeem(&client, &http, signed_in.code, signed_in.verifier).await;
     assert_eq!(token.expires_in(), Some(Duration::from_secs(3600)));
     let id_token = token.id_token().expect("an ID token");
     let verifier = client.id_token_verifier();
@@ -425,13 +436,7 @@ async fn codes_are_single_use_and_bound_to_verifier_client_and_redirect() {
     // A replayed code.
     let s = sign_in(&idp, &http, &client, ADA, ALL_SCOPES).await;
     let verifier = s.verifier.secret().clone();
-    client
-        .exchange_code(s.code.clone())
-        .unwrap()
-        .set_pkce_verifier(s.verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    redeem(&client, &http, s.code.clone(), s.verifier).await;
     let result = client
         .exchange_code(s.code)
         .unwrap()
@@ -451,13 +456,7 @@ async fn codes_are_single_use_and_bound_to_verifier_client_and_redirect() {
         .request_async(&http)
         .await;
     assert_eq!(server_error(result), CoreErrorResponseType::InvalidClient);
-    client
-        .exchange_code(s.code)
-        .unwrap()
-        .set_pkce_verifier(PkceCodeVerifier::new(verifier))
-        .request_async(&http)
-        .await
-        .unwrap();
+    redeem(&client, &http, s.code, PkceCodeVerifier::new(verifier)).await;
 
     // A code exchanged with another redirect URI than the one authorized.
     let s = sign_in(&idp, &http, &client, ADA, ALL_SCOPES).await;
@@ -500,13 +499,7 @@ async fn client_secret_post_and_scopes_shape_the_tokens() {
     let client = client.set_auth_type(AuthType::RequestBody);
     // Only openid: no refresh token, no email or profile claims, groups still there.
     let s = sign_in(&idp, &http, &client, LINUS, &[]).await;
-    let token = client
-        .exchange_code(s.code)
-        .unwrap()
-        .set_pkce_verifier(s.verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let token = redeem(&client, &http, s.code, s.verifier).await;
     assert!(token.refresh_token().is_none());
     let id_token = token.id_token().unwrap();
     let claims = id_token
@@ -751,13 +744,7 @@ async fn logout_returns_to_registered_uri_with_state() {
     let http = http();
     let (client, end_session) = discover(&idp, &http, SECRET).await;
     let s = sign_in(&idp, &http, &client, ADA, ALL_SCOPES).await;
-    let token = client
-        .exchange_code(s.code)
-        .unwrap()
-        .set_pkce_verifier(s.verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let token = redeem(&client, &http, s.code, s.verifier).await;
     let id_token = token.id_token().unwrap();
 
     let url = LogoutRequest::from(end_session.clone())
@@ -826,13 +813,7 @@ async fn tokens_expire_after_token_lifetime() {
     let http = http();
     let (client, _) = discover(&idp, &http, SECRET).await;
     let s = sign_in(&idp, &http, &client, ADA, ALL_SCOPES).await;
-    let token = client
-        .exchange_code(s.code)
-        .unwrap()
-        .set_pkce_verifier(s.verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let token = redeem(&client, &http, s.code, s.verifier).await;
     assert_eq!(token.expires_in(), Some(Duration::from_secs(1)));
     let id_token = token.id_token().unwrap().clone();
     let raw = payload(&id_token.to_string());

@@ -29,12 +29,7 @@ async fn scenario(issuer_form: &str, redis: bool) {
     assert_eq!(r.status(), 401);
 
     // First visit → provider → callback → handoff → the app, with a valid assertion.
-    let (resp, hops) = follow(
-        &alice,
-        &env.url("app", "/hello?x=1"),
-        Some(("alice@example.com", "alice-pw")),
-    )
-    .await;
+    let (resp, hops) = follow(&alice, &env.url("app", "/hello?x=1"), Some(ALICE_LOGIN)).await;
     assert_eq!(resp.status(), 200, "{hops:#?}");
     assert!(
         hops[1].starts_with(&env.url("authenticate", "/.portcullis/sign_in?redirect_uri=")),
@@ -104,12 +99,7 @@ async fn scenario(issuer_form: &str, redis: bool) {
     assert_eq!(resp.status(), 200, "{hops:#?}");
     // Bob is not in admins: he signs in and is refused.
     let bob = env.browser();
-    let (resp, _) = follow(
-        &bob,
-        &env.url("admin", "/"),
-        Some(("bob@example.com", "bob-pw")),
-    )
-    .await;
+    let (resp, _) = follow(&bob, &env.url("admin", "/"), Some(BOB_LOGIN)).await;
     assert_eq!(resp.status(), 403);
     let page = resp.text().await.unwrap();
     assert!(page.contains("Sign in as someone else"), "{page}");
@@ -171,12 +161,7 @@ async fn scenario(issuer_form: &str, redis: bool) {
     assert_eq!(r.status(), 302, "the session should have ended");
 
     // Sign in again, then sign out: CSRF-protected, and it reaches end-session.
-    let (resp, _) = follow(
-        &alice,
-        &env.url("app", "/"),
-        Some(("alice@example.com", "alice-pw")),
-    )
-    .await;
+    let (resp, _) = follow(&alice, &env.url("app", "/"), Some(ALICE_LOGIN)).await;
     assert_eq!(resp.status(), 200);
     let forged = alice
         .post(env.url("app", "/.portcullis/sign_out"))
@@ -305,7 +290,7 @@ async fn provider_tokens(env: &Env, issuer: &str, user: (&str, &str)) -> Value {
 async fn api_clients_use_bearer_tokens_from_the_provider() {
     let env = start("default", false).await;
     let issuer = format!("{}/oauth2/default", env.idp);
-    let tokens = provider_tokens(&env, &issuer, ("alice@example.com", "alice-pw")).await;
+    let tokens = provider_tokens(&env, &issuer, ALICE_LOGIN).await;
     let api = env.browser();
     let get = |token: String| {
         let api = api.clone();
@@ -376,12 +361,7 @@ async fn api_clients_use_bearer_tokens_from_the_provider() {
 async fn an_unreachable_provider_keeps_existing_sessions() {
     let mut env = start("default", false).await;
     let alice = env.browser();
-    let (resp, _) = follow(
-        &alice,
-        &env.url("app", "/"),
-        Some(("alice@example.com", "alice-pw")),
-    )
-    .await;
+    let (resp, _) = follow(&alice, &env.url("app", "/"), Some(ALICE_LOGIN)).await;
     assert_eq!(resp.status(), 200);
     // Stop the provider, and let the 5-second tokens expire.
     let _ = env.idp_proc.0.kill();
@@ -441,12 +421,7 @@ async fn directory_sync_decides_groups_and_deactivation() {
     let env = start_with("default", false, &extra).await;
     let alice = env.browser();
     // The token says `admins`; the directory says only `ops`: the admin route refuses.
-    let (resp, hops) = follow(
-        &alice,
-        &env.url("admin", "/"),
-        Some(("alice@example.com", "alice-pw")),
-    )
-    .await;
+    let (resp, hops) = follow(&alice, &env.url("admin", "/"), Some(ALICE_LOGIN)).await;
     assert_eq!(resp.status(), 403, "{hops:#?}");
     let me: Value = get_json(&alice, env.url("admin", "/.portcullis/user")).await;
     assert_eq!(me["groups_source"], "okta directory", "{me}");

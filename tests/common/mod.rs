@@ -6,7 +6,9 @@ pub mod okta_api;
 pub mod signin_env;
 
 use std::net::SocketAddr;
+use std::process::Child;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -230,5 +232,45 @@ impl H1 {
             headers: parts.headers,
             body: String::from_utf8_lossy(&body).into_owned(),
         })
+    }
+}
+
+/// Kills the child on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (up to 20 s) until the admin listener on `admin` answers `/readyz` with 200.
+pub async fn wait_ready(admin: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Plain HTTP by hand: no client (and no TLS provider) needed for one GET.
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", admin)).await {
+            let _ = s
+                .write_all(b"GET /readyz HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+                .await;
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf).await;
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "portcullis did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -7,13 +7,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
+pub use super::{Proc, free_port, wait_ready};
 use super::{client_tls, echo_upstream, pki};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -21,16 +22,6 @@ pub const CLIENT_ID: &str = "portcullis-test";
 pub const CLIENT_SECRET: &str = "client-secret-for-tests-only";
 pub const ALICE: &str = "00ualice0000000001";
 pub const BOB: &str = "00ubob000000000001";
-
-/// Kills the child on drop.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 pub struct Dir(pub PathBuf);
 
@@ -56,14 +47,6 @@ impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn repo() -> &'static Path {
@@ -249,23 +232,6 @@ pub fn pem_of(der: &[u8]) -> Vec<u8> {
     out.into_bytes()
 }
 
-pub async fn wait_ready(admin: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{admin}/readyz"))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "portcullis did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 impl Env {
     /// A browser-like client: keeps cookies, trusts the test CA, resolves our names to
     /// loopback, and does not follow redirects on its own (the tests follow them).
@@ -291,18 +257,18 @@ impl Env {
     }
 
     pub async fn events(&self, kind: &str) -> Vec<Value> {
-        let v: Value = self
-            .browser()
-            .get(format!("{}/__test/events?type={kind}", self.idp))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = get_json(
+            &self.browser(),
+            format!("{}/__test/events?type={kind}", self.idp),
+        )
+        .await;
         v["events"].as_array().cloned().unwrap_or_default()
     }
 }
+
+/// The provider's test users (see the config above): login and password.
+pub const ALICE_LOGIN: (&str, &str) = ("alice@example.com", "alice-pw");
+pub const BOB_LOGIN: (&str, &str) = ("bob@example.com", "bob-pw");
 
 /// Follows redirects from `url`, signing in at the provider's login form as
 /// `user`/`password`; returns the final response and every URL visited.

@@ -63,21 +63,41 @@ pub enum Error {
     Http(#[from] hyper::Error),
 }
 
+/// A request that did not get an answer, with the request itself when it never left
+/// (a connect failure): the caller may send it elsewhere without having kept a copy.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: Error,
+    pub unsent: Option<Request<Body>>,
+}
+
 /// Sends `req` (origin-form URI, `Host` already set) to `authority`, on an idle pooled
 /// connection or a new one. A request that a pooled connection closed before taking
 /// it (the upstream timed the idle connection out) goes again on another connection.
-pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Response<Body>, Error> {
+pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Response<Body>, Failed> {
+    let refused = |reason: String, unsent: Request<Body>| Failed {
+        error: Error::Connect {
+            authority: authority.clone(),
+            reason,
+        },
+        unsent: Some(unsent),
+    };
     loop {
         let (mut sender, fresh) = match checkout(authority) {
             Some(s) => (s, false),
-            None => (connect(authority).await?, true),
+            None => match connect(authority).await {
+                Ok(s) => (s, true),
+                Err(error) => {
+                    return Err(Failed {
+                        error,
+                        unsent: Some(req),
+                    });
+                }
+            },
         };
         if sender.ready().await.is_err() {
             if fresh {
-                return Err(Error::Connect {
-                    authority: authority.clone(),
-                    reason: "the connection closed at once".into(),
-                });
+                return Err(refused("the connection closed at once".into(), req));
             }
             continue;
         }
@@ -96,13 +116,16 @@ pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Respo
                 Some(unsent) if !fresh => req = unsent,
                 // A new connection that closed before taking the request: as good as
                 // refused, so another endpoint may be tried.
-                Some(_) => {
-                    return Err(Error::Connect {
-                        authority: authority.clone(),
-                        reason: format!("the connection closed at once: {}", e.error()),
+                Some(unsent) => {
+                    let reason = format!("the connection closed at once: {}", e.error());
+                    return Err(refused(reason, unsent));
+                }
+                None => {
+                    return Err(Failed {
+                        error: Error::Http(e.into_error()),
+                        unsent: None,
                     });
                 }
-                None => return Err(Error::Http(e.into_error())),
             },
         }
     }

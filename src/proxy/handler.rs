@@ -257,8 +257,15 @@ impl Proxy {
         parts.version = http::Version::HTTP_11;
 
         let body_empty = hyper::body::Body::is_end_stream(&body);
-        let retry_head = (body_empty && !upgrade && route.backend.endpoints.len() > 1)
-            .then(|| parts.clone_head());
+        let may_retry = body_empty && !upgrade && route.backend.endpoints.len() > 1;
+        // The HTTP/1.1 pool hands an unsent request back; only the general clients
+        // need a copy kept in case the first endpoint cannot be reached.
+        let all_plain = route
+            .backend
+            .endpoints
+            .iter()
+            .all(|e| e.spec.scheme == UpstreamScheme::Http);
+        let retry_head = (may_retry && !all_plain).then(|| parts.clone_head());
         let clients = self.upstreams.clients(&route.options.tls);
         let mut body = Some(body);
         let mut head = Some(parts);
@@ -301,10 +308,15 @@ impl Proxy {
                 let send = super::h1pool::send(&endpoint.authority, req);
                 match with_timeout(route.options.timeout, send).await {
                     Ok(Ok(resp)) => Ok(resp.map(|b| super::with_idle_timeout(b, idle))),
-                    Ok(Err(e @ super::h1pool::Error::Connect { .. })) => {
-                        Err(UpstreamError::Connect(error_chain(&e)))
+                    Ok(Err(failed)) => {
+                        head = failed.unsent.map(|r| r.into_parts().0);
+                        match failed.error {
+                            e @ super::h1pool::Error::Connect { .. } => {
+                                Err(UpstreamError::Connect(error_chain(&e)))
+                            }
+                            e => Err(UpstreamError::Other(error_chain(&e))),
+                        }
                     }
-                    Ok(Err(e)) => Err(UpstreamError::Other(error_chain(&e))),
                     Err(_) => Err(UpstreamError::Timeout),
                 }
             } else {
@@ -325,7 +337,7 @@ impl Proxy {
                     endpoint.report(true, now_ms);
                     return Ok(resp);
                 }
-                Err(UpstreamError::Connect(e)) if attempt == 0 && retry_head.is_some() => {
+                Err(UpstreamError::Connect(e)) if attempt == 0 && may_retry => {
                     endpoint.report(false, self.now_ms());
                     self.metrics.upstream_error("connect");
                     tracing::debug!(route = %route.id, endpoint = %endpoint.authority, error = %e,

@@ -153,7 +153,7 @@ impl SessionCookie {
     }
 
     /// The value's pieces as they arrived, not joined or checked (see [`Pieces`]).
-    pub fn pieces<'a>(&self, headers: &'a HeaderMap) -> Option<Pieces<'a>> {
+    pub(crate) fn pieces<'a>(&self, headers: &'a HeaderMap) -> Option<Pieces<'a>> {
         Pieces::of(headers, &self.name)
     }
 
@@ -194,21 +194,6 @@ impl SessionCookie {
 
 // === reading and stripping ===
 
-/// The value of the first cookie called `name` in the request's `Cookie` header(s)
-/// (HTTP/2 may send several; they are read in order), without surrounding quotes.
-/// `None` when absent, or when the first one isn't UTF-8.
-pub fn get_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .flat_map(|v| pairs(v.as_bytes()))
-        .find_map(|pair| match split_pair(pair) {
-            Some((n, v)) if n == name.as_bytes() => Some(std::str::from_utf8(unquote(v)).ok()),
-            _ => None,
-        })
-        .flatten()
-}
-
 /// A value written in chunks by [`SessionCookie::set`]: `name`, `name_1`, … until one
 /// is missing (at most [`MAX_CHUNKS`]), concatenated in index order.
 pub fn read_chunked(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -218,7 +203,7 @@ pub fn read_chunked(headers: &HeaderMap, name: &str) -> Option<String> {
 /// A chunked cookie value as it arrived, in index order: what a cache can compare and
 /// hash without joining and copying kilobytes. [`Pieces::value`] joins them as
 /// [`read_chunked`] does.
-pub struct Pieces<'a> {
+pub(crate) struct Pieces<'a> {
     parts: [&'a [u8]; MAX_CHUNKS],
     count: usize,
 }
@@ -239,10 +224,6 @@ impl<'a> Pieces<'a> {
 
     pub fn len(&self) -> usize {
         self.parts[..self.count].iter().map(|p| p.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Whether the joined value is exactly `value`.
@@ -674,7 +655,7 @@ mod tests {
     }
 
     #[test]
-    fn get_cookie_parses_robustly_and_first_wins() {
+    fn cookies_parse_robustly_and_first_wins() {
         for (headers, name, want) in [
             (vec!["a=1; b=2"], "b", Some("2")),
             (vec!["a=1;b=2"], "b", Some("2")),
@@ -691,7 +672,7 @@ mod tests {
             (vec![" a =  1 "], "a", Some("1")),
         ] {
             assert_eq!(
-                get_cookie(&request(&headers), name),
+                read_chunked(&request(&headers), name).as_deref(),
                 want,
                 "{headers:?} {name}"
             );
@@ -699,7 +680,7 @@ mod tests {
         // A non-UTF-8 first value hides later ones (first wins), without panicking.
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_bytes(b"a=\xff; a=2").unwrap());
-        assert_eq!(get_cookie(&h, "a"), None);
+        assert_eq!(read_chunked(&h, "a"), None);
     }
 
     #[test]

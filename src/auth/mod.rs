@@ -28,7 +28,7 @@ pub mod redirect;
 pub mod seal;
 pub mod session;
 
-pub use cookies::{CookieError, SameSite, SessionCookie, get_cookie, read_chunked, strip_cookies};
+pub use cookies::{CookieError, SameSite, SessionCookie, read_chunked, strip_cookies};
 pub use csrf::{Csrf, random_state};
 pub use handoff::{HANDOFF_TTL, Handoff, HandoffCodec, HandoffError, ReplayGuard};
 pub use jwt::{ASSERTION_LIFETIME, Assertion, SigningKey, SigningKeyError};

@@ -30,9 +30,9 @@ const POOL_MAX_IDLE_PER_HOST: usize = 1024;
 
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// The clients for one TLS setting: pooled HTTP/1.1 (+HTTP/2 by ALPN for https),
-/// prior-knowledge HTTP/2 for h2c, and an HTTP/1.1-only connector for upgrades.
-#[derive(Clone)]
+/// The clients for one TLS setting: pooled HTTPS (HTTP/2 by ALPN), prior-knowledge
+/// HTTP/2 for h2c, and an HTTP/1.1-only connector for upgrades. Plain HTTP/1.1 goes
+/// through the worker's own pool (`h1pool`).
 pub struct Clients {
     pub pooled: UpstreamClient,
     pub h2c: UpstreamClient,

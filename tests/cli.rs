@@ -75,14 +75,23 @@ async fn run_serves_a_config_file() {
         ),
     );
     let child = Command::new(BIN)
-        .args(["run", "--config"])
+        .args(["run", "--workers", "3", "--config"])
         .arg(&config)
         .env("LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let pid = child.id();
     let _running = Proc(child);
     wait_ready(admin).await;
+    // `--workers 3`: three data-plane threads (named portcullis-worker-N, which the
+    // kernel cuts to 15 bytes).
+    let workers = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim() == "portcullis-work")
+        .count();
+    assert_eq!(workers, 3);
 
     let tls = client_tls(&pki.ca_der, &[b"h2", b"http/1.1"]);
     let addr = SocketAddr::from(([127, 0, 0, 1], https));

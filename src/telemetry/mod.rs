@@ -22,17 +22,8 @@ pub enum LogFormat {
 pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v)?,
-        // rustls warns about what clients send (an IP address as SNI, for one) once per
-        // connection; at the usual levels that is noise, and failed handshakes are
-        // logged by Portcullis at debug anyway.
-        _ => {
-            let directive = match level {
-                "info" | "warn" => format!("{level},rustls=error"),
-                other => other.to_string(),
-            };
-            EnvFilter::try_new(&directive)
-                .map_err(|e| anyhow::anyhow!("log_level `{level}` is not a valid level: {e}"))?
-        }
+        _ => EnvFilter::try_new(directive(level))
+            .map_err(|e| anyhow::anyhow!("log_level `{level}` is not a valid level: {e}"))?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -45,6 +36,16 @@ pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
 }
 
+/// The filter for a `log_level`. rustls warns about what clients send (an IP address
+/// as SNI, for one) once per connection; at the usual levels that is noise, and failed
+/// handshakes are logged by Portcullis at debug anyway. Filters are used as written.
+fn directive(level: &str) -> String {
+    match level {
+        "info" | "warn" => format!("{level},rustls=error"),
+        other => other.to_string(),
+    }
+}
+
 /// An error with its chain of causes, `: `-separated, for log lines and messages.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -55,4 +56,23 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_levels_quiet_client_tls_noise_and_filters_stay_as_written() {
+        for (level, want) in [
+            ("info", "info,rustls=error"),
+            ("warn", "warn,rustls=error"),
+            ("debug", "debug"),
+            ("error", "error"),
+            (
+                "info,portcullis::proxy=debug",
+                "info,portcullis::proxy=debug",
+            ),
+        ] {
+            assert_eq!(super::directive(level), want, "{level}");
+        }
+    }
 }

@@ -266,7 +266,6 @@ impl Proxy {
             .iter()
             .all(|e| e.spec.scheme == UpstreamScheme::Http);
         let retry_head = (may_retry && !all_plain).then(|| parts.clone_head());
-        let clients = self.upstreams.clients(&route.options.tls);
         let mut body = Some(body);
         let mut head = Some(parts);
         for attempt in 0..2 {
@@ -303,6 +302,7 @@ impl Proxy {
             let req = Request::from_parts(parts, body);
             let idle = route.options.idle_timeout;
             let result = if upgrade {
+                let clients = self.upstreams.clients(&route.options.tls);
                 Box::pin(self.upgrade(req, endpoint, &clients, route)).await
             } else if plain {
                 let send = super::h1pool::send(&endpoint.authority, req);
@@ -320,6 +320,8 @@ impl Proxy {
                     Err(_) => Err(UpstreamError::Timeout),
                 }
             } else {
+                // HTTPS and h2c: this worker's general clients for the route's TLS.
+                let clients = self.upstreams.clients(&route.options.tls);
                 let send = clients.for_scheme(endpoint.spec.scheme).request(req);
                 match with_timeout(route.options.timeout, send).await {
                     Ok(Ok(resp)) => {

@@ -251,10 +251,9 @@ struct Pooled {
 }
 
 impl Pooled {
-    fn release_if_done(&mut self) {
-        if self.inner.is_end_stream()
-            && let Some((authority, sender)) = self.slot.take()
-        {
+    /// Gives the connection back (once).
+    fn release(&mut self) {
+        if let Some((authority, sender)) = self.slot.take() {
             checkin(authority, sender);
         }
     }
@@ -270,18 +269,13 @@ impl HttpBody for Pooled {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
-            Poll::Ready(None) => {
-                if let Some((authority, sender)) = self.slot.take() {
-                    checkin(authority, sender);
-                }
+            // The end; trailers end a chunked body, which never reports its end
+            // otherwise.
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() || self.inner.is_end_stream() => {
+                self.release()
             }
-            // Trailers end a chunked body (which never reports its end otherwise).
-            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
-                if let Some((authority, sender)) = self.slot.take() {
-                    checkin(authority, sender);
-                }
-            }
-            Poll::Ready(Some(Ok(_))) => self.release_if_done(),
+            Poll::Ready(Some(Ok(_))) => {}
             Poll::Ready(Some(Err(_))) => self.slot = None,
             Poll::Pending => {}
         }
@@ -299,6 +293,8 @@ impl HttpBody for Pooled {
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        self.release_if_done();
+        if self.inner.is_end_stream() {
+            self.release();
+        }
     }
 }

@@ -143,7 +143,9 @@ async fn scenario(issuer_form: &str, redis: bool) {
         "no refresh reached the provider"
     );
 
-    // A revoked refresh token ends the session at the next refresh.
+    // A revoked refresh token ends the session at the next refresh (with the cookie
+    // store: when the app's credential, which lives as long as the 5 s tokens, is
+    // renewed through the authenticate host, which holds the refresh token).
     let revoked = env
         .browser()
         .post(format!("{}/__test/revoke?sub={ALICE}", env.idp))
@@ -151,7 +153,7 @@ async fn scenario(issuer_form: &str, redis: bool) {
         .await
         .unwrap();
     assert!(revoked.status().is_success());
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let r = alice
         .get(env.url("app", "/after-revoke"))
         .header("accept", "text/html")
@@ -288,7 +290,12 @@ async fn provider_tokens(env: &Env, issuer: &str, user: (&str, &str)) -> Value {
 
 #[tokio::test]
 async fn api_clients_use_bearer_tokens_from_the_provider() {
-    let env = start("default", false).await;
+    let env = start_with(
+        "default",
+        false,
+        "idp_access_token_allowed_audiences: [api://default]\n",
+    )
+    .await;
     let issuer = format!("{}/oauth2/default", env.idp);
     let tokens = provider_tokens(&env, &issuer, ALICE_LOGIN).await;
     let api = env.browser();
@@ -418,7 +425,12 @@ async fn directory_sync_decides_groups_and_deactivation() {
         "directory:\n  provider: okta\n  url: {}\n  api_token: {TOKEN}\n  refresh_interval: 10s\n",
         okta.url
     );
-    let env = start_with("default", false, &extra).await;
+    // Tokens that outlive the test: this one is about the directory, not refreshes.
+    let long_tokens = IdpOptions {
+        token_ttl: 600,
+        ..IdpOptions::default()
+    };
+    let env = start_full("default", false, &extra, &long_tokens, "").await;
     let alice = env.browser();
     // The token says `admins`; the directory says only `ops`: the admin route refuses.
     let (resp, hops) = follow(&alice, &env.url("admin", "/"), Some(ALICE_LOGIN)).await;

@@ -152,11 +152,6 @@ impl SessionCookie {
         read_chunked(headers, &self.name)
     }
 
-    /// The value's pieces as they arrived, not joined or checked (see [`Pieces`]).
-    pub(crate) fn pieces<'a>(&self, headers: &'a HeaderMap) -> Option<Pieces<'a>> {
-        Pieces::of(headers, &self.name)
-    }
-
     /// Removes this cookie and its chunks from the request (see [`strip_cookies`]).
     pub fn strip(&self, headers: &mut HeaderMap) {
         strip_cookies(headers, &self.name)
@@ -209,7 +204,7 @@ pub(crate) struct Pieces<'a> {
 }
 
 impl<'a> Pieces<'a> {
-    fn of(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
+    pub(crate) fn of(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
         let scan = Scan::of(headers, name);
         let mut pieces = Pieces {
             parts: [&[][..]; MAX_CHUNKS],
@@ -273,20 +268,56 @@ impl<'a> Pieces<'a> {
 /// order. Several `Cookie` headers are joined into one with `"; "` (RFC 9113 §8.2.3),
 /// as an HTTP/1.1 upstream needs; with none left, the header is removed.
 pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
-    let scan = Scan::of(headers, name);
-    if !scan.ours && scan.headers <= 1 {
+    strip_where(headers, |n| is_ours(n, name.as_bytes()));
+}
+
+/// Removes every cookie of the family `base` ([`in_family`]): the session cookies of
+/// every host and port, their chunks, and the sign-in flow and nonce cookies.
+pub fn strip_family(headers: &mut HeaderMap, base: &str) {
+    strip_where(headers, |n| in_family(n, base.as_bytes()));
+}
+
+/// Whether a cookie named `candidate` is one of Portcullis's: optionally prefixed with
+/// `__Host-` or `__Secure-`, then `base`, then nothing or `_` and anything. Upstreams
+/// never see these, and may not set them.
+pub fn in_family(candidate: &[u8], base: &[u8]) -> bool {
+    let unprefixed = strip_ci_prefix(candidate, b"__Host-")
+        .or_else(|| strip_ci_prefix(candidate, b"__Secure-"))
+        .unwrap_or(candidate);
+    matches!(unprefixed.strip_prefix(base), Some([] | [b'_', ..]))
+}
+
+fn strip_ci_prefix<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+fn strip_where(headers: &mut HeaderMap, ours: impl Fn(&[u8]) -> bool) {
+    let mut found = false;
+    let mut others = false;
+    let mut count = 0;
+    for header in headers.get_all(COOKIE) {
+        count += 1;
+        for pair in pairs(header.as_bytes()).filter(|p| !p.is_empty()) {
+            if ours(pair_name(pair)) {
+                found = true;
+            } else {
+                others = true;
+            }
+        }
+    }
+    if !found && count <= 1 {
         return;
     }
-    if !scan.others {
+    if !others {
         headers.remove(COOKIE);
         return;
     }
-    let ours = |pair: &[u8]| is_ours(pair_name(pair), name.as_bytes());
     let kept: Vec<&[u8]> = headers
         .get_all(COOKIE)
         .iter()
         .flat_map(|v| pairs(v.as_bytes()))
-        .filter(|p| !p.is_empty() && !ours(p))
+        .filter(|p| !p.is_empty() && !ours(pair_name(p)))
         .collect();
     let joined = kept.join(&b"; "[..]);
     headers.remove(COOKIE);
@@ -295,41 +326,30 @@ pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
     headers.insert(COOKIE, value);
 }
 
+/// The cookie name a `Set-Cookie` value sets (before its first `=`, trimmed).
+pub fn set_cookie_name(value: &[u8]) -> &[u8] {
+    let pair = value.split(|b| *b == b';').next().unwrap_or(value);
+    pair_name(trim(pair))
+}
+
 /// One pass over the `Cookie` headers for one cookie name: the first value seen for
-/// each chunk name (unquoted, not yet checked as UTF-8), whether any pair is ours to
-/// strip, and whether any other non-empty pair is there. Session cookies run to
+/// each chunk name (unquoted, not yet checked as UTF-8). Session cookies run to
 /// kilobytes and come with every request, so this reads them once.
 struct Scan<'a> {
     chunks: [Option<&'a [u8]>; MAX_CHUNKS],
-    ours: bool,
-    others: bool,
-    headers: usize,
 }
 
 impl<'a> Scan<'a> {
     fn of(headers: &'a HeaderMap, name: &str) -> Scan<'a> {
         let mut scan = Scan {
             chunks: [None; MAX_CHUNKS],
-            ours: false,
-            others: false,
-            headers: 0,
         };
         for header in headers.get_all(COOKIE) {
-            scan.headers += 1;
             for pair in pairs(header.as_bytes()) {
-                if pair.is_empty() {
+                let Some((n, v)) = split_pair(pair) else {
                     continue;
-                }
-                let (n, value) = match split_pair(pair) {
-                    Some((n, v)) => (n, Some(v)),
-                    None => (pair, None),
                 };
-                if !is_ours(n, name.as_bytes()) {
-                    scan.others = true;
-                    continue;
-                }
-                scan.ours = true;
-                if let (Some(i), Some(v)) = (chunk_index(n, name.as_bytes()), value) {
+                if let Some(i) = chunk_index(n, name.as_bytes()) {
                     scan.chunks[i].get_or_insert(unquote(v));
                 }
             }
@@ -618,7 +638,7 @@ mod tests {
     #[test]
     fn pieces_compare_and_hash_like_the_joined_value() {
         let h = request(&["s_1=defgh; s=abc; s_2=ij"]);
-        let p = SessionCookie::new("s").unwrap().pieces(&h).unwrap();
+        let p = Pieces::of(&h, "s").unwrap();
         assert_eq!(p.len(), 10);
         assert_eq!(p.value().as_deref(), Some("abcdefghij"));
         for (other, same) in [
@@ -633,7 +653,7 @@ mod tests {
         assert_eq!(p.tail::<4>(), (*b"ghij", 4));
         assert_eq!(p.tail::<8>(), (*b"cdefghij", 8));
         assert_eq!(p.tail::<12>(), (*b"\0\0abcdefghij", 10));
-        assert!(SessionCookie::new("t").unwrap().pieces(&h).is_none());
+        assert!(Pieces::of(&h, "t").is_none());
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Proxy {
         // The path is only for the access log (debug level).
         let path = tracing::enabled!(target: "portcullis::access", tracing::Level::DEBUG)
             .then(|| req.uri().path().to_owned());
-        let host = request_host(&req, conn.default_port).map(|(h, p)| (h.to_ascii_lowercase(), p));
+        let host = request_host(&req, conn.default_port);
         let (resp, route) = match &host {
             Some((host, port)) => self.route(req, host, *port, conn, &request_id).await,
             None => {
@@ -86,14 +86,12 @@ impl Proxy {
     ) -> (Response<Body>, Option<Arc<Route>>) {
         let snapshot = self.table.load_full();
         let now = jiff::Timestamp::now();
-        // `host[:port]` as the client wrote it, for URLs back to it (sign-in only).
-        let authority = || client_authority(&req).unwrap_or_else(|| host.to_owned());
         if let Some(auth) = &self.auth
-            && auth.is_endpoint(host, req.uri().path())
+            && auth.is_endpoint(host, port, req.uri().path())
         {
             let ctx = EndpointCtx {
                 host,
-                authority: &authority(),
+                port,
                 table: &snapshot.table,
                 request_id,
                 now: now.as_second(),
@@ -117,9 +115,28 @@ impl Proxy {
 
         // Identification: a session cookie or bearer token, refreshed when due.
         let mut identified = match &self.auth {
-            Some(auth) => auth.identify(req.headers(), now.as_second()).await,
+            Some(auth) => {
+                auth.identify(
+                    req.headers(),
+                    host,
+                    port,
+                    route.options.bearer_format,
+                    now.as_second(),
+                )
+                .await
+            }
             None => Identified::default(),
         };
+        // A credential due for renewal: browsers go through the authenticate host for a
+        // fresh one (the cookie store's route credentials expire with the tokens).
+        if let Some(auth) = &self.auth
+            && identified.renew
+            && crate::auth::endpoints::is_navigation(req.method(), req.headers())
+        {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let resp = auth.sign_in_response(req.headers(), host, port, target, request_id);
+            return (resp, Some(route));
+        }
         // With directory sync, groups and account status come from the directory.
         if let (Some(directory), Some(identity)) = (&self.directory, identified.identity.as_mut())
             && let Some(reason) = directory.apply(Arc::make_mut(identity)).deny_reason()
@@ -177,6 +194,15 @@ impl Proxy {
                     Ok(mut resp) => {
                         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
                         headers::strip_hop_by_hop(resp.headers_mut(), switching);
+                        if let Some(auth) = &self.auth {
+                            let dropped =
+                                headers::drop_set_cookies(resp.headers_mut(), auth.cookie_base());
+                            if dropped > 0 {
+                                self.metrics.upstream_cookies_dropped(dropped);
+                                tracing::warn!(route = %route.id, dropped,
+                                    "the upstream tried to set Portcullis cookies; dropped");
+                            }
+                        }
                         for (name, value) in &route.options.set_response_headers {
                             resp.headers_mut().insert(name.clone(), value.clone());
                         }
@@ -187,7 +213,7 @@ impl Proxy {
             }
             (Outcome::SignIn, Some(auth)) => {
                 let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                auth.sign_in_response(req.headers(), &authority(), target, request_id)
+                auth.sign_in_response(req.headers(), host, port, target, request_id)
             }
             (outcome, _) => {
                 let detail = match (outcome, route.policy.invalid_reason()) {
@@ -516,40 +542,15 @@ impl Proxy {
     }
 }
 
-/// The host and port the client addressed: the URI authority (HTTP/2, absolute-form)
-/// or the `Host` header.
-fn request_host<B>(req: &Request<B>, default_port: u16) -> Option<(&str, u16)> {
+/// The host and port the client addressed, canonical: the URI authority (HTTP/2,
+/// absolute-form) or the `Host` header.
+fn request_host<B>(req: &Request<B>, default_port: u16) -> Option<(String, u16)> {
     let authority = match req.uri().authority() {
         Some(a) => a.as_str(),
         None => req.headers().get(header::HOST)?.to_str().ok()?,
     };
-    split_host_port(authority, default_port)
-}
-
-pub(crate) fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if after.is_empty() => default_port,
-            None => return None,
-        };
-        return Some((host, port));
-    }
-    match authority.rsplit_once(':') {
-        Some((host, port)) => Some((host, port.parse().ok()?)),
-        None => Some((authority, default_port)),
-    }
-    .filter(|(h, _)| !h.is_empty())
-}
-
-/// `host[:port]` exactly as the client addressed us.
-fn client_authority<B>(req: &Request<B>) -> Option<String> {
-    match req.uri().authority() {
-        Some(a) => Some(a.as_str().to_owned()),
-        None => Some(req.headers().get(header::HOST)?.to_str().ok()?.to_owned()),
-    }
+    let c = crate::routes::authority::canonical(authority, default_port)?;
+    Some((c.host.into_owned(), c.port))
 }
 
 fn original_host(parts: &http::request::Parts) -> Option<HeaderValue> {
@@ -671,23 +672,6 @@ impl BoxedBody for Incoming {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_and_port_parsing() {
-        let cases: &[(&str, Option<(&str, u16)>)] = &[
-            ("app.example.com", Some(("app.example.com", 443))),
-            ("app.example.com:8443", Some(("app.example.com", 8443))),
-            ("[::1]:8443", Some(("::1", 8443))),
-            ("[::1]", Some(("::1", 443))),
-            ("[::1]x", None),
-            ("app:notaport", None),
-            ("", None),
-            (":443", None),
-        ];
-        for (input, want) in cases {
-            assert_eq!(split_host_port(input, 443), *want, "{input}");
-        }
-    }
 
     #[test]
     fn query_survives_rewrites() {

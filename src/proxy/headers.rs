@@ -29,6 +29,40 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Removes every `Set-Cookie` of an upstream response that names a cookie of the
+/// family `base` (any chunk, any port, any `Domain`): an app may not plant or overwrite
+/// a Portcullis credential. Returns how many were removed.
+pub fn drop_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
+    let ours = |v: &HeaderValue| {
+        crate::auth::cookies::in_family(
+            crate::auth::cookies::set_cookie_name(v.as_bytes()),
+            base.as_bytes(),
+        )
+    };
+    let total = headers.get_all(header::SET_COOKIE).iter().count();
+    if total == 0 {
+        return 0;
+    }
+    let dropped = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| ours(v))
+        .count();
+    if dropped > 0 {
+        let kept: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter(|v| !ours(v))
+            .cloned()
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for v in kept {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    dropped
+}
+
 /// Longest client-supplied request ID that is kept; longer ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -151,6 +185,37 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn upstreams_cannot_set_our_cookies() {
+        let mut h = HeaderMap::new();
+        for v in [
+            "_portcullis=stolen; Domain=.example.com; Path=/",
+            "_portcullis_3=x",
+            "_portcullis_p8443=x; Secure",
+            "_portcullis_authenticate=x",
+            "__Host-_portcullis_nonce=x; Path=/; Secure",
+            "__secure-_portcullis=x",
+            " _portcullis =x",
+            "theme=dark; Path=/",
+            "_portcullisx=1",
+            "portcullis=1",
+        ] {
+            h.append(header::SET_COOKIE, HeaderValue::from_static(v));
+        }
+        assert_eq!(drop_set_cookies(&mut h, "_portcullis"), 7);
+        let left: Vec<_> = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            left,
+            ["theme=dark; Path=/", "_portcullisx=1", "portcullis=1"]
+        );
+        let mut none = HeaderMap::new();
+        assert_eq!(drop_set_cookies(&mut none, "_portcullis"), 0);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The routing table: built whole from a plain [`Model`], looked up per request,
 //! swapped atomically. Pure: no I/O, no async, no Kubernetes types.
 
+pub mod authority;
 mod describe;
 mod live;
 pub mod model;

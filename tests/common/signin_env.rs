@@ -53,17 +53,62 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What the provider is started with besides its defaults.
+#[derive(Clone)]
+pub struct IdpOptions {
+    /// Access and ID token lifetime, seconds.
+    pub token_ttl: u64,
+    /// `static` (Okta's web-app default) or `rotate`.
+    pub refresh_token_rotation: &'static str,
+}
+
+impl Default for IdpOptions {
+    fn default() -> IdpOptions {
+        IdpOptions {
+            token_ttl: 5,
+            refresh_token_rotation: "static",
+        }
+    }
+}
+
+/// The second client of the provider: a service with the `client_credentials` grant,
+/// and a web app that is not Portcullis (its tokens must be refused).
+pub const SERVICE_CLIENT_ID: &str = "reporting-service";
+pub const SERVICE_CLIENT_SECRET: &str = "service-secret-for-tests-only";
+pub const OTHER_CLIENT_ID: &str = "some-other-app";
+pub const OTHER_CLIENT_SECRET: &str = "other-secret-for-tests-only";
+
 /// Starts the Okta-shaped provider; returns it with its base URL.
 pub fn start_idp(dir: &Dir, cert: &Path, key: &Path, proxy_port: u16) -> (Proc, String) {
+    start_idp_with(dir, cert, key, proxy_port, &IdpOptions::default())
+}
+
+pub fn start_idp_with(
+    dir: &Dir,
+    cert: &Path,
+    key: &Path,
+    proxy_port: u16,
+    options: &IdpOptions,
+) -> (Proc, String) {
     let auth = format!("https://authenticate.example.test:{proxy_port}");
     let config = json!({
         "tls": {"cert": cert, "key": key},
-        "ttl": {"access_token": 5, "id_token": 5},
+        "ttl": {"access_token": options.token_ttl, "id_token": options.token_ttl},
+        "refresh_token_rotation": options.refresh_token_rotation,
         "clients": [{
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
             "redirect_uris": [format!("{auth}/oauth2/callback")],
             "post_logout_redirect_uris": [format!("{auth}/.portcullis/signed_out")],
+        }, {
+            "client_id": SERVICE_CLIENT_ID,
+            "client_secret": SERVICE_CLIENT_SECRET,
+            "grant_types": ["client_credentials"],
+            "redirect_uris": [],
+        }, {
+            "client_id": OTHER_CLIENT_ID,
+            "client_secret": OTHER_CLIENT_SECRET,
+            "redirect_uris": [format!("{auth}/oauth2/callback")],
         }],
         "users": [
             {"sub": ALICE, "email": "alice@example.com", "email_verified": true, "name": "Alice",
@@ -139,6 +184,18 @@ pub async fn start(issuer_form: &str, redis: bool) -> Env {
 
 /// [`start`], with `extra` appended to the top level of the config file.
 pub async fn start_with(issuer_form: &str, redis: bool, extra: &str) -> Env {
+    start_full(issuer_form, redis, extra, &IdpOptions::default(), "").await
+}
+
+/// Everything configurable: `extra` top-level config, provider options, and
+/// `routes` appended to the two standard routes (YAML list items, indented by two).
+pub async fn start_full(
+    issuer_form: &str,
+    redis: bool,
+    extra: &str,
+    idp_options: &IdpOptions,
+    routes: &str,
+) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = Dir::new("signin");
     let pki = pki(&["*.example.test", "127.0.0.1", "localhost"]);
@@ -148,12 +205,13 @@ pub async fn start_with(issuer_form: &str, redis: bool, extra: &str) -> Env {
     let ca_file = dir.write("ca.pem", &ca_pem);
     let port = free_port();
     let admin = free_port();
-    let (idp_proc, idp) = start_idp(&dir, &cert, &key, port);
+    let (idp_proc, idp) = start_idp_with(&dir, &cert, &key, port, idp_options);
     let issuer = match issuer_form {
         "default" => format!("{idp}/oauth2/default"),
         _ => idp.clone(),
     };
     let upstream = echo_upstream("app").await;
+    let routes = routes.replace("UPSTREAM", &upstream.to_string());
     let (redis_proc, store) = if redis {
         let (p, port) = start_redis();
         (
@@ -185,7 +243,8 @@ pub async fn start_with(issuer_form: &str, redis: bool, extra: &str) -> Env {
          \x20   policy:\n\
          \x20     - allow:\n\
          \x20         and:\n\
-         \x20           - groups: {{has: admins}}\n",
+         \x20           - groups: {{has: admins}}\n\
+         {routes}",
         cert = cert.display(),
         key = key.display(),
         ca = ca_file.display(),

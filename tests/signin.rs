@@ -227,67 +227,6 @@ async fn okta_org_authorization_server_with_redis_sessions() {
     scenario("org", true).await;
 }
 
-/// Gets tokens for `user` from the provider directly, as an API client's own OIDC
-/// library would (authorization code + PKCE), without going through Portcullis.
-async fn provider_tokens(env: &Env, issuer: &str, user: (&str, &str)) -> Value {
-    use base64::Engine;
-    let verifier = "a-pkce-verifier-that-is-long-enough-for-the-rules-0123456789";
-    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
-    let redirect_uri = env.url("authenticate", "/oauth2/callback");
-    let c = env.browser();
-    let mut url = reqwest::Url::parse(&format!("{issuer}/v1/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", CLIENT_ID)
-        .append_pair("redirect_uri", &redirect_uri)
-        .append_pair("scope", "openid email profile groups")
-        .append_pair("state", "api-client-state")
-        .append_pair("nonce", "api-client-nonce")
-        .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256");
-    let mut resp = c.get(url).send().await.unwrap();
-    let code = loop {
-        let at = resp.url().clone();
-        if resp.status().is_redirection() {
-            let next = at
-                .join(resp.headers()["location"].to_str().unwrap())
-                .unwrap();
-            if next.as_str().starts_with(&redirect_uri) {
-                break next
-                    .query_pairs()
-                    .find(|(k, _)| k == "code")
-                    .map(|(_, v)| v.into_owned())
-                    .expect("a code");
-            }
-            resp = c.get(next).send().await.unwrap();
-        } else if at.path().contains("/login/") {
-            resp = c
-                .post(at)
-                .form(&[("username", user.0), ("password", user.1)])
-                .send()
-                .await
-                .unwrap();
-        } else {
-            panic!("unexpected page {at}: {}", resp.status());
-        }
-    };
-    c.post(format!("{issuer}/v1/token"))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect_uri.as_str()),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn api_clients_use_bearer_tokens_from_the_provider() {
     let env = start_with(
@@ -297,7 +236,7 @@ async fn api_clients_use_bearer_tokens_from_the_provider() {
     )
     .await;
     let issuer = format!("{}/oauth2/default", env.idp);
-    let tokens = provider_tokens(&env, &issuer, ALICE_LOGIN).await;
+    let tokens = provider_tokens(&env, &issuer, ALICE_LOGIN, (CLIENT_ID, CLIENT_SECRET)).await;
     let api = env.browser();
     let get = |token: String| {
         let api = api.clone();

@@ -336,12 +336,7 @@ impl Auth {
             return Ok(session);
         }
         match self.refresh(session.clone(), now).await {
-            Ok(Some(fresh)) => {
-                if let Err(e) = self.store.save(&self.sealer, &fresh, now).await {
-                    tracing::warn!(error = %e, "could not store the refreshed session");
-                }
-                Ok(fresh)
-            }
+            Ok(Some(fresh)) => Ok(fresh),
             Ok(None) => Ok(session),
             Err(()) => {
                 let _ = self.store.delete(&session.id).await;
@@ -386,11 +381,14 @@ impl Auth {
         }
         match self.refresh(session.clone(), now).await {
             Ok(Some(fresh)) => {
-                let set_cookies = match self.store.save(&self.sealer, &fresh, now).await {
-                    Ok(v) => self.session_cookie(port, &v, &fresh, now),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not store the refreshed session");
-                        Vec::new()
+                // Redis: the cookie names the session, which `refresh` stored. Cookie
+                // store: the cookie is the session.
+                let set_cookies = if self.store.is_redis() {
+                    Vec::new()
+                } else {
+                    match self.store.save(&self.sealer, &fresh, now).await {
+                        Ok(v) => self.session_cookie(port, &v, &fresh, now),
+                        Err(_) => Vec::new(),
                     }
                 };
                 AuthSession {
@@ -464,8 +462,10 @@ impl Auth {
         cache.retain(|_, e| e.known.sid != session_id);
     }
 
-    /// Refreshes once per session at a time. `Ok(None)`: provider unreachable (keep
-    /// the old session); `Err`: the grant is gone (end the session).
+    /// Refreshes once per session at a time (with Redis: in the whole cluster, and the
+    /// result is stored before the lock is released, so the next holder sees it).
+    /// `Ok(None)`: provider unreachable (keep the old session); `Err`: the grant is gone
+    /// (end the session).
     async fn refresh(&self, mut session: Session, now: i64) -> Result<Option<Session>, ()> {
         let slot = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -510,28 +510,36 @@ impl Auth {
             }
         }
         let refresh_token = session.refresh_token.clone().unwrap_or_default();
-        let result = self.provider.refresh(&refresh_token).await;
-        self.store.unlock_refresh(&session.id).await;
-        match result {
-            Ok(tokens) => {
-                session.update(tokens);
-                tracing::debug!(session = %short(&session.id), "tokens refreshed");
-                *shared = Some((session.clone(), now));
-                Ok(Some(session))
-            }
-            Err(ProviderError::InvalidGrant(e)) => {
-                tracing::info!(session = %short(&session.id), reason = %e,
-                    "the provider refused the refresh token; ending the session");
-                Err(())
-            }
+        let tokens = match self.provider.refresh(&refresh_token).await {
+            Ok(tokens) => tokens,
             Err(e) => {
-                if matches!(e, ProviderError::Unavailable(_)) {
-                    self.provider.record_outage().await;
-                }
-                tracing::warn!(error = %e, "refresh failed; keeping the session for now");
-                Ok(None)
+                self.store.unlock_refresh(&session.id).await;
+                return match e {
+                    ProviderError::InvalidGrant(why) => {
+                        tracing::info!(session = %short(&session.id), reason = %why,
+                            "the provider refused the refresh token; ending the session");
+                        Err(())
+                    }
+                    e => {
+                        if matches!(e, ProviderError::Unavailable(_)) {
+                            self.provider.record_outage().await;
+                        }
+                        tracing::warn!(error = %e, "refresh failed; keeping the session for now");
+                        Ok(None)
+                    }
+                };
             }
+        };
+        session.update(tokens);
+        tracing::debug!(session = %short(&session.id), "tokens refreshed");
+        if self.store.is_redis()
+            && let Err(e) = self.store.save(&self.sealer, &session, now).await
+        {
+            tracing::warn!(error = %e, "could not store the refreshed session");
         }
+        self.store.unlock_refresh(&session.id).await;
+        *shared = Some((session.clone(), now));
+        Ok(Some(session))
     }
 
     /// `Set-Cookie` values storing the authenticate host's session `value` on `port`

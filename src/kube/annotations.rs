@@ -50,6 +50,7 @@ pub enum Key {
     TlsCustomCaSecret,
     ServiceUpstream,
     LoadBalancing,
+    BearerTokenFormat,
 }
 
 /// Our key names (after [`PREFIX`]), as DESIGN.md section 4 lists them.
@@ -85,6 +86,7 @@ const KEYS: &[(&str, Key)] = &[
     ("tls-custom-ca-secret", Key::TlsCustomCaSecret),
     ("service-upstream", Key::ServiceUpstream),
     ("load-balancing", Key::LoadBalancing),
+    ("bearer-token-format", Key::BearerTokenFormat),
 ];
 
 /// Pomerium's own names for keys we spell differently. Its values mean the same:
@@ -366,6 +368,7 @@ impl Reader<'_> {
         o.pass_identity_headers = self
             .read(Key::PassIdentityHeaders, boolean)
             .unwrap_or(false);
+        o.bearer_format = self.read(Key::BearerTokenFormat, crate::routes::BearerFormat::parse);
 
         let preserve = self.read(Key::PreserveHostHeader, boolean);
         let rewrite = self.read(Key::HostRewrite, host_rewrite);

@@ -414,6 +414,28 @@ fn from_and_to_forms() {
 }
 
 #[test]
+fn bearer_and_return_settings() {
+    let c = parse_ok(
+        "bearer_token_format: idp_access_token\n\
+         idp_access_token_allowed_audiences: [api://default]\n\
+         idp_access_token_allowed_clients: 0oaservice\n\
+         allowed_return_domains: [App.Example.com, '*.corp.example']\n",
+    );
+    assert_eq!(c.bearer.format, crate::routes::BearerFormat::IdpAccessToken);
+    assert_eq!(c.bearer.audiences, ["api://default"]);
+    assert_eq!(c.bearer.clients, ["0oaservice"]);
+    assert_eq!(c.allowed_return_domains, ["app.example.com", "*.corp.example"]);
+    assert_eq!(
+        one_route("bearer_token_format: idp_identity_token")
+            .options
+            .bearer_format,
+        Some(crate::routes::BearerFormat::IdpIdentityToken)
+    );
+    assert_eq!(one_route("").options.bearer_format, None);
+    assert_eq!(parse_ok("").bearer, BearerSettings::default());
+}
+
+#[test]
 fn route_options_inherit_pass_identity_headers() {
     let c = parse_ok(
         "pass_identity_headers: true
@@ -460,6 +482,11 @@ fn bad_input_is_refused_with_a_location() {
         (route("set_response_headers:\n  X-Ok: \"a\\nb\""), "config.yaml:5:13: routes[0].set_response_headers.X-Ok: ", "not a valid HTTP header value"),
         (route("remove_request_headers: ['x y']"), "config.yaml:4:30: routes[0].remove_request_headers[0]: ", "not a valid HTTP header name"),
         (route("set_request_headers: [a, b]"), "config.yaml:4:26: routes[0].set_request_headers: ", "expected a mapping"),
+        // Sign-in.
+        ("bearer_token_format: opaque".into(), "config.yaml:1:22: bearer_token_format: ", "not a bearer token format"),
+        ("bearer_token_format: idp_access_token".into(), "config.yaml:1:22: idp_access_token_allowed_audiences: ", "needs the audiences to accept"),
+        (route("bearer_token_format: idp_access_token"), "config.yaml:1:1: idp_access_token_allowed_audiences: ", "needs the audiences to accept"),
+        ("allowed_return_domains: ['*.', 'a b']".into(), "config.yaml:1:25: allowed_return_domains: ", "is not a host name"),
         // Addresses.
         ("address: 443".into(), "config.yaml:1:10: address: ", "invalid address `443`"),
         ("metrics_address: example.com:9090".into(), "config.yaml:1:18: metrics_address: ", "not an IP address"),

@@ -424,7 +424,10 @@ fn bearer_and_return_settings() {
     assert_eq!(c.bearer.format, crate::routes::BearerFormat::IdpAccessToken);
     assert_eq!(c.bearer.audiences, ["api://default"]);
     assert_eq!(c.bearer.clients, ["0oaservice"]);
-    assert_eq!(c.allowed_return_domains, ["app.example.com", "*.corp.example"]);
+    assert_eq!(
+        c.allowed_return_domains,
+        ["app.example.com", "*.corp.example"]
+    );
     assert_eq!(
         one_route("bearer_token_format: idp_identity_token")
             .options

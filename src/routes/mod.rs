@@ -5,6 +5,7 @@ pub mod authority;
 mod describe;
 mod live;
 pub mod model;
+pub mod path;
 mod table;
 
 pub use live::{Applied, LiveTable, Snapshot};

@@ -51,6 +51,8 @@ pub struct Ctx<'a> {
     /// Canonical host (lower-case, no port) and the port the request was addressed to.
     pub host: &'a str,
     pub port: u16,
+    /// The canonical path.
+    pub path: &'a str,
     pub table: &'a RoutingTable,
     pub request_id: &'a HeaderValue,
     pub now: i64,
@@ -101,9 +103,8 @@ impl Auth {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<crate::proxy::BoxError>,
     {
-        let path = req.uri().path().to_string();
         let on_authenticate = self.is_authenticate_host(ctx.host, ctx.port);
-        match (req.method().clone(), path.as_str()) {
+        match (req.method().clone(), ctx.path) {
             (Method::GET, JWKS_PATH) => json(StatusCode::OK, &self.signer().jwks_json()),
             (Method::GET, SIGN_IN_PATH) if on_authenticate => self.sign_in(&req, ctx).await,
             (Method::GET, CALLBACK_PATH) if on_authenticate => self.callback(&req, ctx).await,

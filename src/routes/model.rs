@@ -139,6 +139,12 @@ pub struct RouteOptions {
     pub tls: UpstreamTls,
     /// `bearer_token_format` for this route; `None` takes the global setting.
     pub bearer_format: Option<BearerFormat>,
+    /// `path_normalization: lenient`: encoded slashes, repeated slashes and `;` are kept
+    /// as written (and routed) rather than refused (see [`crate::routes::path`]).
+    pub lenient_paths: bool,
+    /// Where the route's policy comes from, for the decision log (e.g.
+    /// `IdentityPolicy apps/admins, annotations`).
+    pub policy_source: std::sync::Arc<str>,
 }
 
 /// How `Authorization: Bearer` tokens are read (Pomerium's `bearer_token_format`).
@@ -189,6 +195,8 @@ impl Default for RouteOptions {
             pass_identity_headers: false,
             tls: UpstreamTls::default(),
             bearer_format: None,
+            lenient_paths: false,
+            policy_source: std::sync::Arc::from(""),
         }
     }
 }

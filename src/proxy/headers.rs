@@ -59,14 +59,15 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes every `Set-Cookie` of an upstream response that names a cookie of the
-/// family `base` (any chunk, any port, any `Domain`): an app may not plant or overwrite
-/// a Portcullis credential. Returns how many were removed.
+/// family `base` (any chunk, any port, any `Domain`), or names none (`=name=value`:
+/// browsers keep such a cookie and send it back as `name=value`): an app may not plant
+/// or overwrite a Portcullis credential. `Clear-Site-Data` loses `cookies` and `*`
+/// (they would wipe the whole site's sessions). Returns how many cookies were removed.
 pub fn drop_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
+    strip_clear_site_cookies(headers);
     let ours = |v: &HeaderValue| {
-        crate::auth::cookies::in_family(
-            crate::auth::cookies::set_cookie_name(v.as_bytes()),
-            base.as_bytes(),
-        )
+        let name = crate::auth::cookies::set_cookie_name(v.as_bytes());
+        name.is_empty() || crate::auth::cookies::in_family(name, base.as_bytes())
     };
     let total = headers.get_all(header::SET_COOKIE).iter().count();
     if total == 0 {
@@ -90,6 +91,30 @@ pub fn drop_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
         }
     }
     dropped
+}
+
+const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
+
+fn strip_clear_site_cookies(headers: &mut HeaderMap) {
+    let Some(value) = headers.get(&CLEAR_SITE_DATA).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && *t != "\"cookies\"" && *t != "\"*\"")
+        .collect();
+    if kept.len() == value.split(',').count() {
+        return;
+    }
+    match HeaderValue::from_str(&kept.join(", ")) {
+        Ok(v) if !kept.is_empty() => {
+            headers.insert(CLEAR_SITE_DATA, v);
+        }
+        _ => {
+            headers.remove(CLEAR_SITE_DATA);
+        }
+    }
 }
 
 /// Longest client-supplied request ID that is kept; longer ones are replaced.
@@ -258,10 +283,22 @@ mod tests {
             "theme=dark; Path=/",
             "_portcullisx=1",
             "portcullis=1",
+            "=_portcullis=nameless; Domain=.example.com",
+            " =__Host-_portcullis_nonce=x",
+            "_portcullis",
         ] {
             h.append(header::SET_COOKIE, HeaderValue::from_static(v));
         }
-        assert_eq!(drop_set_cookies(&mut h, "_portcullis"), 7);
+        h.insert(
+            "clear-site-data",
+            HeaderValue::from_static("\"cache\", \"cookies\""),
+        );
+        assert_eq!(drop_set_cookies(&mut h, "_portcullis"), 10);
+        assert_eq!(h["clear-site-data"], "\"cache\"");
+        let mut wipe = HeaderMap::new();
+        wipe.insert("clear-site-data", HeaderValue::from_static("\"*\""));
+        drop_set_cookies(&mut wipe, "_portcullis");
+        assert!(wipe.get("clear-site-data").is_none());
         let left: Vec<_> = h
             .get_all(header::SET_COOKIE)
             .iter()

@@ -542,6 +542,90 @@ fn decision_order_and_sign_in() {
     }
 }
 
+/// A client_credentials token (claims, no user ID), or with `user` the same identity as
+/// a user.
+fn service_identity(user: &str) -> Identity {
+    Identity {
+        user: user.into(),
+        email: "svc@example.com".into(),
+        groups: vec!["admins".into()],
+        claims: json!({"cid": "reporting", "scp": ["read"], "email": "svc@example.com"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+#[test]
+fn an_empty_user_id_is_not_a_user() {
+    use Outcome::*;
+    use Reason::*;
+    // Every identity criterion refuses an empty user ID, whatever the matcher: a plain
+    // deny, not a sign-in (it is signed in, just not as a user). Claims still decide.
+    // (criterion, decision without a user ID, decision with user ID u-123)
+    let cases: &[(&str, (Outcome, Reason), Outcome)] = &[
+        (
+            "{authenticated_user: true}",
+            (Deny, UserUnauthorized),
+            Allow,
+        ),
+        ("{email: svc@example.com}", (Deny, EmailUnauthorized), Allow),
+        (
+            "{email: {not: x@example.com}}",
+            (Deny, EmailUnauthorized),
+            Allow,
+        ),
+        ("{email: {not_in: []}}", (Deny, EmailUnauthorized), Allow),
+        ("{domain: example.com}", (Deny, DomainUnauthorized), Allow),
+        (
+            "{domain: {not: example.org}}",
+            (Deny, DomainUnauthorized),
+            Allow,
+        ),
+        ("{user: ''}", (Deny, UserUnauthorized), Deny),
+        ("{user: {not: u-1}}", (Deny, UserUnauthorized), Allow),
+        ("{groups: admins}", (Deny, GroupsUnauthorized), Allow),
+        (
+            "{groups: {exclude: contractors}}",
+            (Deny, GroupsUnauthorized),
+            Allow,
+        ),
+        ("{claim/cid: reporting}", (Allow, ClaimOk), Allow),
+        ("{claim/scp: {has: read}}", (Allow, ClaimOk), Allow),
+        ("{claim/cid: other}", (Deny, ClaimUnauthorized), Deny),
+        ("{claim/email: svc@example.com}", (Allow, ClaimOk), Allow),
+    ];
+    let mut failures = Vec::new();
+    for (criterion, (outcome, reason), as_user) in cases {
+        let p = policy(&format!("allow:\n  and:\n    - {criterion}\n"));
+        for (user, want) in [
+            ("", (*outcome, Reasons::one(*reason))),
+            ("u-123", (*as_user, Reasons::EMPTY)),
+        ] {
+            let ctx = Ctx {
+                identity: Some(service_identity(user)),
+                ..Ctx::default()
+            };
+            let got = ctx.decide(&p);
+            let reasons_ok = want.1.is_empty() || got.reasons == want.1;
+            if got.outcome != want.0 || !reasons_ok {
+                failures.push(format!(
+                    "{criterion} user={user:?}: got {} {}, want {} {}",
+                    got.outcome, got.reasons, want.0, want.1
+                ));
+            }
+        }
+    }
+    // Inverted, the refusal counts as false: `not: [authenticated_user]` lets it in.
+    let p = policy("allow: {not: [{authenticated_user: true}]}");
+    let ctx = Ctx {
+        identity: Some(service_identity("")),
+        ..Ctx::default()
+    };
+    assert_eq!(ctx.decide(&p).outcome, Allow);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn decisions_carry_reasons() {
     use Reason::*;

@@ -56,6 +56,7 @@ impl Default for Ctx {
 
 impl Ctx {
     fn decide(&self, policy: &Policy) -> Decision {
+        corpus_export::decided(policy, self);
         policy.evaluate(&Input {
             identity: self.identity.as_ref(),
             request: Request {
@@ -75,7 +76,81 @@ fn ts(s: &str) -> Timestamp {
 }
 
 fn policy(yaml: &str) -> Policy {
-    Policy::from_yaml(yaml).unwrap_or_else(|e| panic!("policy should compile: {e}\n{yaml}"))
+    let p =
+        Policy::from_yaml(yaml).unwrap_or_else(|e| panic!("policy should compile: {e}\n{yaml}"));
+    corpus_export::compiled(&p, yaml);
+    p
+}
+
+/// With `PPL_CORPUS_EXPORT=FILE`, every document these tests compile with [`policy`] (or
+/// refuse in `every_error_with_its_location`) is appended to FILE with each input it is
+/// decided for, in `portcullis policy eval`'s input format: the fixed cases of the PPL
+/// corpus (tests/data/ppl-corpus, made by e2e/ppl-corpus/generate). Unset: nothing.
+mod corpus_export {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::io::Write as _;
+    use std::sync::Mutex;
+
+    use serde_json::{Value, json};
+
+    use super::{Ctx, Policy};
+
+    thread_local! {
+        static SOURCES: RefCell<HashMap<usize, String>> = RefCell::new(HashMap::new());
+    }
+    static FILE: Mutex<()> = Mutex::new(());
+
+    fn enabled() -> Option<String> {
+        std::env::var("PPL_CORPUS_EXPORT").ok()
+    }
+
+    pub(super) fn compiled(p: &Policy, yaml: &str) {
+        if enabled().is_some() {
+            let key = std::sync::Arc::as_ptr(&p.inner) as usize;
+            SOURCES.with(|s| s.borrow_mut().insert(key, yaml.to_owned()));
+        }
+    }
+
+    pub(super) fn decided(p: &Policy, ctx: &Ctx) {
+        if enabled().is_none() {
+            return;
+        }
+        let key = std::sync::Arc::as_ptr(&p.inner) as usize;
+        if let Some(yaml) = SOURCES.with(|s| s.borrow().get(&key).cloned()) {
+            write(&yaml, ctx);
+        }
+    }
+
+    /// Also for documents that do not compile.
+    pub(super) fn write(yaml: &str, ctx: &Ctx) {
+        let Some(path) = enabled() else { return };
+        let identity = ctx.identity.as_ref().map(|id| {
+            json!({"user": id.user, "email": id.email, "groups": id.groups, "claims": id.claims})
+        });
+        let mut request =
+            json!({"method": ctx.method, "path": ctx.path, "host": "app.example.com"});
+        if let Some(ip) = ctx.source_ip {
+            request["source_ip"] = Value::String(ip.to_string());
+        }
+        if ctx.cors_preflight {
+            request["method"] = "OPTIONS".into();
+            request["headers"] = json!({"Origin": "https://other.example.com", "Access-Control-Request-Method": "POST"});
+        }
+        let test = std::thread::current().name().unwrap_or("").to_owned();
+        let line = json!({
+            "source": format!("src/policy/tests.rs {test}"),
+            "policy": yaml,
+            "input": {"identity": identity, "request": request, "time": ctx.now.to_string()},
+        });
+        let _guard = FILE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        writeln!(f, "{line}").unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
 }
 
 fn anonymous(c: &mut Ctx) {
@@ -1157,6 +1232,7 @@ fn every_error_with_its_location() {
     ];
     let mut failures = Vec::new();
     for (yaml, location, message) in cases {
+        corpus_export::write(yaml, &Ctx::default());
         match Policy::from_yaml(yaml) {
             Ok(_) => failures.push(format!("{yaml:?}: compiled, want error at {location}")),
             Err(e) if e.location != *location || !e.message.contains(message) => failures.push(

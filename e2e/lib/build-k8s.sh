@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds and caches the Kubernetes test-cluster binaries (kube-apiserver, kubectl, etcd)
+# Builds and caches the Kubernetes test-cluster binaries (kube-apiserver, kubectl, etcd;
+# for the node tier also kubelet, kube-controller-manager, kube-scheduler, kube-proxy)
 # from their Go modules, outside the repo, keyed by version:
 #   ${PORTCULLIS_CACHE:-$HOME/.cache/portcullis}/bin/<component>-<version>/<component>
 # A binary that already exists is not rebuilt.
@@ -8,7 +9,9 @@
 # (their go.mod files replace sibling modules with local paths), so each is built from a
 # small generated wrapper module under ${PORTCULLIS_CACHE}/src/ (see DESIGN.md section 7).
 #
-# Usage: e2e/lib/build-k8s.sh [all|kube|etcd]   (default: all; prints the binary paths)
+# Usage: e2e/lib/build-k8s.sh [all|kube|etcd|node]   (default: all; prints the binary paths;
+#        `all` is the API-server tier, `node` the four node components, built in one
+#        `go build` from the same wrapper module as kube-apiserver)
 #        source e2e/lib/build-k8s.sh             (defines k8s_bin / k8s_ensure; builds nothing)
 #
 # Environment: PORTCULLIS_CACHE, PORTCULLIS_K8S_VERSION (v1.34.x), PORTCULLIS_ETCD_VERSION.
@@ -26,7 +29,8 @@ _k8s_log() { printf '[build-k8s] %s\n' "$*" >&2; }
 k8s_bin() {
   local component="$1" version
   case "$component" in
-    kube-apiserver | kubectl) version="$K8S_VERSION" ;;
+    kube-apiserver | kubectl | kubelet | kube-controller-manager | kube-scheduler | kube-proxy)
+      version="$K8S_VERSION" ;;
     etcd) version="$ETCD_VERSION" ;;
     *) _k8s_log "unknown component: $component"; return 2 ;;
   esac
@@ -96,21 +100,39 @@ _k8s_build() {
   _k8s_log "built $name $version in $((SECONDS - start))s"
 }
 
-_k8s_build_kube() {
-  local dir="$PORTCULLIS_CACHE/src/kubernetes-$K8S_VERSION"
-  local minor="${K8S_VERSION#v1.}"
+# Node components share the wrapper module, the version stamps and Go's build cache with
+# kube-apiserver, so this second `go build` compiles only what they add.
+K8S_NODE_COMPONENTS=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+
+# _k8s_kube_module: writes the kubernetes wrapper module; sets dir and ldflags.
+_k8s_kube_module() {
+  dir="$PORTCULLIS_CACHE/src/kubernetes-$K8S_VERSION"
+  local minor="${K8S_VERSION#v1.}" v
   minor="${minor%%.*}"
   # k8s.io/X => ./staging/src/k8s.io/X   becomes   k8s.io/X => k8s.io/X v0.N.P
   _k8s_wrapper "$dir" k8s.io/kubernetes "$K8S_VERSION" \
     "s#^[[:space:]]*([^[:space:]]+) => \./staging/src/.*#\t\1 => \1 v0.${K8S_VERSION#v1.}#"
-  local ldflags="-s -w" v
+  ldflags="-s -w"
   for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
     ldflags+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
   done
+}
+
+_k8s_build_kube() {
+  local dir ldflags
+  _k8s_kube_module
   _k8s_log "building kube-apiserver + kubectl $K8S_VERSION (first time only, ~5-10 min on 2 cores; log: $dir/build.log)..."
   _k8s_build kubernetes "$K8S_VERSION" "$dir" "$ldflags" \
     kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver kubectl=k8s.io/kubernetes/cmd/kubectl
+}
+
+_k8s_build_node() {
+  local dir ldflags c pkgs=()
+  _k8s_kube_module
+  for c in "${K8S_NODE_COMPONENTS[@]}"; do pkgs+=("$c=k8s.io/kubernetes/cmd/$c"); done
+  _k8s_log "building ${K8S_NODE_COMPONENTS[*]} $K8S_VERSION (first time only, ~2-6 min on 2 cores; log: $dir/build.log)..."
+  _k8s_build "kubernetes node components" "$K8S_VERSION" "$dir" "$ldflags" "${pkgs[@]}"
 }
 
 _k8s_build_etcd() {
@@ -123,7 +145,7 @@ _k8s_build_etcd() {
   _k8s_build etcd "$ETCD_VERSION" "$dir" "-s -w" etcd=go.etcd.io/etcd/server/v3
 }
 
-# k8s_ensure [all|kube|etcd]: build whatever is missing.
+# k8s_ensure [all|kube|etcd|node]: build whatever is missing.
 k8s_ensure() {
   local what="${1:-all}" lock
   mkdir -p "$PORTCULLIS_CACHE"
@@ -137,6 +159,15 @@ k8s_ensure() {
     if [[ $what == all || $what == etcd ]] && [[ ! -x "$(k8s_bin etcd)" ]]; then
       _k8s_build_etcd
     fi
+    if [[ $what == node ]]; then
+      local c
+      for c in "${K8S_NODE_COMPONENTS[@]}"; do
+        if [[ ! -x "$(k8s_bin "$c")" ]]; then
+          _k8s_build_node
+          break
+        fi
+      done
+    fi
   ) 9>"$lock"
 }
 
@@ -145,6 +176,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   case "${1:-all}" in
     kube) k8s_bin kube-apiserver; k8s_bin kubectl ;;
     etcd) k8s_bin etcd ;;
+    node) for c in "${K8S_NODE_COMPONENTS[@]}"; do k8s_bin "$c"; done ;;
     *) k8s_bin kube-apiserver; k8s_bin kubectl; k8s_bin etcd ;;
   esac
 fi

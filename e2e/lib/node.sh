@@ -6,7 +6,7 @@
 #   - a bridge (PORTCULLIS_NODE_BRIDGE, default pcl0) holding the pod range
 #     (PORTCULLIS_POD_CIDR, default 10.244.0.0/24) with the host at its first address
 #     (NODE_HOST_IP), and a route for the Service range to it. Nothing routes off the
-#     machine: pods get no default route, the filter chain PORTCULLIS-NODE drops anything
+#     machine: pods get no default route, the mangle chain PORTCULLIS-NODE drops anything
 #     forwarded between the bridge and another interface, and nothing is masqueraded to
 #     the outside;
 #   - containerd (Debian's, with runc and the CNI plugins bridge + host-local + portmap +
@@ -14,6 +14,9 @@
 #   - kube-controller-manager, kube-scheduler, kube-proxy (iptables mode, masqueradeAll
 #     for pod -> ClusterIP -> same node, NodePorts on the bridge address only) and a
 #     kubelet (cgroupfs driver under the cgroup /portcullis, cgroup v1);
+#   - CoreDNS (built from its Go module) on the bridge address, port 53, answering for
+#     cluster.local from the API server and for nothing else (no forwarding: names
+#     outside the cluster do not resolve); the kubelet gives pods that address;
 #   - the pause and echo images (e2e/lib/node-images.sh), imported with ctr.
 #
 # `down` undoes all of it, after a crash too: processes (and every process left in the
@@ -88,12 +91,14 @@ node_net_up() {
   ip route add "$SERVICE_CIDR" dev "$NODE_BRIDGE" src "$NODE_HOST_IP"
   sysctl -qw net.ipv4.ip_forward=1
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
-  # Nothing crosses between the bridge and any other interface.
-  iptables -N PORTCULLIS-NODE
-  iptables -A PORTCULLIS-NODE -i "$NODE_BRIDGE" -o "$NODE_BRIDGE" -j RETURN
-  iptables -A PORTCULLIS-NODE -i "$NODE_BRIDGE" -j DROP
-  iptables -A PORTCULLIS-NODE -o "$NODE_BRIDGE" -j DROP
-  iptables -I FORWARD 1 -j PORTCULLIS-NODE
+  # Nothing crosses between the bridge and any other interface. In the mangle table,
+  # which runs before kube-proxy's filter rules (KUBE-FORWARD accepts marked packets):
+  # an EndpointSlice naming an outside address must not turn a pod into a router.
+  iptables -t mangle -N PORTCULLIS-NODE
+  iptables -t mangle -A PORTCULLIS-NODE -i "$NODE_BRIDGE" -o "$NODE_BRIDGE" -j RETURN
+  iptables -t mangle -A PORTCULLIS-NODE -i "$NODE_BRIDGE" -j DROP
+  iptables -t mangle -A PORTCULLIS-NODE -o "$NODE_BRIDGE" -j DROP
+  iptables -t mangle -I FORWARD 1 -j PORTCULLIS-NODE
   node_cgroups_up
 }
 
@@ -216,6 +221,7 @@ node_files_down() {
 node_down() {
   stop "$STATE/kubelet.pid" "$KUBELET_BIN" kubelet
   stop "$STATE/kube-proxy.pid" "$PROXY_BIN" kube-proxy
+  stop "$STATE/coredns.pid" "${COREDNS_BIN:-coredns}" coredns
   stop "$STATE/kube-scheduler.pid" "$SCHEDULER_BIN" kube-scheduler
   stop "$STATE/kube-controller-manager.pid" "$CM_BIN" kube-controller-manager
   node_processes_down
@@ -298,7 +304,7 @@ EOF
 }
 EOF
   local who
-  for who in kubelet kube-controller-manager kube-scheduler kube-proxy; do
+  for who in kubelet kube-controller-manager kube-scheduler kube-proxy coredns; do
     local tokvar="TOKEN_${who//-/_}"
     cat >"$n/$who.kubeconfig" <<EOF
 apiVersion: v1
@@ -318,8 +324,7 @@ EOF
   done
   # Pods with dnsPolicy Default get no name servers (none are reachable from here).
   : >"$n/resolv.conf"
-  local dns=""
-  [[ -n ${CLUSTER_DNS_IP:-} ]] && dns="clusterDNS: [$CLUSTER_DNS_IP]"
+  local dns="clusterDNS: [$NODE_HOST_IP]"
   cat >"$n/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -371,6 +376,43 @@ nodePortAddresses: ["$NODE_HOST_IP/32"]
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 healthzBindAddress: 127.0.0.1:$PROXY_HEALTHZ_PORT
 metricsBindAddress: 127.0.0.1:$PROXY_METRICS_PORT
+EOF
+
+  cat >"$n/Corefile" <<EOF
+.:53 {
+    bind $NODE_HOST_IP
+    errors
+    health 127.0.0.1:$DNS_HEALTH_PORT
+    ready 127.0.0.1:$DNS_READY_PORT
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $n/coredns.kubeconfig
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+    loadbalance
+}
+EOF
+}
+
+# What CoreDNS reads (its upstream ClusterRole), for the user the coredns token names.
+node_coredns_rbac() {
+  node_kubectl apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+  - apiGroups: [""]
+    resources: [endpoints, services, pods, namespaces]
+    verbs: [list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
 EOF
 }
 
@@ -440,6 +482,9 @@ node_start_components() {
     --authorization-kubeconfig "$n/kube-scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" \
     --leader-elect=false --profiling=false --v=1
+  log "starting CoreDNS on $NODE_HOST_IP:53"
+  node_coredns_rbac || die "applying CoreDNS's RBAC failed"
+  _node_start coredns "$COREDNS_BIN" -conf "$n/Corefile"
   log "starting kube-proxy (iptables mode)"
   _node_start kube-proxy "$PROXY_BIN" --config "$n/kube-proxy.yaml" --v=1
   log "starting kubelet ($NODE_NAME, $NODE_HOST_IP)"
@@ -454,6 +499,8 @@ node_start_components() {
     node_kubectl wait --for condition=Ready --timeout 1s "node/$NODE_NAME"
   _node_wait kube-proxy 60 "$STATE/kube-proxy.pid" "$STATE/kube-proxy.log" \
     curl -fsS --max-time 2 "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz"
+  _node_wait CoreDNS 60 "$STATE/coredns.pid" "$STATE/coredns.log" \
+    curl -fsS --max-time 2 "http://127.0.0.1:$DNS_READY_PORT/ready"
   # The ServiceAccount controller makes "default" in each namespace; pods need it.
   _node_wait "the default ServiceAccount" 60 "$STATE/kube-controller-manager.pid" \
     "$STATE/kube-controller-manager.log" node_kubectl -n default get serviceaccount default

@@ -61,8 +61,18 @@ node_preflight() {
   if [[ -f $NODE_OWNER_FILE ]]; then
     local owner
     owner="$(<"$NODE_OWNER_FILE")"
-    if [[ $owner != "$STATE" && -d $owner ]]; then
-      die "another node is up (state $owner): run PORTCULLIS_CLUSTER_DIR=$owner e2e/cluster down first"
+    if [[ $owner != "$STATE" ]]; then
+      if [[ -d $owner ]] && PORTCULLIS_CLUSTER_DIR="$owner" "$E2E_DIR/cluster" status >/dev/null 2>&1; then
+        die "another node is up (state $owner): run PORTCULLIS_CLUSTER_DIR=$owner e2e/cluster down first"
+      fi
+      # Left by a run that was killed (or a session that ended): nothing of it runs.
+      log "a node left by $owner is not running; cleaning it up"
+      if [[ -d $owner ]]; then
+        PORTCULLIS_CLUSTER_DIR="$owner" "$E2E_DIR/cluster" down || die "could not clean up the node left by $owner"
+      else
+        NODE=1 KUBELET_BIN=kubelet PROXY_BIN=kube-proxy SCHEDULER_BIN=kube-scheduler \
+          CM_BIN=kube-controller-manager COREDNS_BIN=coredns node_down
+      fi
     fi
   fi
   if ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && [[ ! -f $NODE_OWNER_FILE ]]; then

@@ -11,8 +11,8 @@
 #     the outside;
 #   - containerd (Debian's, with runc and the CNI plugins bridge + host-local + portmap +
 #     loopback), all state inside STATE/node;
-#   - kube-controller-manager, kube-scheduler, kube-proxy (iptables mode, masqueradeAll
-#     for pod -> ClusterIP -> same node, NodePorts on the bridge address only) and a
+#   - kube-controller-manager, kube-scheduler, kube-proxy (iptables mode; masqueradeAll
+#     only where br_netfilter is missing; NodePorts on the bridge address only) and a
 #     kubelet (cgroupfs driver under the cgroup /portcullis, cgroup v1);
 #   - CoreDNS (built from its Go module) on the bridge address, port 53, answering for
 #     cluster.local from the API server and for nothing else (no forwarding: names
@@ -366,6 +366,13 @@ maxPods: 60
 nodeStatusUpdateFrequency: 4s
 shutdownGracePeriod: 0s
 EOF
+  # Pod -> ClusterIP -> another pod on the same bridge: the reply crosses the bridge
+  # straight back, so it must pass conntrack to be un-DNATed. br_netfilter (built into
+  # this kernel) makes bridged packets do that, and the backend then sees the caller's
+  # own address; without it, every Service connection needs SNAT (masqueradeAll). A pod
+  # reaching itself through its Service (hairpin) is masqueraded by kube-proxy either way.
+  local masquerade_all=true
+  [[ "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null)" == 1 ]] && masquerade_all=false
   cat >"$n/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -374,9 +381,7 @@ hostnameOverride: $NODE_NAME
 mode: iptables
 clusterCIDR: $POD_CIDR
 iptables:
-  # Pod -> ClusterIP -> a pod on the same bridge: without SNAT the reply would go
-  # straight back over the bridge with the wrong source.
-  masqueradeAll: true
+  masqueradeAll: $masquerade_all
   syncPeriod: 30s
   minSyncPeriod: 0s
 # NodePorts on the bridge address only: nothing listens on the machine's other

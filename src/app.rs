@@ -34,6 +34,9 @@ pub struct Settings {
     /// Data-plane threads, each with its own single-threaded runtime accepting from
     /// the one HTTPS listener; 0: one per CPU the process may use.
     pub workers: usize,
+    /// What the decision and access logs record (`authorize_log_fields`,
+    /// `access_log_fields`).
+    pub logs: crate::proxy::LogFields,
 }
 
 /// A started data plane.
@@ -90,13 +93,15 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     };
     let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
 
-    let proxy = Arc::new(Proxy::new(
+    let mut proxy = Proxy::new(
         table.clone(),
         certs.clone(),
         metrics.clone(),
         settings.auth.clone(),
         directory,
-    ));
+    );
+    proxy.logs = settings.logs;
+    let proxy = Arc::new(proxy);
     let running_table = table.clone();
     let applied = table.apply(model);
     report_applied(&table, &metrics, applied);

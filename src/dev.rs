@@ -118,6 +118,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         directory: None,
         ready_on_start: true,
         workers: 0,
+        logs: crate::proxy::LogFields::default(),
     };
     let running = app::start(settings, &model).await?;
     let admin = running

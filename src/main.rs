@@ -223,6 +223,10 @@ fn run(config: Option<PathBuf>, workers: usize, kube: KubeArgs) -> anyhow::Resul
             directory: config.directory.clone(),
             ready_on_start: !kube.kubernetes,
             workers,
+            logs: portcullis::proxy::LogFields {
+                decision: config.authorize_log_fields,
+                access: config.access_log_fields,
+            },
         };
         let mut running = app::start(settings, &model).await?;
         if kube.kubernetes {

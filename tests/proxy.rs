@@ -130,6 +130,7 @@ async fn fixture() -> Fixture {
         directory: None,
         ready_on_start: true,
         workers: 2,
+        logs: portcullis::proxy::LogFields::default(),
     };
     let running = app::start(settings, &base_model(a, b, ws)).await.unwrap();
     Fixture {
@@ -478,6 +479,7 @@ async fn one_worker(routes: Vec<RouteSpec>) -> (Running, Arc<rustls::ClientConfi
         directory: None,
         ready_on_start: true,
         workers: 1,
+        logs: portcullis::proxy::LogFields::default(),
     };
     let model = Model {
         routes,

@@ -27,7 +27,7 @@ use super::redirect::{is_safe_path, validate_return_url};
 use super::seal::Purpose;
 use super::session::{RouteCredential, Session};
 use crate::policy::Identity;
-use crate::proxy::{Body, full};
+use crate::reply::{Body, full};
 use crate::routes::RoutingTable;
 use crate::routes::authority::canonical;
 
@@ -101,7 +101,7 @@ impl Auth {
     pub async fn endpoint<B>(&self, req: Request<B>, ctx: &Ctx<'_>) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send,
-        B::Error: Into<crate::proxy::BoxError>,
+        B::Error: Into<crate::reply::BoxError>,
     {
         let on_authenticate = self.is_authenticate_host(ctx.host, ctx.port);
         match (req.method().clone(), ctx.path) {
@@ -564,7 +564,7 @@ impl Auth {
     async fn sign_out<B>(&self, req: Request<B>, ctx: &Ctx<'_>) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send,
-        B::Error: Into<crate::proxy::BoxError>,
+        B::Error: Into<crate::reply::BoxError>,
     {
         let on_authenticate = self.is_authenticate_host(ctx.host, ctx.port);
         let current = self.current(req.headers(), ctx).await;
@@ -879,7 +879,7 @@ fn query<B>(req: &Request<B>, name: &str) -> Option<String> {
 async fn read_form<B>(req: Request<B>) -> Vec<(String, String)>
 where
     B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<crate::proxy::BoxError>,
+    B::Error: Into<crate::reply::BoxError>,
 {
     let body = http_body_util::Limited::new(req.into_body(), MAX_FORM)
         .collect()

@@ -63,6 +63,8 @@ const TOP_KEYS: &[&str] = &[
     "idp_access_token_allowed_clients",
     "bearer_token_format",
     "allowed_return_domains",
+    "authorize_log_fields",
+    "access_log_fields",
     "address",
     "http_redirect_address",
     "certificates",
@@ -117,6 +119,11 @@ pub struct Config {
     /// `allowed_return_domains`: hosts sign-in may return to besides needing a route
     /// (`example.com` exactly, `*.example.com` any subdomain); empty: any routed host.
     pub allowed_return_domains: Vec<String>,
+    /// `authorize_log_fields`: the decision log's fields (all by default; `[]` off).
+    pub authorize_log_fields:
+        crate::telemetry::fields::Fields<crate::telemetry::fields::DecisionField>,
+    /// `access_log_fields`: the access log's fields (none by default: debug level only).
+    pub access_log_fields: crate::telemetry::fields::Fields<crate::telemetry::fields::AccessField>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -375,6 +382,12 @@ fn read_config(
     let allowed_return_domains = f
         .read("allowed_return_domains", p, settings::read_return_domains)
         .unwrap_or_default();
+    let authorize_log_fields = f
+        .read("authorize_log_fields", p, settings::read_log_fields)
+        .unwrap_or_else(crate::telemetry::fields::Fields::all);
+    let access_log_fields = f
+        .read("access_log_fields", p, settings::read_log_fields)
+        .unwrap_or(crate::telemetry::fields::Fields::NONE);
 
     let inherited = route::Inherited {
         pass_identity_headers,
@@ -433,6 +446,8 @@ fn read_config(
         jwt_claims_headers,
         bearer,
         allowed_return_domains,
+        authorize_log_fields,
+        access_log_fields,
         routes,
     })
 }

@@ -40,6 +40,7 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "tls_server_name",
     "load_balancing_policy",
     "bearer_token_format",
+    "path_normalization",
 ];
 
 /// Identity criteria: a policy using one of these needs a signed-in user.
@@ -196,6 +197,7 @@ pub(crate) fn read(
         return None;
     }
     let (from_text, host, port) = from?;
+    let id_for_source = id.clone();
     Some(RouteConfig {
         id: id.clone(),
         line: match &node.origin {
@@ -216,7 +218,11 @@ pub(crate) fn read(
                 balance,
             },
             policy: Arc::new(policy),
-            options: options?,
+            options: {
+                let mut o = options?;
+                o.policy_source = format!("config file {id_for_source}").into();
+                o
+            },
         },
     })
 }
@@ -456,6 +462,9 @@ fn read_options(
         .read("pass_identity_headers", p, fields::boolean)
         .unwrap_or(inherited.pass_identity_headers);
     o.bearer_format = f.read("bearer_token_format", p, fields::bearer_format);
+    o.lenient_paths = f
+        .read("path_normalization", p, fields::path_normalization)
+        .unwrap_or(false);
 
     // The Host header the upstream sees: Pomerium's file-mode default is the `to` host.
     let preserve = f

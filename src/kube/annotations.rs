@@ -51,6 +51,7 @@ pub enum Key {
     ServiceUpstream,
     LoadBalancing,
     BearerTokenFormat,
+    PathNormalization,
 }
 
 /// Our key names (after [`PREFIX`]), as DESIGN.md section 4 lists them.
@@ -87,6 +88,7 @@ const KEYS: &[(&str, Key)] = &[
     ("service-upstream", Key::ServiceUpstream),
     ("load-balancing", Key::LoadBalancing),
     ("bearer-token-format", Key::BearerTokenFormat),
+    ("path-normalization", Key::PathNormalization),
 ];
 
 /// Pomerium's own names for keys we spell differently. Its values mean the same:
@@ -369,6 +371,12 @@ impl Reader<'_> {
             .read(Key::PassIdentityHeaders, boolean)
             .unwrap_or(false);
         o.bearer_format = self.read(Key::BearerTokenFormat, crate::routes::BearerFormat::parse);
+        o.lenient_paths = self
+            .read(
+                Key::PathNormalization,
+                crate::routes::parse_path_normalization,
+            )
+            .unwrap_or(false);
 
         let preserve = self.read(Key::PreserveHostHeader, boolean);
         let rewrite = self.read(Key::HostRewrite, host_rewrite);

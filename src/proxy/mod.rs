@@ -4,7 +4,6 @@
 mod h1pool;
 pub mod headers;
 pub mod idle;
-pub mod pages;
 mod request;
 pub mod server;
 pub mod tls;
@@ -14,12 +13,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-pub use request::{ConnInfo, DecisionFields, DecisionLog};
+pub use request::{ConnInfo, LogFields};
 pub use server::{Limits, serve_https, serve_redirect};
 
 use crate::routes::LiveTable;
@@ -27,19 +24,7 @@ use crate::telemetry::Metrics;
 use tls::CertStore;
 use upstream::Upstreams;
 
-/// Errors of bodies in flight (upstream or client I/O, idle timeouts).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Every body Portcullis sends: upstream bodies passed through, or its own pages.
-pub type Body = BoxBody<Bytes, BoxError>;
-
-pub fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
-}
-
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
+pub use crate::reply::{Body, BoxError, empty, full, pages};
 
 pub fn boxed_incoming(body: Incoming) -> Body {
     body.map_err(BoxError::from).boxed()
@@ -64,8 +49,8 @@ pub struct Proxy {
     pub directory: Option<Arc<crate::directory::Directory>>,
     pub certs: Arc<ArcSwap<CertStore>>,
     pub metrics: Arc<Metrics>,
-    /// What the decision log records (`authorize_log_fields`).
-    pub decision_log: DecisionLog,
+    /// What the decision and access logs record.
+    pub logs: LogFields,
     upstreams: Upstreams,
     clock: Instant,
 }
@@ -84,7 +69,7 @@ impl Proxy {
             directory,
             certs,
             metrics,
-            decision_log: DecisionLog::default(),
+            logs: LogFields::default(),
             upstreams: Upstreams::new(),
             clock: Instant::now(),
         }

@@ -147,6 +147,18 @@ pub struct RouteOptions {
     pub policy_source: std::sync::Arc<str>,
 }
 
+/// `path_normalization` (config key and annotation): `strict` (the default) or
+/// `lenient`; `Ok(true)` for lenient.
+pub fn parse_path_normalization(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "strict" => Ok(false),
+        "lenient" => Ok(true),
+        _ => Err(format!(
+            "`{text}` is not a path normalization; use strict or lenient"
+        )),
+    }
+}
+
 /// How `Authorization: Bearer` tokens are read (Pomerium's `bearer_token_format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum BearerFormat {

@@ -12,95 +12,23 @@ use crate::auth::gate::Identified;
 use crate::policy::{Decision, Identity, Outcome};
 use crate::proxy::{Body, Proxy};
 
-/// A field of the decision log (Pomerium's `authorize_log_fields` names, plus ours).
+pub use crate::telemetry::fields::{AccessField, DecisionField, Fields};
+
+/// Which fields the decision log and the access log record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecisionField {
-    RequestId,
-    Method,
-    Host,
-    Path,
-    Ip,
-    User,
-    Email,
-    RouteId,
-    /// Which policy decided: the route's policy sources.
-    Policy,
-    /// `allow`, `deny` or `sign-in`.
-    Decision,
-    /// The reasons, Pomerium's names (`groups-ok`, `user-unauthenticated`, …).
-    Reasons,
-    Duration,
-    Status,
+pub struct LogFields {
+    /// `authorize_log_fields`: every field unless said otherwise; none turns it off.
+    pub decision: Fields<DecisionField>,
+    /// `access_log_fields`: none (the default) keeps the access log at debug level
+    /// with its usual fields; any turns it on at info with those.
+    pub access: Fields<AccessField>,
 }
 
-impl DecisionField {
-    const ALL: [(&str, DecisionField); 13] = [
-        ("request-id", DecisionField::RequestId),
-        ("method", DecisionField::Method),
-        ("host", DecisionField::Host),
-        ("path", DecisionField::Path),
-        ("ip", DecisionField::Ip),
-        ("user", DecisionField::User),
-        ("email", DecisionField::Email),
-        ("route-id", DecisionField::RouteId),
-        ("policy", DecisionField::Policy),
-        ("decision", DecisionField::Decision),
-        ("reasons", DecisionField::Reasons),
-        ("duration", DecisionField::Duration),
-        ("status", DecisionField::Status),
-    ];
-
-    /// The names accepted in `authorize_log_fields`.
-    pub fn names() -> impl Iterator<Item = &'static str> {
-        Self::ALL.iter().map(|(n, _)| *n)
-    }
-
-    pub fn parse(name: &str) -> Option<DecisionField> {
-        let name = name.trim().to_ascii_lowercase();
-        // Pomerium's names for the same things.
-        let name = match name.as_str() {
-            "allow" | "deny" => "decision",
-            "allow-why-true" | "allow-why-false" | "deny-why-true" | "deny-why-false" => "reasons",
-            "envoy-route-id" => "route-id",
-            other => other,
-        };
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
-    }
-}
-
-/// Which fields the decision log has; none turns it off.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DecisionFields(u16);
-
-impl DecisionFields {
-    /// What the decision log records unless `authorize_log_fields` says otherwise.
-    pub fn defaults() -> DecisionFields {
-        DecisionFields::of(DecisionField::ALL.iter().map(|(_, f)| *f))
-    }
-
-    pub fn of(fields: impl IntoIterator<Item = DecisionField>) -> DecisionFields {
-        DecisionFields(fields.into_iter().fold(0, |acc, f| acc | 1 << f as u16))
-    }
-
-    pub fn has(&self, f: DecisionField) -> bool {
-        self.0 & (1 << f as u16) != 0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0 == 0
-    }
-}
-
-/// The decision log's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecisionLog {
-    pub fields: DecisionFields,
-}
-
-impl Default for DecisionLog {
-    fn default() -> DecisionLog {
-        DecisionLog {
-            fields: DecisionFields::defaults(),
+impl Default for LogFields {
+    fn default() -> LogFields {
+        LogFields {
+            decision: Fields::all(),
+            access: Fields::NONE,
         }
     }
 }
@@ -137,7 +65,8 @@ impl Decided {
 impl Proxy {
     /// Whether a log phase needs the request's path kept.
     pub(super) fn logs_paths(&self) -> bool {
-        self.decision_log.fields.has(DecisionField::Path)
+        self.logs.decision.has(DecisionField::Path)
+            || self.logs.access.has(AccessField::Path)
             || tracing::enabled!(target: "portcullis::access", tracing::Level::DEBUG)
     }
 
@@ -147,13 +76,36 @@ impl Proxy {
         self.metrics
             .request(route, resp.status().as_u16(), elapsed.as_secs_f64());
         let path = ctx.log_path.as_deref().unwrap_or("");
-        tracing::debug!(
-            target: "portcullis::access",
-            route = route.map(|r| &**r),
-            method = %ctx.method, host = %ctx.host, path, status = resp.status().as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            request_id = ctx.request_id.to_str().unwrap_or(""),
-        );
+        let a = &self.logs.access;
+        if a.is_empty() {
+            tracing::debug!(
+                target: "portcullis::access",
+                route = route.map(|r| &**r),
+                method = %ctx.method, host = %ctx.host, path, status = resp.status().as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                request_id = ctx.request_id.to_str().unwrap_or(""),
+            );
+        } else {
+            let on = |f| a.has(f);
+            let extra = ctx.access.as_ref();
+            let text = |get: fn(&super::AccessExtra) -> &str| extra.map_or("", get);
+            tracing::info!(
+                target: "portcullis::access",
+                authority = on(AccessField::Authority).then_some(ctx.host.as_str()),
+                duration_ms = on(AccessField::Duration).then_some(elapsed.as_secs_f64() * 1000.0),
+                forwarded_for = on(AccessField::ForwardedFor).then(|| text(|e| &e.forwarded_for)),
+                ip = on(AccessField::Ip).then(|| tracing::field::display(ctx.conn.peer.ip())),
+                method = on(AccessField::Method).then(|| ctx.method.as_str()),
+                path = on(AccessField::Path).then_some(path),
+                query = on(AccessField::Query).then(|| text(|e| &e.query)),
+                referer = on(AccessField::Referer).then(|| text(|e| &e.referer)),
+                request_id = on(AccessField::RequestId).then(|| ctx.request_id.to_str().unwrap_or("")),
+                response_code = on(AccessField::ResponseCode).then_some(resp.status().as_u16()),
+                route = on(AccessField::RouteId).then(|| route.map_or("", |r| &**r)),
+                user_agent = on(AccessField::UserAgent).then(|| text(|e| &e.user_agent)),
+                "request",
+            );
+        }
         if let Some(decided) = &ctx.decision {
             self.log_decision(ctx, decided, resp.status(), elapsed);
         }
@@ -166,7 +118,7 @@ impl Proxy {
         status: StatusCode,
         elapsed: std::time::Duration,
     ) {
-        let f = &self.decision_log.fields;
+        let f = &self.logs.decision;
         if f.is_empty() {
             return;
         }
@@ -189,34 +141,6 @@ impl Proxy {
             status = on(DecisionField::Status).then_some(status.as_u16()),
             duration_ms = on(DecisionField::Duration).then_some(elapsed.as_secs_f64() * 1000.0),
             "authorization",
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fields_by_name() {
-        for (name, want) in [
-            ("request-id", Some(DecisionField::RequestId)),
-            ("Email", Some(DecisionField::Email)),
-            ("allow", Some(DecisionField::Decision)),
-            ("deny-why-false", Some(DecisionField::Reasons)),
-            ("envoy-route-id", Some(DecisionField::RouteId)),
-            ("impersonate-email", None),
-            ("", None),
-        ] {
-            assert_eq!(DecisionField::parse(name), want, "{name}");
-        }
-        let f = DecisionFields::of([DecisionField::User, DecisionField::Path]);
-        assert!(f.has(DecisionField::User) && f.has(DecisionField::Path));
-        assert!(!f.has(DecisionField::Email));
-        assert!(DecisionFields::default().is_empty());
-        assert!(
-            DecisionField::names()
-                .all(|n| DecisionFields::defaults().has(DecisionField::parse(n).unwrap()))
         );
     }
 }

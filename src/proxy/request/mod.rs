@@ -29,7 +29,7 @@ use hyper::body::Incoming;
 use super::{Body, Proxy};
 use crate::routes::path::PathError;
 
-pub use log::{DecisionFields, DecisionLog};
+pub use log::LogFields;
 
 /// A phase's own answer, ending the request early (rare, so boxed: the common path's
 /// `Result` stays small).
@@ -69,6 +69,34 @@ struct RequestCtx {
     pub log_path: Option<String>,
     /// What the authorization decided, for the decision log.
     pub decision: Option<log::Decided>,
+    /// Request headers the access log records (kept only when it is on at info).
+    pub access: Option<AccessExtra>,
+}
+
+/// What `access_log_fields` may ask for beyond the context.
+struct AccessExtra {
+    query: String,
+    referer: String,
+    user_agent: String,
+    forwarded_for: String,
+}
+
+impl AccessExtra {
+    fn of<B>(req: &Request<B>) -> AccessExtra {
+        let header = |name: http::header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        AccessExtra {
+            query: req.uri().query().unwrap_or("").to_owned(),
+            referer: header(http::header::REFERER),
+            user_agent: header(http::header::USER_AGENT),
+            forwarded_for: header(http::header::HeaderName::from_static("x-forwarded-for")),
+        }
+    }
 }
 
 impl RequestCtx {
@@ -88,6 +116,7 @@ impl RequestCtx {
             route: None,
             log_path: None,
             decision: None,
+            access: None,
         }
     }
 
@@ -103,6 +132,9 @@ impl Proxy {
     /// Serves one request from the current routing table, then logs and counts it.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let mut ctx = RequestCtx::new(&req, conn);
+        if !self.logs.access.is_empty() {
+            ctx.access = Some(AccessExtra::of(&req));
+        }
         let resp = self.phases(&mut ctx, req).await;
         self.log(&ctx, &resp);
         resp

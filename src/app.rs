@@ -34,6 +34,9 @@ pub struct Settings {
     /// Data-plane threads, each with its own single-threaded runtime accepting from
     /// the one HTTPS listener; 0: one per CPU the process may use.
     pub workers: usize,
+    /// What endpoints chosen by Ingress authors may not reach (checked at connect
+    /// time; Portcullis's own listeners are refused for every endpoint).
+    pub upstream_policy: crate::routes::AddressPolicy,
 }
 
 /// A started data plane.
@@ -90,13 +93,23 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     };
     let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
 
-    let proxy = Arc::new(Proxy::new(
-        table.clone(),
-        certs.clone(),
-        metrics.clone(),
-        settings.auth.clone(),
-        directory,
-    ));
+    let own_listeners = [Some(https_addr), http_addr, admin_addr]
+        .into_iter()
+        .flatten()
+        .collect();
+    let proxy = Arc::new(
+        Proxy::new(
+            table.clone(),
+            certs.clone(),
+            metrics.clone(),
+            settings.auth.clone(),
+            directory,
+        )
+        .with_upstream_guard(crate::proxy::reach::UpstreamGuard::new(
+            settings.upstream_policy.clone(),
+            own_listeners,
+        )),
+    );
     let running_table = table.clone();
     let applied = table.apply(model);
     report_applied(&table, &metrics, applied);

@@ -230,6 +230,10 @@ impl Replica {
                 PUBLISHED,
                 "--controller-namespace",
                 CONTROLLER_NS,
+                // The upstreams of these tests are ExternalName `localhost` Services
+                // (the API server refuses loopback EndpointSlice addresses).
+                "--allow-external-name-services",
+                "--test-only-allow-loopback-upstreams",
             ])
             .args(["--pod-name", identity])
             .env("KUBECONFIG", &cluster.kubeconfig)

@@ -92,7 +92,8 @@ fn the_seed_parses_as_written() {
         [EndpointSpec {
             scheme: UpstreamScheme::Https,
             host: "verify.internal".into(),
-            port: 8443
+            port: 8443,
+            reach: crate::routes::Reach::Operator,
         }]
     );
     assert_eq!(r.options.upstream_host, UpstreamHost::Endpoint);
@@ -460,6 +461,13 @@ fn bad_input_is_refused_with_a_location() {
         (route("set_response_headers:\n  X-Ok: \"a\\nb\""), "config.yaml:5:13: routes[0].set_response_headers.X-Ok: ", "not a valid HTTP header value"),
         (route("remove_request_headers: ['x y']"), "config.yaml:4:30: routes[0].remove_request_headers[0]: ", "not a valid HTTP header name"),
         (route("set_request_headers: [a, b]"), "config.yaml:4:26: routes[0].set_request_headers: ", "expected a mapping"),
+        // Identity and framing headers are the proxy's (routes/reserved.rs).
+        (route("set_request_headers:\n  X-Forwarded-Email: admin@corp.example"), "config.yaml:5:7: routes[0].set_request_headers: ", "`x-forwarded-email` is an identity header"),
+        (route("set_request_headers: {x_portcullis_jwt_assertion: forged}"), "config.yaml:4:26: routes[0].set_request_headers: ", "identity header"),
+        (route("remove_request_headers: [Content-Length]"), "config.yaml:4:29: routes[0].remove_request_headers: ", "framing header"),
+        (format!("jwt_claims_headers: {{X-Email: email}}\n{}", route("set_request_headers: {x-email: a}")), "config.yaml:5:26: routes[0].set_request_headers: ", "identity header"),
+        // The sign-in host is not a route's.
+        ("authenticate_service_url: https://auth.example.com\nroutes:\n  - from: https://Auth.example.com\n    to: http://up".into(), "config.yaml:3:11: routes[0].from: ", "authenticate_service_url host"),
         // Addresses.
         ("address: 443".into(), "config.yaml:1:10: address: ", "invalid address `443`"),
         ("metrics_address: example.com:9090".into(), "config.yaml:1:18: metrics_address: ", "not an IP address"),

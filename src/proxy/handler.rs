@@ -302,10 +302,14 @@ impl Proxy {
             let req = Request::from_parts(parts, body);
             let idle = route.options.idle_timeout;
             let result = if upgrade {
-                let clients = self.upstreams.clients(&route.options.tls);
+                let clients = self
+                    .upstreams
+                    .clients(&route.options.tls, endpoint.spec.reach);
                 Box::pin(self.upgrade(req, endpoint, &clients, route)).await
             } else if plain {
-                let send = super::h1pool::send(&endpoint.authority, req);
+                let reach = endpoint.spec.reach;
+                let send =
+                    super::h1pool::send(&endpoint.authority, reach, self.upstreams.guard(), req);
                 match with_timeout(route.options.timeout, send).await {
                     Ok(Ok(resp)) => Ok(resp.map(|b| super::with_idle_timeout(b, idle))),
                     Ok(Err(failed)) => {
@@ -321,7 +325,9 @@ impl Proxy {
                 }
             } else {
                 // HTTPS and h2c: this worker's general clients for the route's TLS.
-                let clients = self.upstreams.clients(&route.options.tls);
+                let clients = self
+                    .upstreams
+                    .clients(&route.options.tls, endpoint.spec.reach);
                 let send = clients.for_scheme(endpoint.spec.scheme).request(req);
                 match with_timeout(route.options.timeout, send).await {
                     Ok(Ok(resp)) => {

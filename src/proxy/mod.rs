@@ -6,6 +6,7 @@ mod handler;
 pub mod headers;
 pub mod idle;
 pub mod pages;
+pub mod reach;
 pub mod server;
 pub mod tls;
 pub mod upstream;
@@ -85,6 +86,13 @@ impl Proxy {
             upstreams: Upstreams::new(),
             clock: Instant::now(),
         }
+    }
+
+    /// Checks every upstream connection with `guard` (Portcullis's own listeners, and
+    /// what tenant endpoints may not reach).
+    pub fn with_upstream_guard(mut self, guard: reach::UpstreamGuard) -> Proxy {
+        self.upstreams.set_guard(guard);
+        self
     }
 
     /// Milliseconds on the monotonic clock that endpoint ejection uses.

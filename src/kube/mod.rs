@@ -82,6 +82,7 @@ impl controller::Sink for DataPlaneSink {
             build_ms = applied.build_time.as_secs_f64() * 1000.0,
             regexes_compiled = regexes.compiled,
             regexes_reused = regexes.reused,
+            regexes_shared = regexes.shared,
             "routing table applied from the cluster"
         );
         if synced && !self.ready.swap(true, Ordering::AcqRel) {

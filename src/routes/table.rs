@@ -52,8 +52,12 @@ pub struct RoutingTable {
 /// How a build came by its path regexes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RegexStats {
+    /// Compiled by this build.
     pub compiled: usize,
+    /// Taken from the previous table.
     pub reused: usize,
+    /// Compiled before, by someone who still holds them (the index's size check).
+    pub shared: usize,
 }
 
 /// A route as served: its spec plus the shared, stateful backend.
@@ -251,8 +255,13 @@ impl RoutingTable {
                 re.clone()
             }
             None => {
-                self.regex_stats.compiled += 1;
-                Arc::new(compile_path_regex(pattern)?)
+                let (re, fresh) = shared_path_regex(pattern)?;
+                if fresh {
+                    self.regex_stats.compiled += 1;
+                } else {
+                    self.regex_stats.shared += 1;
+                }
+                re
             }
         };
         self.regexes.insert(pattern.into(), re.clone());
@@ -320,6 +329,47 @@ pub fn compile_path_regex(r: &str) -> Result<Regex, String> {
             ),
             None => format!("`{r}` is not a valid regular expression: {e}"),
         })
+}
+
+/// Compiled path regexes that someone holds, by pattern: the index compiles an
+/// Ingress' patterns to check their size, and the next table build takes those rather
+/// than compiling them again. Weak: a pattern nobody uses any more is freed. A memo
+/// of a pure function, not a source of truth.
+static SHARED_REGEXES: std::sync::Mutex<SharedRegexes> = std::sync::Mutex::new(SharedRegexes {
+    by_pattern: None,
+    prune_at: 64,
+});
+
+struct SharedRegexes {
+    by_pattern: Option<HashMap<Box<str>, std::sync::Weak<Regex>>>,
+    /// Dead entries are dropped when the map reaches this size, which then doubles.
+    prune_at: usize,
+}
+
+/// [`compile_path_regex`], through the shared memo: the compiled form someone already
+/// holds, or a new one (`true`: compiled now).
+pub fn shared_path_regex(pattern: &str) -> Result<(Arc<Regex>, bool), String> {
+    let lock = || SHARED_REGEXES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(re) = lock()
+        .by_pattern
+        .as_ref()
+        .and_then(|m| m.get(pattern))
+        .and_then(std::sync::Weak::upgrade)
+    {
+        return Ok((re, false));
+    }
+    // Compiled outside the lock: a large pattern must not hold up other builds.
+    let re = Arc::new(compile_path_regex(pattern)?);
+    let mut shared = lock();
+    let prune_at = shared.prune_at;
+    let map = shared.by_pattern.get_or_insert_with(HashMap::new);
+    map.insert(pattern.into(), Arc::downgrade(&re));
+    if map.len() >= prune_at {
+        map.retain(|_, w| w.strong_count() > 0);
+        let live = map.len();
+        shared.prune_at = (live * 2).max(64);
+    }
+    Ok((re, true))
 }
 
 /// How much memory a compiled path regex holds (its caches aside), for budgets.

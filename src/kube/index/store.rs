@@ -121,6 +121,9 @@ pub(super) struct PathRegexes {
     pub errors: BTreeMap<(usize, usize), String>,
     /// A limit the Ingress as a whole exceeds.
     pub over_budget: Option<String>,
+    /// The compiled patterns, held so that the table build takes them from the shared
+    /// memo instead of compiling them again.
+    pub compiled: Vec<std::sync::Arc<regex_automata::meta::Regex>>,
 }
 
 /// Compiles each distinct path regex of `ingress` once (with the table's size limits)
@@ -141,8 +144,11 @@ fn check_path_regexes(ingress: &Ingress, path_regex: bool) -> PathRegexes {
             }
             count += 1;
             let size = sizes.entry(pattern).or_insert_with(|| {
-                crate::routes::compile_path_regex(pattern)
-                    .map(|re| crate::routes::path_regex_memory(&re))
+                crate::routes::shared_path_regex(pattern).map(|(re, _)| {
+                    let size = crate::routes::path_regex_memory(&re);
+                    out.compiled.push(re);
+                    size
+                })
             });
             if let Err(why) = size {
                 out.errors.insert((i, j), why.clone());

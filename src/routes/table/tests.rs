@@ -430,12 +430,13 @@ fn rebuild_keeps_backend_state() {
 
 #[test]
 fn rebuild_reuses_compiled_path_regexes() {
+    // Patterns of this test alone: the memo is shared with tests running beside it.
     let model = Model {
         routes: vec![
-            route("a", "h", regex("/api/v[0-9]+/.*")),
+            route("a", "h", regex("/api/v[0-9]+/rebuild")),
             // The same pattern on another host is compiled once.
-            route("b", "g", regex("/api/v[0-9]+/.*")),
-            route("c", "h", regex("/other/[a-z]+")),
+            route("b", "g", regex("/api/v[0-9]+/rebuild")),
+            route("c", "h", regex("/other/[a-z]+/rebuild")),
         ],
         ..Model::default()
     };
@@ -445,29 +446,38 @@ fn rebuild_reuses_compiled_path_regexes() {
         first.regex_stats(),
         RegexStats {
             compiled: 2,
-            reused: 0
+            reused: 0,
+            shared: 0
         }
     );
     let mut changed = model.clone();
-    changed.routes.push(route("d", "h", regex("/new/.*")));
+    changed
+        .routes
+        .push(route("d", "h", regex("/new/rebuild/.*")));
     let (second, _) = build(&changed, Some(&first));
     assert_eq!(
         second.regex_stats(),
         RegexStats {
             compiled: 1,
-            reused: 2
+            reused: 2,
+            shared: 0
         }
     );
     let compiled = |t: &RoutingTable, p: &str| t.regexes.get(p).unwrap().clone();
     assert!(Arc::ptr_eq(
-        &compiled(&first, "/api/v[0-9]+/.*"),
-        &compiled(&second, "/api/v[0-9]+/.*")
+        &compiled(&first, "/api/v[0-9]+/rebuild"),
+        &compiled(&second, "/api/v[0-9]+/rebuild")
     ));
     // A pattern no route uses any more is dropped with the old table.
     let (third, _) = build(&Model::default(), Some(&second));
     assert!(third.regexes.is_empty());
     assert_eq!(
-        second.lookup("h", 80, "/new/x").unwrap().route.id.as_ref(),
+        second
+            .lookup("h", 80, "/new/rebuild/x")
+            .unwrap()
+            .route
+            .id
+            .as_ref(),
         "d"
     );
 }
@@ -559,4 +569,27 @@ fn exclusive_hosts_are_not_answered_by_wildcards_or_catch_alls() {
         &with_default,
         &[("grafana.corp.example", "/", Some("default"))],
     );
+}
+
+#[test]
+fn a_pattern_someone_holds_is_not_compiled_again() {
+    let (held, fresh) = shared_path_regex("/held/[a-z]+/shared").unwrap();
+    assert!(fresh);
+    let model = Model {
+        routes: vec![route("a", "h", regex("/held/[a-z]+/shared"))],
+        ..Model::default()
+    };
+    let (table, _) = build(&model, None);
+    assert_eq!(
+        table.regex_stats(),
+        RegexStats {
+            compiled: 0,
+            reused: 0,
+            shared: 1
+        }
+    );
+    assert!(Arc::ptr_eq(&held, &table.regexes["/held/[a-z]+/shared"]));
+    // Once nobody holds it, it is compiled anew.
+    drop((held, table));
+    assert!(shared_path_regex("/held/[a-z]+/shared").unwrap().1);
 }

@@ -354,6 +354,10 @@ fn read_config(
             .iter()
             .map(|(name, _): &(HeaderName, String)| name.to_string())
             .collect(),
+        own_listeners: [address, http_redirect_address, metrics_address]
+            .into_iter()
+            .flatten()
+            .collect(),
     };
     let routes = match f.get("routes") {
         None => Vec::new(),

@@ -106,6 +106,29 @@ pub(crate) struct Inherited {
     pub authenticate_host: Option<String>,
     /// `jwt_claims_headers` names: identity headers no route may set or remove.
     pub claim_headers: Vec<String>,
+    /// `address`, `http_redirect_address`, `metrics_address`: never an upstream.
+    pub own_listeners: Vec<std::net::SocketAddr>,
+}
+
+/// The listener of ours `e` names on this host (loopback, `localhost`, or the very
+/// address), if any. The proxy refuses these at connect time too, for any local address.
+fn own_listener(
+    e: &EndpointSpec,
+    listeners: &[std::net::SocketAddr],
+) -> Option<std::net::SocketAddr> {
+    let host = e.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = match host.parse() {
+        Ok(ip) => crate::routes::reach::canonical(ip),
+        Err(_) if host.eq_ignore_ascii_case("localhost") => std::net::Ipv4Addr::LOCALHOST.into(),
+        Err(_) => return None,
+    };
+    listeners.iter().copied().find(|l| {
+        let own = crate::routes::reach::canonical(l.ip());
+        l.port() == e.port
+            && (own == ip
+                || ((own.is_unspecified() || own.is_loopback())
+                    && (ip.is_loopback() || ip.is_unspecified())))
+    })
 }
 
 pub(crate) fn read(
@@ -154,6 +177,20 @@ pub(crate) fn read(
             (None, None)
         }
     };
+    if let (Some(n), Some(endpoints)) = (f.get("to"), &endpoints) {
+        for e in endpoints {
+            if let Some(listener) = own_listener(e, &inherited.own_listeners) {
+                p.push(
+                    &n.origin,
+                    &f.key_path("to"),
+                    format!(
+                        "`{}:{}` is Portcullis's own listener {listener}, which is never an upstream",
+                        e.host, e.port
+                    ),
+                );
+            }
+        }
+    }
     let balance = f
         .read("load_balancing_policy", p, read_balance)
         .unwrap_or_default();

@@ -360,11 +360,19 @@ async fn start_controller(
                 .map(|ns| ns.trim().to_string())
                 .filter(|ns| !ns.is_empty())
                 .collect(),
-            reserved_hosts: base
-                .authenticate_host
-                .iter()
-                .map(|h| h.host.clone())
-                .collect(),
+            reserved: kube_index::Reserved {
+                sign_in: base
+                    .authenticate_host
+                    .iter()
+                    .map(|h| h.host.clone())
+                    .collect(),
+                operator: base
+                    .routes
+                    .iter()
+                    .map(|r| r.host.clone())
+                    .filter(|h| *h != portcullis::routes::HostMatch::Any)
+                    .collect(),
+            },
             claim_headers,
             allow_external_names: args.allow_external_name_services,
             upstreams: args.upstream_policy()?,

@@ -36,7 +36,7 @@ use kube::runtime::watcher;
 use super::crd::IdentityPolicy;
 use crate::routes::AddressPolicy;
 
-pub use ownership::{HostGrant, HostOwnership};
+pub use ownership::{HostGrant, HostOwnership, Reserved};
 pub use report::{
     ConditionState, IdentityPolicyReport, IngressReport, Note, NoteType, Translation, reasons,
 };
@@ -93,8 +93,9 @@ pub struct Tenancy {
     /// Namespaces whose Ingresses may have rules without a host and `defaultBackend`
     /// (`--catch-all-namespace`; `*`: every namespace).
     pub catch_all_namespaces: Vec<String>,
-    /// Exact hosts no Ingress may name: the `authenticate_service_url` host.
-    pub reserved_hosts: Vec<String>,
+    /// Hosts no Ingress may name: the `authenticate_service_url` host and the config
+    /// file's route hosts.
+    pub reserved: Reserved,
     /// Header names of `jwt_claims_headers`: identity headers no annotation may set.
     pub claim_headers: Vec<String>,
     /// `--allow-external-name-services`: follow ExternalName Services (and FQDN

@@ -66,6 +66,40 @@ impl HostGrant {
     }
 }
 
+/// Hosts no Ingress may name: the sign-in host, and the config file's route hosts (the
+/// operator's; an exact host under an operator's wildcard too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reserved {
+    /// The `authenticate_service_url` host, lower-case.
+    pub sign_in: Vec<String>,
+    /// Hosts of the config file's routes.
+    pub operator: Vec<HostMatch>,
+}
+
+impl Reserved {
+    /// Why no Ingress may name `host`, if so.
+    fn why(&self, host: &HostMatch) -> Option<String> {
+        let operator = |m: &HostMatch| self.operator.contains(m);
+        match host {
+            HostMatch::Exact(h) if self.sign_in.contains(h) => Some(format!(
+                "host {h} is Portcullis's sign-in host (authenticate_service_url); no Ingress may route on it"
+            )),
+            HostMatch::Exact(h)
+                if operator(host)
+                    || parent(h).is_some_and(|p| operator(&HostMatch::Wildcard(p.into()))) =>
+            {
+                Some(format!(
+                    "host {h} is served by routes of Portcullis's config file (the operator's); no Ingress may route on it"
+                ))
+            }
+            HostMatch::Wildcard(p) if operator(host) => Some(format!(
+                "host *.{p} is served by routes of Portcullis's config file (the operator's); no Ingress may route on it"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// What one Ingress says about hosts: its namespace, the hosts of its rules, and whom
 /// it delegates them to.
 #[derive(Debug, Clone)]
@@ -100,8 +134,8 @@ pub struct Owners {
     wildcard: HashMap<String, BTreeSet<String>>,
     /// Host pattern as the owner named it → (owner, delegate) pairs.
     delegations: HashMap<HostMatch, Vec<(String, String)>>,
-    /// Hosts no Ingress may name (the authenticate host).
-    reserved: Vec<String>,
+    /// Hosts no Ingress may name.
+    reserved: Reserved,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +148,9 @@ enum Mode {
 
 impl Owners {
     /// Decides ownership from `claims`, which must be in age order (oldest first).
-    pub fn decide(ownership: &HostOwnership, reserved: &[String], claims: &[Claim<'_>]) -> Owners {
+    pub fn decide(ownership: &HostOwnership, reserved: &Reserved, claims: &[Claim<'_>]) -> Owners {
         let mut owners = Owners {
-            reserved: reserved.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            reserved: reserved.clone(),
             ..Owners::default()
         };
         match ownership {
@@ -175,15 +209,10 @@ impl Owners {
 
     /// Whether `namespace` may route on `host`, and why not.
     pub fn standing(&self, namespace: &str, host: &HostMatch) -> Standing {
-        if self.is_reserved(host) {
-            let HostMatch::Exact(h) = host else {
-                unreachable!("only exact hosts are reserved")
-            };
+        if let Some(message) = self.reserved.why(host) {
             return Standing::Refused {
                 reason: reasons::RESERVED_HOST,
-                message: format!(
-                    "host {h} is Portcullis's sign-in host (authenticate_service_url); no Ingress may route on it"
-                ),
+                message,
             };
         }
         if self.mode == Mode::Shared || self.owned_by(namespace, host) {
@@ -279,7 +308,7 @@ impl Owners {
     }
 
     fn is_reserved(&self, host: &HostMatch) -> bool {
-        matches!(host, HostMatch::Exact(h) if self.reserved.contains(h))
+        self.reserved.why(host).is_some()
     }
 }
 
@@ -339,7 +368,10 @@ mod tests {
             claim("b", &["grafana.corp.example", "b.corp.example"], none),
             claim("c", &["*.apps.example"], &to_b),
         ];
-        let reserved = ["auth.corp.example".to_string()];
+        let reserved = Reserved {
+            sign_in: vec!["auth.corp.example".into()],
+            operator: vec![h("admin.corp.example"), h("*.ops.example")],
+        };
         let o = Owners::decide(&HostOwnership::FirstCome, &reserved, &claims);
         let cases = [
             // The first to name a host owns it; a rejected-later Ingress would too.
@@ -361,6 +393,12 @@ mod tests {
             ("ops", "x.apps.example", reasons::HOST_OWNED_ELSEWHERE),
             // The sign-in host is no one's; a wildcard over it is fine.
             ("ops", "auth.corp.example", reasons::RESERVED_HOST),
+            // The config file's hosts are the operator's, exact names under its
+            // wildcards included.
+            ("ops", "admin.corp.example", reasons::RESERVED_HOST),
+            ("ops", "*.ops.example", reasons::RESERVED_HOST),
+            ("ops", "x.ops.example", reasons::RESERVED_HOST),
+            ("ops", "x.y.ops.example", reasons::HOST_OWNED_ELSEWHERE),
             // A host no one named yet: not owned (the caller claims it in age order).
             ("ops", "free.example", reasons::HOST_OWNED_ELSEWHERE),
             ("b", "*.free.example", reasons::HOST_OWNED_ELSEWHERE),
@@ -390,7 +428,11 @@ mod tests {
             claim("b", &["grafana.corp.example"], &[]),
             claim("ops", &["grafana.corp.example"], &to_c),
         ];
-        let o = Owners::decide(&HostOwnership::Assigned(grants), &[], &claims);
+        let o = Owners::decide(
+            &HostOwnership::Assigned(grants),
+            &Reserved::default(),
+            &claims,
+        );
         let cases = [
             ("ops", "grafana.corp.example", "owner"),
             ("b", "grafana.corp.example", reasons::HOST_NOT_ASSIGNED),
@@ -416,7 +458,10 @@ mod tests {
     #[test]
     fn shared_hosts_let_everyone_in_but_the_sign_in_host_stays_reserved() {
         let claims = [claim("ops", &["grafana.corp.example"], &[])];
-        let reserved = ["auth.corp.example".to_string()];
+        let reserved = Reserved {
+            sign_in: vec!["auth.corp.example".into()],
+            operator: vec![],
+        };
         let o = Owners::decide(&HostOwnership::Shared, &reserved, &claims);
         assert_eq!(word(&o.standing("b", &h("grafana.corp.example"))), "owner");
         assert_eq!(

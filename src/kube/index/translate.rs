@@ -205,7 +205,7 @@ impl<'a> Translator<'a> {
 
         let tenancy = &self.index.settings.tenancy;
         let claims: Vec<Claim<'_>> = ours.iter().map(|(k, e)| claim(k, e)).collect();
-        let owners = Owners::decide(&tenancy.hosts, &tenancy.reserved_hosts, &claims);
+        let owners = Owners::decide(&tenancy.hosts, &tenancy.reserved, &claims);
         let mut outs: Vec<IngressOut<'_>> = ours
             .iter()
             .map(|(k, e)| self.ingress(k, e, &owners))

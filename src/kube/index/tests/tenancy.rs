@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::kube::index::{HostGrant, HostOwnership, Tenancy};
+use crate::kube::index::{HostGrant, HostOwnership, Reserved, Tenancy};
 use crate::routes::{HostMatch, PathMatch};
 
 const PUBLIC: &str = "portcullis.dev/allow-public-unauthenticated-access";
@@ -244,13 +244,20 @@ fn catch_all_rules_and_default_backends_only_where_the_admin_says() {
 #[test]
 fn the_sign_in_host_is_reserved() {
     let mut ix = tenants(Tenancy {
-        reserved_hosts: vec!["authenticate.corp.example".into()],
+        reserved: Reserved {
+            sign_in: vec!["authenticate.corp.example".into()],
+            operator: vec![HostMatch::parse("*.ops.example").unwrap()],
+        },
         ..Tenancy::default()
     });
+    put(&mut ix, "b/operator", 1, "x.ops.example/", public());
     put(&mut ix, "b/auth", 1, "Authenticate.Corp.Example/", public());
     put(&mut ix, "b/wild", 1, "*.corp.example/", public());
     let t = ix.translate();
     assert_eq!(warnings(report(&t, "b/auth")), ["ReservedHost"]);
+    let rep = report(&t, "b/operator");
+    assert_eq!(warnings(rep), ["ReservedHost"]);
+    assert!(message(rep, "ReservedHost").contains("config file"));
     assert!(
         report(&t, "b/wild").accepted,
         "the table keeps it off the sign-in host"

@@ -83,7 +83,8 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
                 .to_vec(),
             redirect_url: format!("{authenticate_url}/oauth2/callback"),
             ca_pem: None,
-            bearer_audiences: Vec::new(),
+            access_token_audiences: Vec::new(),
+            access_token_clients: Vec::new(),
         },
         cookie_name: "_portcullis".into(),
         cookie_domain: None,
@@ -93,6 +94,8 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         signing_key: SigningKey::generate(),
         session_store: None,
         jwt_claims_headers: Vec::new(),
+        allowed_return_domains: Vec::new(),
+        bearer_format: crate::routes::BearerFormat::Default,
     })
     .await?;
 

@@ -492,11 +492,6 @@ fn auth_settings(config: &Config) -> anyhow::Result<Option<AuthSettings>> {
         .as_ref()
         .expect("checked above");
     let authenticate_url = issuer_string(authenticate);
-    // Okta's custom authorization servers issue access tokens for `api://<name>`.
-    let bearer_audiences = issuer
-        .rsplit_once("/oauth2/")
-        .map(|(_, name)| vec![format!("api://{name}")])
-        .unwrap_or_default();
     Ok(Some(AuthSettings {
         provider: ProviderSettings {
             issuer,
@@ -510,7 +505,8 @@ fn auth_settings(config: &Config) -> anyhow::Result<Option<AuthSettings>> {
             scopes: idp.scopes.clone(),
             redirect_url: format!("{authenticate_url}/oauth2/callback"),
             ca_pem,
-            bearer_audiences,
+            access_token_audiences: config.bearer.audiences.clone(),
+            access_token_clients: config.bearer.clients.clone(),
         },
         authenticate_url,
         cookie_name: config.cookie.name.clone(),
@@ -524,6 +520,8 @@ fn auth_settings(config: &Config) -> anyhow::Result<Option<AuthSettings>> {
             portcullis::config::SessionStore::Redis(url) => Some(url.expose().clone()),
         },
         jwt_claims_headers: config.jwt_claims_headers.clone(),
+        allowed_return_domains: config.allowed_return_domains.clone(),
+        bearer_format: config.bearer.format,
     }))
 }
 

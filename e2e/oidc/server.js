@@ -369,8 +369,8 @@ function buildProvider({ id, kind, issuer, loginPrefix }) {
       client_name: c.client_name ?? c.client_id,
       redirect_uris: c.redirect_uris,
       post_logout_redirect_uris: c.post_logout_redirect_uris ?? [],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
+      grant_types: c.grant_types ?? ['authorization_code', 'refresh_token'],
+      response_types: (c.grant_types ?? ['authorization_code']).includes('authorization_code') ? ['code'] : [],
       token_endpoint_auth_method: c.token_endpoint_auth_method ?? 'client_secret_basic',
       require_auth_time: true,
     })),
@@ -408,6 +408,7 @@ function buildProvider({ id, kind, issuer, loginPrefix }) {
     features: {
       devInteractions: { enabled: false },
       revocation: { enabled: true },
+      clientCredentials: { enabled: true },
       introspection: { enabled: true },
       rpInitiatedLogout: { enabled: true },
       userinfo: { enabled: true },
@@ -523,6 +524,10 @@ function buildProvider({ id, kind, issuer, loginPrefix }) {
       client_id: ctx.oidc.client?.clientId,
       sub: src?.accountId ?? ctx.oidc.account?.accountId,
       rotated: gt === 'refresh_token' ? Boolean(ctx.oidc.entities.RotatedRefreshToken) : undefined,
+      // The refresh token presented (consumed when rotating): each should appear once.
+      refresh_token_jti: gt === 'refresh_token'
+        ? (ctx.oidc.entities.RotatedRefreshToken ?? ctx.oidc.entities.RefreshToken)?.jti
+        : undefined,
     });
   });
   provider.on('grant.error', (ctx, err) => {
@@ -935,6 +940,10 @@ async function dispatch(req, res) {
   if (['/token', '/revoke', '/introspect'].includes(route) && req.method === 'POST'
       && /application\/x-www-form-urlencoded/i.test(req.headers['content-type'] ?? '')) {
     await normalizeClientAuth(req);
+  }
+
+  if (route === '/revoke' && req.method === 'POST') {
+    res.on('finish', () => record('revoke', { issuer_id: server.id, status: res.statusCode }));
   }
 
   const newUrl = `${url.pathname}${url.search}`;

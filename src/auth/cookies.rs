@@ -152,9 +152,10 @@ impl SessionCookie {
         read_chunked(headers, &self.name)
     }
 
-    /// The value's pieces as they arrived, not joined or checked (see [`Pieces`]).
-    pub(crate) fn pieces<'a>(&self, headers: &'a HeaderMap) -> Option<Pieces<'a>> {
-        Pieces::of(headers, &self.name)
+    /// [`SessionCookie::read`], refusing a value any of whose chunk names came twice
+    /// (see [`Pieces::of_unique`]).
+    pub fn read_unique(&self, headers: &HeaderMap) -> Option<String> {
+        Pieces::of_unique(headers, &self.name)?.value()
     }
 
     /// Removes this cookie and its chunks from the request (see [`strip_cookies`]).
@@ -209,8 +210,22 @@ pub(crate) struct Pieces<'a> {
 }
 
 impl<'a> Pieces<'a> {
-    fn of(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
+    pub(crate) fn of(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
+        Pieces::from_scan(Scan::of(headers, name))
+    }
+
+    /// Like [`Pieces::of`], but `None` when any chunk name comes twice: a browser holds
+    /// two cookies of that name (one planted by a sibling host, or with another
+    /// `Path`), and which one it sent first proves nothing. Credentials are read so.
+    pub(crate) fn of_unique(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
         let scan = Scan::of(headers, name);
+        if scan.duplicate {
+            return None;
+        }
+        Pieces::from_scan(scan)
+    }
+
+    fn from_scan(scan: Scan<'a>) -> Option<Pieces<'a>> {
         let mut pieces = Pieces {
             parts: [&[][..]; MAX_CHUNKS],
             count: 0,
@@ -273,20 +288,56 @@ impl<'a> Pieces<'a> {
 /// order. Several `Cookie` headers are joined into one with `"; "` (RFC 9113 §8.2.3),
 /// as an HTTP/1.1 upstream needs; with none left, the header is removed.
 pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
-    let scan = Scan::of(headers, name);
-    if !scan.ours && scan.headers <= 1 {
+    strip_where(headers, |n| is_ours(n, name.as_bytes()));
+}
+
+/// Removes every cookie of the family `base` ([`in_family`]): the session cookies of
+/// every host and port, their chunks, and the sign-in flow and nonce cookies.
+pub fn strip_family(headers: &mut HeaderMap, base: &str) {
+    strip_where(headers, |n| in_family(n, base.as_bytes()));
+}
+
+/// Whether a cookie named `candidate` is one of Portcullis's: optionally prefixed with
+/// `__Host-` or `__Secure-`, then `base`, then nothing or `_` and anything. Upstreams
+/// never see these, and may not set them.
+pub fn in_family(candidate: &[u8], base: &[u8]) -> bool {
+    let unprefixed = strip_ci_prefix(candidate, b"__Host-")
+        .or_else(|| strip_ci_prefix(candidate, b"__Secure-"))
+        .unwrap_or(candidate);
+    matches!(unprefixed.strip_prefix(base), Some([] | [b'_', ..]))
+}
+
+fn strip_ci_prefix<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
+}
+
+fn strip_where(headers: &mut HeaderMap, ours: impl Fn(&[u8]) -> bool) {
+    let mut found = false;
+    let mut others = false;
+    let mut count = 0;
+    for header in headers.get_all(COOKIE) {
+        count += 1;
+        for pair in pairs(header.as_bytes()).filter(|p| !p.is_empty()) {
+            if ours(pair_name(pair)) {
+                found = true;
+            } else {
+                others = true;
+            }
+        }
+    }
+    if !found && count <= 1 {
         return;
     }
-    if !scan.others {
+    if !others {
         headers.remove(COOKIE);
         return;
     }
-    let ours = |pair: &[u8]| is_ours(pair_name(pair), name.as_bytes());
     let kept: Vec<&[u8]> = headers
         .get_all(COOKIE)
         .iter()
         .flat_map(|v| pairs(v.as_bytes()))
-        .filter(|p| !p.is_empty() && !ours(p))
+        .filter(|p| !p.is_empty() && !ours(pair_name(p)))
         .collect();
     let joined = kept.join(&b"; "[..]);
     headers.remove(COOKIE);
@@ -295,41 +346,34 @@ pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
     headers.insert(COOKIE, value);
 }
 
+/// The cookie name a `Set-Cookie` value sets (before its first `=`, trimmed).
+pub fn set_cookie_name(value: &[u8]) -> &[u8] {
+    let pair = value.split(|b| *b == b';').next().unwrap_or(value);
+    pair_name(trim(pair))
+}
+
 /// One pass over the `Cookie` headers for one cookie name: the first value seen for
-/// each chunk name (unquoted, not yet checked as UTF-8), whether any pair is ours to
-/// strip, and whether any other non-empty pair is there. Session cookies run to
+/// each chunk name (unquoted, not yet checked as UTF-8). Session cookies run to
 /// kilobytes and come with every request, so this reads them once.
 struct Scan<'a> {
     chunks: [Option<&'a [u8]>; MAX_CHUNKS],
-    ours: bool,
-    others: bool,
-    headers: usize,
+    /// A chunk name came more than once (two cookies of one name: one was planted).
+    duplicate: bool,
 }
 
 impl<'a> Scan<'a> {
     fn of(headers: &'a HeaderMap, name: &str) -> Scan<'a> {
         let mut scan = Scan {
             chunks: [None; MAX_CHUNKS],
-            ours: false,
-            others: false,
-            headers: 0,
+            duplicate: false,
         };
         for header in headers.get_all(COOKIE) {
-            scan.headers += 1;
             for pair in pairs(header.as_bytes()) {
-                if pair.is_empty() {
+                let Some((n, v)) = split_pair(pair) else {
                     continue;
-                }
-                let (n, value) = match split_pair(pair) {
-                    Some((n, v)) => (n, Some(v)),
-                    None => (pair, None),
                 };
-                if !is_ours(n, name.as_bytes()) {
-                    scan.others = true;
-                    continue;
-                }
-                scan.ours = true;
-                if let (Some(i), Some(v)) = (chunk_index(n, name.as_bytes()), value) {
+                if let Some(i) = chunk_index(n, name.as_bytes()) {
+                    scan.duplicate |= scan.chunks[i].is_some();
                     scan.chunks[i].get_or_insert(unquote(v));
                 }
             }
@@ -618,7 +662,7 @@ mod tests {
     #[test]
     fn pieces_compare_and_hash_like_the_joined_value() {
         let h = request(&["s_1=defgh; s=abc; s_2=ij"]);
-        let p = SessionCookie::new("s").unwrap().pieces(&h).unwrap();
+        let p = Pieces::of(&h, "s").unwrap();
         assert_eq!(p.len(), 10);
         assert_eq!(p.value().as_deref(), Some("abcdefghij"));
         for (other, same) in [
@@ -633,7 +677,27 @@ mod tests {
         assert_eq!(p.tail::<4>(), (*b"ghij", 4));
         assert_eq!(p.tail::<8>(), (*b"cdefghij", 8));
         assert_eq!(p.tail::<12>(), (*b"\0\0abcdefghij", 10));
-        assert!(SessionCookie::new("t").unwrap().pieces(&h).is_none());
+        assert!(Pieces::of(&h, "t").is_none());
+    }
+
+    #[test]
+    fn credentials_refuse_a_name_seen_twice() {
+        for (headers, want) in [
+            (vec!["s=AA; s_1=BB"], Some("AABB")),
+            (vec!["s=EVIL; s=AA"], None),
+            (vec!["s=AA", "s=EVIL"], None),
+            (vec!["s=AA; s_1=EVIL; s_1=BB"], None),
+            (vec!["s=AA; sx=1; s_=2"], Some("AA")),
+        ] {
+            let h = request(&headers);
+            assert_eq!(
+                Pieces::of_unique(&h, "s")
+                    .and_then(|p| p.value())
+                    .as_deref(),
+                want,
+                "{headers:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::keys::{SubKey, fill_random};
 /// Domain separation inside the CSRF subkey: one label per thing it MACs.
 const SIGN_OUT_LABEL: &[u8] = b"portcullis/v1/sign-out\0";
 const STATE_LABEL: &[u8] = b"portcullis/v1/state\0";
+const NONCE_LABEL: &[u8] = b"portcullis/v1/sign-in-nonce\0";
 /// Length of a sign-out token: base64url of a 32-byte MAC.
 pub const SIGN_OUT_TOKEN_LEN: usize = 43;
 
@@ -44,6 +45,27 @@ impl Csrf {
             return false;
         };
         hmac::verify(&self.key, &labelled(SIGN_OUT_LABEL, session_id), &tag).is_ok()
+    }
+
+    /// What a sign-in carries for the browser's nonce cookie `nonce`: its MAC, so the
+    /// nonce itself never appears in a URL, and a handoff can be tied to the browser
+    /// that started the sign-in.
+    pub fn nonce_tag(&self, nonce: &str) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(
+            &self.key,
+            &labelled(NONCE_LABEL, nonce.as_bytes()),
+        ))
+    }
+
+    /// Whether `tag` is the MAC of `nonce`, in constant time.
+    pub fn verify_nonce(&self, nonce: &str, tag: &str) -> bool {
+        if nonce.is_empty() || tag.len() != SIGN_OUT_TOKEN_LEN {
+            return false;
+        }
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        hmac::verify(&self.key, &labelled(NONCE_LABEL, nonce.as_bytes()), &tag).is_ok()
     }
 
     /// Whether the `state` the IdP sent back equals the one we stored, compared in
@@ -91,6 +113,24 @@ mod tests {
             Csrf::new(&keys.csrf),
             Csrf::new(&CookieSecret::generate().derive().csrf),
         )
+    }
+
+    #[test]
+    fn nonce_tags_tie_to_the_nonce_and_key() {
+        let (c, other) = csrf();
+        let tag = c.nonce_tag("browser-nonce");
+        assert!(c.verify_nonce("browser-nonce", &tag));
+        for (nonce, t) in [
+            ("other-nonce", tag.as_str()),
+            ("", tag.as_str()),
+            ("browser-nonce", ""),
+            ("browser-nonce", &tag[1..]),
+        ] {
+            assert!(!c.verify_nonce(nonce, t), "{nonce} {t}");
+        }
+        assert!(!other.verify_nonce("browser-nonce", &tag));
+        // A nonce tag is not a sign-out token for the same bytes.
+        assert!(!c.verify_sign_out(b"browser-nonce", &tag));
     }
 
     #[test]

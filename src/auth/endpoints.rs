@@ -3,41 +3,56 @@
 //! route host: `/.portcullis/` (who am I), `/.portcullis/user` (JSON),
 //! `/.portcullis/callback` (the one-time handoff), `/.portcullis/sign_out`, and
 //! `/.well-known/portcullis/jwks.json`.
+//!
+//! Sign-in, in order: a route host without a credential sets its nonce cookie and sends
+//! the browser to the authenticate host's `sign_in` with the nonce's MAC; the
+//! authenticate host signs the user in (or finds its session) and issues a handoff token
+//! bound to the route host's origin and that MAC; the route host's `callback` checks the
+//! token against its own origin and the browser's nonce cookie, once, and sets its own
+//! credential. Renewal (cookie store) is the same round trip.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::gate::{Auth, SIGN_IN_FLOW_LIFETIME, short};
+use super::gate::{Auth, OUTAGE_GRACE_SECS, SIGN_IN_FLOW_LIFETIME, short};
+use super::handoff::Ticket;
 use super::pages;
 use super::provider::PendingAuth;
 use super::redirect::{is_safe_path, validate_return_url};
 use super::seal::Purpose;
-use super::session::Session;
+use super::session::{RouteCredential, Session};
+use crate::policy::Identity;
 use crate::proxy::{Body, full};
 use crate::routes::RoutingTable;
+use crate::routes::authority::canonical;
 
 pub const PREFIX: &str = "/.portcullis/";
 pub const JWKS_PATH: &str = "/.well-known/portcullis/jwks.json";
 pub const CALLBACK_PATH: &str = "/oauth2/callback";
 const SIGN_IN_PATH: &str = "/.portcullis/sign_in";
 const SIGN_OUT_PATH: &str = "/.portcullis/sign_out";
+const HANDOFF_PATH: &str = "/.portcullis/callback";
 /// The sign-in flow cookie's sealed contents.
 const FLOW: Purpose = Purpose::new(b"sign-in-flow");
 /// The sign-out intent carried from a route host to the authenticate host.
 const SIGN_OUT: Purpose = Purpose::new(b"sign-out");
 /// Largest form body read (sign-out).
 const MAX_FORM: usize = 4096;
+/// A sign-out intent is valid this long.
+const SIGN_OUT_INTENT_SECS: i64 = 60;
 
 /// What a request to one of our endpoints needs to know.
 pub struct Ctx<'a> {
-    /// Host without port, lower-case.
+    /// Canonical host (lower-case, no port) and the port the request was addressed to.
     pub host: &'a str,
-    /// `host[:port]` as the client addressed us, for building URLs back.
-    pub authority: &'a str,
+    pub port: u16,
+    /// The canonical path.
+    pub path: &'a str,
     pub table: &'a RoutingTable,
     pub request_id: &'a HeaderValue,
     pub now: i64,
@@ -49,30 +64,47 @@ pub struct Ctx<'a> {
 struct Flow {
     pending: PendingAuth,
     return_url: String,
+    /// The MAC of the route host's nonce cookie (absent for the authenticate host).
+    #[serde(default)]
+    nonce_tag: Option<String>,
     exp: i64,
 }
 
 #[derive(Serialize, Deserialize)]
 struct SignOutIntent {
+    /// The session being signed out: the authenticate host acts only for this one.
+    session_id: String,
+    /// For `id_token_hint`, when the route host had it (Redis).
+    #[serde(default)]
     id_token: Option<String>,
-    session_id: Option<String>,
     exp: i64,
+}
+
+/// The session a request on this host belongs to.
+struct Current {
+    identity: Arc<Identity>,
+    sid: String,
+    name: String,
+    session_expires: i64,
 }
 
 impl Auth {
     /// Whether a path is one of ours on this host.
-    pub fn is_endpoint(&self, host: &str, path: &str) -> bool {
+    pub fn is_endpoint(&self, host: &str, port: u16, path: &str) -> bool {
         path.starts_with(PREFIX)
             || path == "/.portcullis"
             || path == JWKS_PATH
-            || (path == CALLBACK_PATH && self.is_authenticate_host(host))
+            || (path == CALLBACK_PATH && self.is_authenticate_host(host, port))
     }
 
     /// Answers one of our endpoints.
-    pub async fn endpoint(&self, req: Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        let on_authenticate = self.is_authenticate_host(ctx.host);
-        match (req.method().clone(), path.as_str()) {
+    pub async fn endpoint<B>(&self, req: Request<B>, ctx: &Ctx<'_>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<crate::proxy::BoxError>,
+    {
+        let on_authenticate = self.is_authenticate_host(ctx.host, ctx.port);
+        match (req.method().clone(), ctx.path) {
             (Method::GET, JWKS_PATH) => json(StatusCode::OK, &self.signer().jwks_json()),
             (Method::GET, SIGN_IN_PATH) if on_authenticate => self.sign_in(&req, ctx).await,
             (Method::GET, CALLBACK_PATH) if on_authenticate => self.callback(&req, ctx).await,
@@ -82,7 +114,7 @@ impl Auth {
             (Method::GET, SIGN_OUT_PATH) if on_authenticate && query(&req, "intent").is_some() => {
                 self.sign_out_at_provider(&req, ctx).await
             }
-            (Method::GET, "/.portcullis/callback") => self.accept_handoff(&req, ctx).await,
+            (Method::GET, HANDOFF_PATH) if !on_authenticate => self.accept_handoff(&req, ctx).await,
             (Method::GET, "/.portcullis/" | "/.portcullis") => {
                 self.user_page(&req, ctx, false).await
             }
@@ -98,11 +130,14 @@ impl Auth {
         }
     }
 
-    /// Sends the caller to sign in: a redirect for browsers, 401 for API clients.
+    /// Sends the caller to sign in (or to renew this host's credential): a redirect
+    /// through the authenticate host for browsers, 401 for API clients. The browser's
+    /// nonce cookie on this host (kept when it has one) ties the round trip to it.
     pub fn sign_in_response(
         &self,
         headers: &HeaderMap,
-        authority: &str,
+        host: &str,
+        port: u16,
         path_and_query: &str,
         request_id: &HeaderValue,
     ) -> Response<Body> {
@@ -122,33 +157,57 @@ impl Auth {
             );
             return resp;
         }
-        let target = format!("https://{authority}{path_and_query}");
+        let cookie = self.names.nonce(port);
+        let nonce = cookie
+            .read_unique(headers)
+            .filter(|n| n.len() >= 22 && n.bytes().all(is_base64url))
+            .unwrap_or_else(super::csrf::random_state);
+        let target = format!("{}{path_and_query}", origin_url(host, port));
         let url = format!(
-            "{}{SIGN_IN_PATH}?redirect_uri={}",
+            "{}{SIGN_IN_PATH}?redirect_uri={}&nonce={}",
             self.authenticate_url,
-            encode(&target)
+            encode(&target),
+            encode(&self.csrf.nonce_tag(&nonce))
         );
-        redirect(&url)
+        let mut resp = redirect(&url);
+        let cookies = cookie
+            .set(&nonce, Some(SIGN_IN_FLOW_LIFETIME))
+            .unwrap_or_default();
+        append_cookies(resp.headers_mut(), cookies);
+        resp
     }
 
-    /// `GET /.portcullis/sign_in?redirect_uri=…` on the authenticate host.
-    async fn sign_in(&self, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
+    /// `GET /.portcullis/sign_in?redirect_uri=…&nonce=…` on the authenticate host.
+    async fn sign_in<B>(&self, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Body> {
         let Some(return_url) = self.return_url(req, ctx) else {
             return pages::message(
                 StatusCode::BAD_REQUEST,
                 "Bad sign-in request",
-                "The address to return to after sign-in is missing or not one Portcullis serves.",
+                "The address to return to after sign-in is missing or not one Portcullis \
+                 serves.",
                 ctx.request_id,
             );
         };
+        let nonce_tag = query(req, "nonce").filter(|t| !t.is_empty());
+        if nonce_tag.is_none() && !self.targets_authenticate_host(&return_url) {
+            // Not started by a route host of ours (a bookmark, a hand-made link): let
+            // the route host start it, with its own nonce.
+            return redirect(&return_url);
+        }
+        let found = self.auth_session(req.headers(), ctx.port, ctx.now).await;
+        if found.store_error.is_some() {
+            return store_unavailable(ctx);
+        }
         // Already signed in here (and the session still refreshes): hand it over.
-        let mut ended = Vec::new();
-        if let Some(value) = self.cookie.read(req.headers()) {
-            let found = self.live_session(value, ctx.now).await;
-            if let (Some(session), Some(value)) = (&found.session, &found.cookie_value) {
-                return self.handoff_to(&return_url, value, session, ctx, found.set_cookies);
-            }
-            ended = found.set_cookies;
+        if let Some(session) = &found.session {
+            return self.handoff_to(
+                &return_url,
+                nonce_tag.as_deref(),
+                session,
+                found.outage,
+                ctx,
+                found.set_cookies,
+            );
         }
         let (url, pending) = match self.provider.authorize_url().await {
             Ok(v) => v,
@@ -165,6 +224,7 @@ impl Auth {
         let flow = Flow {
             pending,
             return_url,
+            nonce_tag,
             exp: ctx.now + SIGN_IN_FLOW_LIFETIME.as_secs() as i64,
         };
         let sealed = self
@@ -172,19 +232,20 @@ impl Auth {
             .seal(FLOW, &serde_json::to_vec(&flow).expect("flows serialize"));
         let mut resp = redirect(&url);
         let cookies = self
-            .flow_cookie
+            .names
+            .flow(ctx.port)
             .set(&sealed, Some(SIGN_IN_FLOW_LIFETIME))
             .unwrap_or_default();
-        append_cookies(resp.headers_mut(), ended);
+        append_cookies(resp.headers_mut(), found.set_cookies);
         append_cookies(resp.headers_mut(), cookies);
         resp
     }
 
     /// `GET /oauth2/callback?code=…&state=…` from the provider.
-    async fn callback(&self, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
-        let flow = self
-            .flow_cookie
-            .read(req.headers())
+    async fn callback<B>(&self, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Body> {
+        let flow_cookie = self.names.flow(ctx.port);
+        let flow = flow_cookie
+            .read_unique(req.headers())
             .and_then(|v| self.sealer.open(FLOW, &v).ok())
             .and_then(|json| serde_json::from_slice::<Flow>(&json).ok())
             .filter(|f| f.exp > ctx.now);
@@ -257,131 +318,174 @@ impl Auth {
                 );
             }
         };
-        let mut cookies = self.session_cookie(&value, &session, ctx.now);
-        cookies.extend(self.flow_cookie.clear());
-        self.handoff_to(&flow.return_url, &value, &session, ctx, cookies)
+        let mut cookies = self.session_cookie(ctx.port, &value, &session, ctx.now);
+        cookies.extend(flow_cookie.clear());
+        self.handoff_to(
+            &flow.return_url,
+            flow.nonce_tag.as_deref(),
+            &session,
+            false,
+            ctx,
+            cookies,
+        )
     }
 
-    /// Redirects to the return URL: directly on the authenticate host, else through the
-    /// route host's one-time `/.portcullis/callback`.
+    /// Redirects to the return URL: a path on the authenticate host itself, else through
+    /// the route host's one-time `/.portcullis/callback` with a credential for it.
     fn handoff_to(
         &self,
         return_url: &str,
-        cookie_value: &str,
+        nonce_tag: Option<&str>,
         session: &Session,
+        outage: bool,
         ctx: &Ctx<'_>,
-        mut cookies: Vec<HeaderValue>,
+        cookies: Vec<HeaderValue>,
     ) -> Response<Body> {
-        let Ok(uri) = return_url.parse::<http::Uri>() else {
-            return redirect("/");
-        };
-        let host = uri.host().unwrap_or("").to_ascii_lowercase();
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-        let resp_url = if self.is_authenticate_host(&host) {
-            if cookies.is_empty() {
-                cookies = self.session_cookie(cookie_value, session, ctx.now);
-            }
-            path
-        } else {
-            // The session travels with its end time: `expires:value`.
-            let carried = format!("{}:{cookie_value}", session.expires);
-            let token =
-                match self
-                    .handoff
-                    .issue(carried.as_bytes(), &host, &path, timestamp(ctx.now))
-                {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot hand the session over");
-                        return pages::message(
-                            StatusCode::BAD_REQUEST,
-                            "Bad sign-in request",
-                            "The address to return to cannot be used.",
-                            ctx.request_id,
-                        );
-                    }
-                };
-            format!(
-                "https://{}/.portcullis/callback?token={}",
-                uri.authority().map_or("", |a| a.as_str()),
-                encode(&token)
+        let bad = || {
+            pages::message(
+                StatusCode::BAD_REQUEST,
+                "Bad sign-in request",
+                "The address to return to cannot be used.",
+                ctx.request_id,
             )
         };
-        let mut resp = redirect(&resp_url);
+        let Ok(uri) = return_url.parse::<http::Uri>() else {
+            return bad();
+        };
+        let Some(target) = uri.authority().and_then(|a| canonical(a.as_str(), 443)) else {
+            return bad();
+        };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = if self.is_authenticate_host(&target.host, target.port) {
+            // Only ever a path of ours: never `//elsewhere`.
+            if is_safe_path(path) { path } else { "/" }.to_string()
+        } else {
+            let Some(nonce_tag) = nonce_tag else {
+                return bad();
+            };
+            let credential =
+                RouteCredential::of(session, ctx.now, outage.then_some(OUTAGE_GRACE_SECS));
+            let ticket = Ticket {
+                credential: &serde_json::to_vec(&credential).expect("credentials serialize"),
+                sid: if session.sub.is_empty() {
+                    &session.id
+                } else {
+                    &session.sub
+                },
+                target: &target.to_authority_string(),
+                return_path: path,
+                nonce_tag,
+            };
+            match self.handoff.issue(&ticket, timestamp(ctx.now)) {
+                Ok(token) => format!(
+                    "{}{HANDOFF_PATH}?token={}",
+                    origin_url(&target.host, target.port),
+                    encode(&token)
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hand the session over");
+                    return bad();
+                }
+            }
+        };
+        let mut resp = redirect(&location);
         append_cookies(resp.headers_mut(), cookies);
         resp
     }
 
-    /// `GET /.portcullis/callback?token=…` on a route host: sets this host's session
-    /// cookie, once.
-    async fn accept_handoff(&self, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
+    /// `GET /.portcullis/callback?token=…` on a route host: sets this host's credential,
+    /// once, for the browser that started the sign-in.
+    async fn accept_handoff<B>(&self, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Body> {
         let now = timestamp(ctx.now);
-        let mut handoff = query(req, "token")
-            .and_then(|t| self.handoff.verify(&t, ctx.host, now).ok())
-            .filter(|h| self.replay.first_use(&h.jti, h.expires_at, now));
-        // With Redis, a token is single-use across every replica too; fail closed.
-        if let Some(h) = &handoff {
-            let ttl = (h.expires_at.as_second() - ctx.now).max(1) as u64 + 5;
-            if !self
-                .store
-                .first_use_shared(&h.jti, ttl)
-                .await
-                .unwrap_or(false)
-            {
-                handoff = None;
-            }
+        let origin = crate::routes::authority::Canonical {
+            host: ctx.host.into(),
+            port: ctx.port,
         }
-        let carried = handoff.as_ref().and_then(|h| {
-            let text = std::str::from_utf8(&h.session).ok()?;
-            let (expires, value) = text.split_once(':')?;
-            Some((
-                expires.parse::<i64>().ok()?,
-                value.to_string(),
-                h.return_path.clone(),
-            ))
-        });
-        let Some((session_expires, value, return_path)) = carried else {
-            return pages::message(
+        .to_authority_string();
+        let invalid = |detail: &str| {
+            pages::message(
                 StatusCode::BAD_REQUEST,
                 "Sign-in link not valid",
-                "This sign-in link has expired, was already used, or is for another site. Go \
-                 back to the application and try again.",
+                detail,
                 ctx.request_id,
-            );
+            )
         };
-        let path = if is_safe_path(&return_path) {
-            return_path.as_str()
-        } else {
-            "/"
-        };
-        let max_age = std::time::Duration::from_secs((session_expires - ctx.now).max(0) as u64);
-        let mut resp = redirect(path);
-        match self.cookie.set(&value, Some(max_age)) {
-            Ok(cookies) => append_cookies(resp.headers_mut(), cookies),
-            Err(e) => {
-                tracing::error!(error = %e, "session cookie too large; use session_store: redis://…")
+        let handoff = match query(req, "token").map(|t| self.handoff.verify(&t, &origin, now)) {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                tracing::info!(error = %e, host = %origin, "sign-in handoff refused");
+                return invalid(
+                    "This sign-in link has expired, was already used, or is for another site. \
+                     Go back to the application and try again.",
+                );
             }
+            None => return invalid("This sign-in link is incomplete."),
+        };
+        let nonce = self.names.nonce(ctx.port).read_unique(req.headers());
+        if !nonce.is_some_and(|n| self.csrf.verify_nonce(&n, &handoff.nonce_tag)) {
+            tracing::info!(host = %origin, "sign-in handoff from a browser that did not start it");
+            return invalid(
+                "This sign-in was started in another browser (or its cookies were cleared). \
+                 Go back to the application and sign in here.",
+            );
         }
+        if !self
+            .replay
+            .first_use(&handoff.jti, &handoff.sid, handoff.expires_at, now)
+        {
+            return invalid("This sign-in link was already used. Go back to the application.");
+        }
+        // With Redis, a token is single-use across every replica too; fail closed.
+        let ttl = (handoff.expires_at.as_second() - ctx.now).max(1) as u64 + 5;
+        if !self
+            .store
+            .first_use_shared(&handoff.jti, ttl)
+            .await
+            .unwrap_or(false)
+        {
+            return invalid("This sign-in link was already used. Go back to the application.");
+        }
+        let Ok(credential) = serde_json::from_slice::<RouteCredential>(&handoff.credential) else {
+            return invalid("This sign-in link is damaged.");
+        };
+        let mut resp = redirect(&handoff.return_path);
+        append_cookies(
+            resp.headers_mut(),
+            self.route_cookie(ctx.host, ctx.port, &credential, ctx.now),
+        );
         resp
     }
 
-    async fn current(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
-        let value = self.cookie.read(headers)?;
-        self.store
-            .load(&self.sealer, &value, now)
+    /// The session of this request: the authenticate host's own, or this route host's
+    /// credential.
+    async fn current(&self, headers: &HeaderMap, ctx: &Ctx<'_>) -> Option<Current> {
+        if self.is_authenticate_host(ctx.host, ctx.port) {
+            let s = self
+                .auth_session(headers, ctx.port, ctx.now)
+                .await
+                .session?;
+            return Some(Current {
+                identity: Arc::new(s.identity()),
+                sid: s.id,
+                name: s.name,
+                session_expires: s.expires,
+            });
+        }
+        let known = self
+            .credential(headers, ctx.host, ctx.port, ctx.now)
             .await
-            .ok()
-            .flatten()
+            .known?;
+        Some(Current {
+            identity: known.identity.clone(),
+            sid: known.sid.clone(),
+            name: known.name.clone(),
+            session_expires: known.session_expires,
+        })
     }
 
     /// `/.portcullis/` and `/.portcullis/user`.
-    async fn user_page(
-        &self,
-        req: &Request<Incoming>,
-        ctx: &Ctx<'_>,
-        as_json: bool,
-    ) -> Response<Body> {
-        let Some(session) = self.current(req.headers(), ctx.now).await else {
+    async fn user_page<B>(&self, req: &Request<B>, ctx: &Ctx<'_>, as_json: bool) -> Response<Body> {
+        let Some(current) = self.current(req.headers(), ctx).await else {
             if as_json {
                 return json(
                     StatusCode::UNAUTHORIZED,
@@ -390,13 +494,14 @@ impl Auth {
             }
             return self.sign_in_response(
                 req.headers(),
-                ctx.authority,
+                ctx.host,
+                ctx.port,
                 "/.portcullis/",
                 ctx.request_id,
             );
         };
         // The groups policies see: the directory's when it is configured.
-        let mut identity = session.identity();
+        let mut identity = (*current.identity).clone();
         let (source, verdict) = match ctx.directory {
             Some(d) => {
                 let verdict = d.apply(&mut identity);
@@ -404,55 +509,94 @@ impl Auth {
             }
             None => ("identity provider token", None),
         };
-        let mut session = session;
-        session.groups = identity.groups;
         if as_json {
             return json(
                 StatusCode::OK,
                 &serde_json::json!({
                     "signed_in": true,
-                    "user": session.sub,
-                    "email": session.email,
-                    "name": session.name,
-                    "groups": session.groups,
+                    "user": identity.user,
+                    "email": identity.email,
+                    "name": current.name,
+                    "groups": identity.groups,
                     "groups_source": source,
                     "directory_status": verdict,
-                    "session_expires": jiff::Timestamp::from_second(session.expires).ok().map(|t| t.to_string()),
-                    "claims": session.claims,
+                    "session_expires": jiff::Timestamp::from_second(current.session_expires).ok().map(|t| t.to_string()),
+                    "claims": identity.claims,
                 }),
             );
         }
         pages::user(
-            &session,
+            &pages::UserView {
+                name: &current.name,
+                email: &identity.email,
+                sub: &identity.user,
+                groups: &identity.groups,
+                expires: current.session_expires,
+            },
             source,
             verdict.as_deref(),
-            &self.csrf.sign_out_token(session.id.as_bytes()),
+            &self
+                .csrf
+                .sign_out_token(sign_out_binding(&current.sid, ctx).as_bytes()),
             ctx.request_id,
         )
     }
 
-    /// `GET /.portcullis/sign_out` on a route host: a confirmation form (sign-out needs
-    /// a POST with a CSRF token).
-    async fn sign_out_form(&self, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
-        match self.current(req.headers(), ctx.now).await {
-            Some(session) => pages::sign_out(
-                &self.csrf.sign_out_token(session.id.as_bytes()),
+    /// `GET /.portcullis/sign_out`: a confirmation form (sign-out needs a POST with a
+    /// CSRF token).
+    async fn sign_out_form<B>(&self, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Body> {
+        match self.current(req.headers(), ctx).await {
+            Some(current) => pages::sign_out(
+                &self
+                    .csrf
+                    .sign_out_token(sign_out_binding(&current.sid, ctx).as_bytes()),
                 ctx.request_id,
             ),
             None => pages::signed_out(ctx.request_id),
         }
     }
 
-    /// `POST /.portcullis/sign_out`: clears this host's session and continues at the
-    /// authenticate host, which clears its own and ends the provider's.
-    async fn sign_out(&self, req: Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
-        let session = self.current(req.headers(), ctx.now).await;
-        let form = read_form(req).await;
-        let csrf_ok = match (&session, form.iter().find(|(k, _)| k == "csrf")) {
-            (Some(s), Some((_, token))) => self.csrf.verify_sign_out(s.id.as_bytes(), token),
-            _ => false,
+    /// `POST /.portcullis/sign_out` with the session's CSRF token. On a route host:
+    /// clears this host's credential and continues at the authenticate host with an
+    /// intent bound to the session, which clears its own and ends the provider's. With no
+    /// session there is nothing to sign out, and no intent: an anonymous POST can't make
+    /// a link that signs somebody else out.
+    async fn sign_out<B>(&self, req: Request<B>, ctx: &Ctx<'_>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send,
+        B::Error: Into<crate::proxy::BoxError>,
+    {
+        let on_authenticate = self.is_authenticate_host(ctx.host, ctx.port);
+        let current = self.current(req.headers(), ctx).await;
+        let own_cookie = if on_authenticate {
+            self.names.authenticate(ctx.port)
+        } else {
+            self.names.route(&self.names.binding(ctx.host, ctx.port))
         };
-        if session.is_some() && !csrf_ok {
+        let carried_cookie = own_cookie.read(req.headers()).is_some();
+        let auth_cookie = on_authenticate
+            .then(|| self.names.authenticate(ctx.port).read_unique(req.headers()))
+            .flatten();
+        let same_origin = is_same_origin(req.headers(), ctx.host, ctx.port);
+        let form = read_form(req).await;
+        let Some(current) = current else {
+            // Nothing to sign out. A stale cookie is cleared — but only one this request
+            // carried: a cross-site POST (no Lax cookies) must not clear anything.
+            let mut resp = pages::signed_out(ctx.request_id);
+            if carried_cookie && same_origin {
+                append_cookies(resp.headers_mut(), own_cookie.clear());
+            }
+            return resp;
+        };
+        let csrf_ok = same_origin
+            && form
+                .iter()
+                .find(|(k, _)| k == "csrf")
+                .is_some_and(|(_, t)| {
+                    self.csrf
+                        .verify_sign_out(sign_out_binding(&current.sid, ctx).as_bytes(), t)
+                });
+        if !csrf_ok {
             return pages::message(
                 StatusCode::FORBIDDEN,
                 "Sign-out refused",
@@ -461,18 +605,40 @@ impl Auth {
                 ctx.request_id,
             );
         }
-        let intent = SignOutIntent {
-            id_token: session.as_ref().map(|s| s.id_token.clone()),
-            session_id: session.as_ref().map(|s| s.id.clone()),
-            exp: ctx.now + 60,
-        };
-        if let Some(s) = &session {
-            self.forget_decoded(&s.id);
-            if let Err(e) = self.store.delete(&s.id).await {
+        self.forget_decoded(&current.sid);
+        tracing::info!(session = %short(&current.sid), user = %current.identity.user, "signing out");
+        if on_authenticate {
+            let session = match auth_cookie {
+                Some(v) => self
+                    .store
+                    .load(&self.sealer, &v, ctx.now)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            return self.end_session(session, None, &current.sid, ctx).await;
+        }
+        // With Redis the session is here: end it now, whatever the browser does next.
+        let mut id_token = None;
+        if self.store.is_redis()
+            && let Ok(Some(session)) = self
+                .store
+                .load_id(&self.sealer, &current.sid, ctx.now)
+                .await
+        {
+            self.revoke(&session).await;
+            if let Err(e) = self.store.delete(&session.id).await {
                 tracing::warn!(error = %e, "could not delete the session from the store");
             }
-            tracing::info!(session = %short(&s.id), user = %s.sub, "signed out");
+            self.sign_out_token(&session.id_token, ctx.now).await;
+            id_token = Some(session.id_token);
         }
+        let intent = SignOutIntent {
+            session_id: current.sid.clone(),
+            id_token,
+            exp: ctx.now + SIGN_OUT_INTENT_SECS,
+        };
         let sealed = self.sealer.seal(
             SIGN_OUT,
             &serde_json::to_vec(&intent).expect("intents serialize"),
@@ -483,13 +649,17 @@ impl Auth {
             encode(&sealed)
         );
         let mut resp = redirect(&url);
-        append_cookies(resp.headers_mut(), self.cookie.clear());
+        append_cookies(
+            resp.headers_mut(),
+            self.clear_route_cookie(ctx.host, ctx.port),
+        );
         resp
     }
 
-    /// `GET /.portcullis/sign_out?intent=…` on the authenticate host: clears its cookie
-    /// and goes to the provider's end-session endpoint.
-    async fn sign_out_at_provider(&self, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Response<Body> {
+    /// `GET /.portcullis/sign_out?intent=…` on the authenticate host: for the session
+    /// the intent names, and only when this browser holds it here, revokes its refresh
+    /// token, clears the cookie and goes to the provider's end-session endpoint.
+    async fn sign_out_at_provider<B>(&self, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Body> {
         let intent = query(req, "intent")
             .and_then(|i| self.sealer.open(SIGN_OUT, &i).ok())
             .and_then(|json| serde_json::from_slice::<SignOutIntent>(&json).ok())
@@ -502,16 +672,60 @@ impl Auth {
                 ctx.request_id,
             );
         };
-        let mine = self.current(req.headers(), ctx.now).await;
-        if let Some(s) = &mine
-            && intent.session_id.as_deref() != Some(s.id.as_str())
-        {
-            self.forget_decoded(&s.id);
-            let _ = self.store.delete(&s.id).await;
+        let value = self.names.authenticate(ctx.port).read_unique(req.headers());
+        let held = value
+            .as_deref()
+            .and_then(|v| self.store.session_id(&self.sealer, v));
+        match held {
+            // Signed out here already (or never signed in here): nothing to end.
+            None => pages::signed_out(ctx.request_id),
+            Some(sid) if sid != intent.session_id => {
+                tracing::info!(session = %short(&sid), "sign-out link for another session refused");
+                pages::message(
+                    StatusCode::BAD_REQUEST,
+                    "Sign-out link not valid",
+                    "This sign-out link is for another session than this browser's.",
+                    ctx.request_id,
+                )
+            }
+            Some(sid) => {
+                let session = match &value {
+                    Some(v) => self
+                        .store
+                        .load(&self.sealer, v, ctx.now)
+                        .await
+                        .ok()
+                        .flatten(),
+                    None => None,
+                };
+                self.end_session(session, intent.id_token, &sid, ctx).await
+            }
         }
-        let id_token = intent
-            .id_token
-            .or_else(|| mine.as_ref().map(|s| s.id_token.clone()));
+    }
+
+    /// Ends a session at the authenticate host: revokes the refresh token, deletes the
+    /// stored session, clears the cookie, and goes to the provider's end-session page.
+    async fn end_session(
+        &self,
+        session: Option<Session>,
+        id_token: Option<String>,
+        sid: &str,
+        ctx: &Ctx<'_>,
+    ) -> Response<Body> {
+        self.forget_decoded(sid);
+        let mut id_token = id_token;
+        if let Some(s) = session {
+            self.revoke(&s).await;
+            if let Err(e) = self.store.delete(&s.id).await {
+                tracing::warn!(error = %e, "could not delete the session from the store");
+            }
+            id_token = Some(s.id_token);
+        }
+        // The ID token goes to the provider in the browser's URL: never a key again.
+        if let Some(t) = &id_token {
+            self.sign_out_token(t, ctx.now).await;
+        }
+        tracing::info!(session = %short(sid), "signed out");
         let signed_out = format!("{}/.portcullis/signed_out", self.authenticate_url);
         let target = match id_token {
             Some(t) => self
@@ -522,15 +736,33 @@ impl Auth {
             None => signed_out,
         };
         let mut resp = redirect(&target);
-        append_cookies(resp.headers_mut(), self.cookie.clear());
+        append_cookies(
+            resp.headers_mut(),
+            self.names.authenticate(ctx.port).clear(),
+        );
         resp
     }
 
-    /// The validated `redirect_uri` of a sign-in request.
-    fn return_url(&self, req: &Request<Incoming>, ctx: &Ctx<'_>) -> Option<String> {
+    /// Revokes a session's refresh token at the provider (best effort: the session is
+    /// ended here either way).
+    async fn revoke(&self, session: &Session) {
+        let Some(token) = &session.refresh_token else {
+            return;
+        };
+        match self.provider.revoke(token).await {
+            Ok(true) => tracing::debug!(session = %short(&session.id), "refresh token revoked"),
+            Ok(false) => tracing::debug!("the provider has no revocation endpoint"),
+            Err(e) => tracing::warn!(error = %e, "could not revoke the refresh token"),
+        }
+    }
+
+    /// The validated `redirect_uri` of a sign-in request: the authenticate host, or a
+    /// host with a route that `allowed_return_domains` (when set) also allows.
+    fn return_url<B>(&self, req: &Request<B>, ctx: &Ctx<'_>) -> Option<String> {
         let raw = query(req, "redirect_uri")?;
         let uri = validate_return_url(&raw, |h| {
-            self.is_authenticate_host(h) || ctx.table.knows_host(h)
+            h == self.authenticate_host
+                || (ctx.table.knows_host(h) && self.return_domain_allowed(h))
         })?;
         // Relative return URLs mean the authenticate host itself.
         Some(if uri.scheme().is_some() {
@@ -539,25 +771,116 @@ impl Auth {
             format!("{}{}", self.authenticate_url, uri)
         })
     }
+
+    fn return_domain_allowed(&self, host: &str) -> bool {
+        self.return_domains.is_empty()
+            || self
+                .return_domains
+                .iter()
+                .any(|d| match d.strip_prefix("*.") {
+                    Some(parent) => host
+                        .strip_suffix(parent)
+                        .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+                    None => host == d,
+                })
+    }
+
+    fn targets_authenticate_host(&self, url: &str) -> bool {
+        url.parse::<http::Uri>()
+            .ok()
+            .and_then(|u| {
+                let a = canonical(u.authority()?.as_str(), 443)?;
+                Some(self.is_authenticate_host(&a.host, a.port))
+            })
+            .unwrap_or(false)
+    }
 }
 
-/// Whether the client is a program rather than a browser: it sent a bearer token or
-/// asks for JSON.
+/// What a sign-out CSRF token is bound to: the session and this host's origin, so a
+/// token read on one host (say, by a script of that host's app) signs nobody out
+/// from another.
+fn sign_out_binding(sid: &str, ctx: &Ctx<'_>) -> String {
+    format!("{sid}@{}:{}", ctx.host, ctx.port)
+}
+
+/// Whether a state-changing request comes from a page of this same origin, as far as
+/// the browser says: `Sec-Fetch-Site` when sent, else `Origin` when sent (requests
+/// from older browsers and non-browsers carry neither, and rely on the CSRF token).
+fn is_same_origin(headers: &HeaderMap, host: &str, port: u16) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "same-origin" || site == "none";
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => origin.eq_ignore_ascii_case(&origin_url(host, port)),
+        None => true,
+    }
+}
+
+/// `https://host[:port]`, the port left out when it is 443.
+fn origin_url(host: &str, port: u16) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    if port == 443 {
+        format!("https://{host}")
+    } else {
+        format!("https://{host}:{port}")
+    }
+}
+
+fn store_unavailable(ctx: &Ctx<'_>) -> Response<Body> {
+    pages::message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Service unavailable",
+        "Sessions cannot be read right now. Try again shortly.",
+        ctx.request_id,
+    )
+}
+
+/// Whether the client is a program rather than a browser navigating: it sent a bearer
+/// token, asks for JSON, or is a script's `fetch`/XHR.
 pub fn is_api_client(headers: &HeaderMap) -> bool {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     headers.contains_key(header::AUTHORIZATION)
-        || headers
+        || get("accept").is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+        || get("x-requested-with").is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"))
+        || (get("sec-fetch-dest") == Some("empty")
+            && get("sec-fetch-mode").is_some_and(|m| m != "navigate"))
+}
+
+/// Whether a request is a browser's top-level navigation (where a redirect through the
+/// authenticate host is harmless): GET or HEAD, not an API client, and either marked
+/// `Sec-Fetch-Mode: navigate` or — from browsers that don't send it — asking for HTML.
+pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    if !(method == Method::GET || method == Method::HEAD) || is_api_client(headers) {
+        return false;
+    }
+    match headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+        Some(mode) => mode == "navigate",
+        None => headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+            .is_some_and(|a| a.contains("text/html")),
+    }
 }
 
-fn query(req: &Request<Incoming>, name: &str) -> Option<String> {
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+fn query<B>(req: &Request<B>, name: &str) -> Option<String> {
     url::form_urlencoded::parse(req.uri().query()?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-async fn read_form(req: Request<Incoming>) -> Vec<(String, String)> {
+async fn read_form<B>(req: Request<B>) -> Vec<(String, String)>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: Into<crate::proxy::BoxError>,
+{
     let body = http_body_util::Limited::new(req.into_body(), MAX_FORM)
         .collect()
         .await
@@ -601,4 +924,101 @@ pub fn append_cookies(headers: &mut HeaderMap, cookies: Vec<HeaderValue>) {
 
 fn timestamp(unix: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(unix).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn api_clients_and_navigations() {
+        for (pairs, method, api, nav) in [
+            (vec![("accept", "text/html")], Method::GET, false, true),
+            (vec![("accept", "*/*")], Method::GET, false, false),
+            (
+                vec![("accept", "application/json")],
+                Method::GET,
+                true,
+                false,
+            ),
+            (
+                vec![("authorization", "Bearer x")],
+                Method::GET,
+                true,
+                false,
+            ),
+            (
+                vec![("x-requested-with", "XMLHttpRequest")],
+                Method::GET,
+                true,
+                false,
+            ),
+            (
+                vec![("sec-fetch-mode", "cors"), ("sec-fetch-dest", "empty")],
+                Method::GET,
+                true,
+                false,
+            ),
+            (
+                vec![
+                    ("sec-fetch-mode", "navigate"),
+                    ("sec-fetch-dest", "document"),
+                ],
+                Method::GET,
+                false,
+                true,
+            ),
+            (
+                vec![
+                    ("sec-fetch-mode", "no-cors"),
+                    ("sec-fetch-dest", "image"),
+                    ("accept", "text/html"),
+                ],
+                Method::GET,
+                false,
+                false,
+            ),
+            (vec![("accept", "text/html")], Method::POST, false, false),
+            (vec![("accept", "text/html")], Method::HEAD, false, true),
+        ] {
+            let h = headers(&pairs);
+            assert_eq!(is_api_client(&h), api, "{pairs:?}");
+            assert_eq!(is_navigation(&method, &h), nav, "{pairs:?} {method}");
+        }
+    }
+
+    #[test]
+    fn same_origin_checks() {
+        for (pairs, same) in [
+            (vec![], true),
+            (vec![("sec-fetch-site", "same-origin")], true),
+            (vec![("sec-fetch-site", "none")], true),
+            (vec![("sec-fetch-site", "same-site")], false),
+            (vec![("sec-fetch-site", "cross-site")], false),
+            (vec![("origin", "https://app:8443")], true),
+            (vec![("origin", "https://evil:8443")], false),
+            (vec![("origin", "null")], false),
+        ] {
+            assert_eq!(
+                is_same_origin(&headers(&pairs), "app", 8443),
+                same,
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn origin_urls() {
+        assert_eq!(origin_url("app", 443), "https://app");
+        assert_eq!(origin_url("app", 8443), "https://app:8443");
+        assert_eq!(origin_url("::1", 8443), "https://[::1]:8443");
+    }
 }

@@ -1,14 +1,16 @@
 //! The sign-in handoff: after the IdP callback on the authenticate host, the browser is
-//! sent to the route host's `/.portcullis/callback` with a token that carries the
-//! session there. The token is sealed ([`Purpose::HANDOFF`], under the handoff subkey),
-//! bound to one target host, lives at most [`HANDOFF_TTL`], and is single-use through
-//! a [`ReplayGuard`].
+//! sent to the route host's `/.portcullis/callback` with a token that carries that
+//! host's credential there. The token is sealed ([`Purpose::HANDOFF`], under the handoff
+//! subkey), bound to one target origin (`host:port`), tied to the browser that started
+//! the sign-in (the MAC of its nonce cookie, see [`super::csrf::Csrf::nonce_tag`]),
+//! lives at most [`HANDOFF_TTL`], and is single-use through a [`ReplayGuard`].
 //!
 //! Payload inside the seal (big-endian):
 //!
 //! ```text
-//! expires_at: i64 unix seconds | jti: 16 bytes | host_len: u16 | host |
-//! path_len: u16 | return path | session: the rest
+//! expires_at: i64 unix seconds | jti: 16 bytes | nonce_tag_len: u16 | nonce tag |
+//! target_len: u16 | target origin | sid_len: u16 | session id |
+//! path_len: u16 | return path | credential: the rest
 //! ```
 
 use std::cmp::Reverse;
@@ -27,8 +29,11 @@ pub const HANDOFF_TTL: Duration = Duration::from_secs(60);
 /// How far ahead of a verifying replica's clock the issuing replica's may be.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 /// Used jtis remembered by default by [`ReplayGuard::default`]; at most about
-/// 100 bytes each.
+/// 150 bytes each.
 pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
+/// Unexpired used jtis one session may hold in the guard: a signed-in user redeeming
+/// tokens in a loop fills their own budget, not everyone's capacity.
+pub const PER_SESSION_BUDGET: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HandoffError {
@@ -37,22 +42,37 @@ pub enum HandoffError {
     Invalid,
     #[error("the sign-in handoff token has expired")]
     Expired,
-    #[error("the sign-in handoff token is for another host")]
+    #[error("the sign-in handoff token is for another host or port")]
     WrongHost,
-    /// Issuing only: the host or return path can't be carried safely.
+    /// Issuing only: the target or return path can't be carried safely.
     #[error("refusing to issue a handoff to an invalid host or return path")]
     BadTarget,
+}
+
+/// What a handoff token is issued with.
+pub struct Ticket<'a> {
+    /// The route host's credential (a serialized [`super::session::RouteCredential`]).
+    pub credential: &'a [u8],
+    /// Whose it is (the user; the replay guard's budget key: a user signing in over and
+    /// over gets new sessions, not more budget).
+    pub sid: &'a str,
+    /// The target origin, canonical `host:port` (compared exactly on verify).
+    pub target: &'a str,
+    /// Where to send the browser on that host; must pass [`is_safe_path`].
+    pub return_path: &'a str,
+    /// The MAC of the nonce cookie of the browser that started the sign-in.
+    pub nonce_tag: &'a str,
 }
 
 /// What a verified handoff token carries.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Handoff {
-    /// The session (a sealed session, or a session ID with a server-side store).
-    pub session: Vec<u8>,
-    /// The route host the token was issued for (as given to [`HandoffCodec::issue`]).
-    pub host: String,
-    /// Where to send the browser on that host; always passes [`is_safe_path`].
+    pub credential: Vec<u8>,
+    pub sid: String,
+    pub target: String,
+    /// Always passes [`is_safe_path`].
     pub return_path: String,
+    pub nonce_tag: String,
     pub expires_at: Timestamp,
     /// 128 random bits, lowercase hex: the key for [`ReplayGuard::first_use`].
     pub jti: String,
@@ -61,12 +81,15 @@ pub struct Handoff {
 impl std::fmt::Debug for Handoff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handoff")
-            .field("session", &format_args!("[{} bytes]", self.session.len()))
-            .field("host", &self.host)
+            .field(
+                "credential",
+                &format_args!("[{} bytes]", self.credential.len()),
+            )
+            .field("target", &self.target)
             .field("return_path", &self.return_path)
             .field("expires_at", &self.expires_at)
             .field("jti", &self.jti)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,44 +108,44 @@ impl HandoffCodec {
         }
     }
 
-    /// A token that hands `session` to `host` (compared ASCII case-insensitively on
-    /// verify; pass it the way the verifier will) and then sends the browser to
-    /// `return_path`, valid from `now` for [`HANDOFF_TTL`]. URL-safe as it is.
-    pub fn issue(
-        &self,
-        session: &[u8],
-        host: &str,
-        return_path: &str,
-        now: Timestamp,
-    ) -> Result<String, HandoffError> {
-        if host.is_empty()
-            || host.len() > usize::from(u16::MAX)
-            || return_path.len() > usize::from(u16::MAX)
-            || !is_safe_path(return_path)
+    /// A token for `ticket`, valid from `now` for [`HANDOFF_TTL`]. URL-safe as it is.
+    pub fn issue(&self, ticket: &Ticket<'_>, now: Timestamp) -> Result<String, HandoffError> {
+        let fields = [
+            ticket.nonce_tag.as_bytes(),
+            ticket.target.as_bytes(),
+            ticket.sid.as_bytes(),
+            ticket.return_path.as_bytes(),
+        ];
+        if ticket.target.is_empty()
+            || ticket.nonce_tag.is_empty()
+            || fields.iter().any(|f| f.len() > usize::from(u16::MAX))
+            || !is_safe_path(ticket.return_path)
         {
             return Err(HandoffError::BadTarget);
         }
         let expires_at = now.as_second() + HANDOFF_TTL.as_secs() as i64;
         let mut jti = [0u8; 16];
         fill_random(&mut jti);
-        let mut payload =
-            Vec::with_capacity(8 + 16 + 4 + host.len() + return_path.len() + session.len());
+        let mut payload = Vec::with_capacity(
+            8 + 16 + 8 + fields.iter().map(|f| f.len()).sum::<usize>() + ticket.credential.len(),
+        );
         payload.extend_from_slice(&expires_at.to_be_bytes());
         payload.extend_from_slice(&jti);
-        for field in [host.as_bytes(), return_path.as_bytes()] {
+        for field in fields {
             payload.extend_from_slice(&(field.len() as u16).to_be_bytes());
             payload.extend_from_slice(field);
         }
-        payload.extend_from_slice(session);
+        payload.extend_from_slice(ticket.credential);
         Ok(self.sealer.seal(Purpose::HANDOFF, &payload))
     }
 
-    /// Opens `token` and checks it was issued for `expected_host` and is unexpired at
-    /// `now`. Single use is the caller's next step: [`ReplayGuard::first_use`].
+    /// Opens `token` and checks it was issued for `expected_target` (canonical
+    /// `host:port`, compared exactly) and is unexpired at `now`. The nonce and single
+    /// use are the caller's next steps.
     pub fn verify(
         &self,
         token: &str,
-        expected_host: &str,
+        expected_target: &str,
         now: Timestamp,
     ) -> Result<Handoff, HandoffError> {
         let payload = self
@@ -130,7 +153,7 @@ impl HandoffCodec {
             .open(Purpose::HANDOFF, token)
             .map_err(|_| HandoffError::Invalid)?;
         let handoff = decode(&payload).ok_or(HandoffError::Invalid)?;
-        if !handoff.host.eq_ignore_ascii_case(expected_host) {
+        if handoff.target != expected_target {
             return Err(HandoffError::WrongHost);
         }
         let exp = handoff.expires_at.as_second();
@@ -148,16 +171,21 @@ impl HandoffCodec {
 fn decode(payload: &[u8]) -> Option<Handoff> {
     let (exp, rest) = payload.split_first_chunk::<8>()?;
     let (jti, rest) = rest.split_first_chunk::<16>()?;
-    let (host, rest) = take_field(rest)?;
-    let (return_path, session) = take_field(rest)?;
-    let return_path = String::from_utf8(return_path.to_vec()).ok()?;
+    let (nonce_tag, rest) = take_field(rest)?;
+    let (target, rest) = take_field(rest)?;
+    let (sid, rest) = take_field(rest)?;
+    let (return_path, credential) = take_field(rest)?;
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).ok();
+    let return_path = text(return_path)?;
     if !is_safe_path(&return_path) {
         return None;
     }
     Some(Handoff {
-        session: session.to_vec(),
-        host: String::from_utf8(host.to_vec()).ok()?,
+        credential: credential.to_vec(),
+        sid: text(sid)?,
+        target: text(target)?,
         return_path,
+        nonce_tag: text(nonce_tag)?,
         expires_at: Timestamp::from_second(i64::from_be_bytes(*exp)).ok()?,
         jti: jti.iter().map(|b| format!("{b:02x}")).collect(),
     })
@@ -173,38 +201,47 @@ fn take_field(input: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Remembers used handoff jtis until they expire, so each token is accepted once.
 ///
-/// In memory, per process: with several replicas a token could be replayed on another
-/// replica within its [`HANDOFF_TTL`] (the thief would need the token itself, which
-/// travels only in the victim's redirect). A Redis-backed guard closes that gap when
-/// `session_store` is Redis.
+/// In memory, per process: with several replicas and the cookie store a token could be
+/// replayed on another replica within its [`HANDOFF_TTL`] (the thief would need the
+/// token and the victim's nonce cookie). With Redis, a cluster-wide check follows.
 ///
-/// Bounded: when `capacity` unexpired jtis are remembered, new ones are refused (sign-in
-/// fails closed) rather than forgetting one that could then be replayed. Expired
-/// entries are dropped on every call.
+/// Bounded two ways: a session holds at most [`PER_SESSION_BUDGET`] unexpired jtis
+/// (its further tokens are refused until some expire), and at most `capacity` in all;
+/// when full, new ones are refused (sign-in fails closed) rather than forgetting one
+/// that could then be replayed. Expired entries are dropped on every call.
 #[derive(Debug)]
 pub struct ReplayGuard {
     capacity: usize,
+    per_session: usize,
     inner: Mutex<Seen>,
 }
 
 #[derive(Debug, Default)]
 struct Seen {
-    expiry_by_jti: HashMap<String, i64>,
+    /// jti → (expiry, session).
+    by_jti: HashMap<String, (i64, String)>,
+    /// Unexpired jtis per session.
+    per_session: HashMap<String, usize>,
     /// Earliest expiry first.
     queue: BinaryHeap<Reverse<(i64, String)>>,
 }
 
 impl ReplayGuard {
     pub fn new(capacity: usize) -> ReplayGuard {
+        ReplayGuard::with_budget(capacity, PER_SESSION_BUDGET)
+    }
+
+    pub fn with_budget(capacity: usize, per_session: usize) -> ReplayGuard {
         ReplayGuard {
             capacity,
+            per_session,
             inner: Mutex::default(),
         }
     }
 
     /// `true` the first time `jti` is seen before `expires_at`; `false` on a replay,
-    /// for an already expired token, or when full.
-    pub fn first_use(&self, jti: &str, expires_at: Timestamp, now: Timestamp) -> bool {
+    /// for an already expired token, when `sid` has used its budget, or when full.
+    pub fn first_use(&self, jti: &str, sid: &str, expires_at: Timestamp, now: Timestamp) -> bool {
         let (exp, now) = (expires_at.as_second(), now.as_second());
         // A panic elsewhere can't leave the sets inconsistent in a way that matters.
         let mut seen = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,15 +251,24 @@ impl ReplayGuard {
             let Some(Reverse((_, old))) = seen.queue.pop() else {
                 break;
             };
-            seen.expiry_by_jti.remove(&old);
+            if let Some((_, session)) = seen.by_jti.remove(&old)
+                && let Some(n) = seen.per_session.get_mut(&session)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    seen.per_session.remove(&session);
+                }
+            }
         }
         if exp <= now
-            || seen.expiry_by_jti.contains_key(jti)
-            || seen.expiry_by_jti.len() >= self.capacity
+            || seen.by_jti.contains_key(jti)
+            || seen.by_jti.len() >= self.capacity
+            || seen.per_session.get(sid).copied().unwrap_or(0) >= self.per_session
         {
             return false;
         }
-        seen.expiry_by_jti.insert(jti.to_string(), exp);
+        seen.by_jti.insert(jti.to_string(), (exp, sid.to_string()));
+        *seen.per_session.entry(sid.to_string()).or_default() += 1;
         seen.queue.push(Reverse((exp, jti.to_string())));
         true
     }
@@ -232,7 +278,7 @@ impl ReplayGuard {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .expiry_by_jti
+            .by_jti
             .len()
     }
 
@@ -264,21 +310,36 @@ mod tests {
         (HandoffCodec::new(&keys.handoff), keys)
     }
 
+    fn ticket<'a>(credential: &'a [u8], target: &'a str, path: &'a str) -> Ticket<'a> {
+        Ticket {
+            credential,
+            sid: "sid-1",
+            target,
+            return_path: path,
+            nonce_tag: "tag",
+        }
+    }
+
     #[test]
     fn round_trip() {
         let (c, _) = codec();
-        for session in [&b""[..], b"sid-123", &[7u8; 4000]] {
+        for credential in [&b""[..], b"cred-123", &[7u8; 4000]] {
             let token = c
-                .issue(session, "app.example.com", "/x?y=1", at(1000))
+                .issue(
+                    &ticket(credential, "app.example.com:443", "/x?y=1"),
+                    at(1000),
+                )
                 .unwrap();
             assert!(
                 token
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             );
-            let h = c.verify(&token, "APP.example.com", at(1030)).unwrap();
-            assert_eq!(h.session, session);
-            assert_eq!(h.host, "app.example.com");
+            let h = c.verify(&token, "app.example.com:443", at(1030)).unwrap();
+            assert_eq!(h.credential, credential);
+            assert_eq!(h.target, "app.example.com:443");
+            assert_eq!(h.sid, "sid-1");
+            assert_eq!(h.nonce_tag, "tag");
             assert_eq!(h.return_path, "/x?y=1");
             assert_eq!(h.expires_at, at(1060));
             assert_eq!(h.jti.len(), 32);
@@ -288,97 +349,104 @@ mod tests {
     #[test]
     fn verify_refusals() {
         let (c, keys) = codec();
-        let token = c.issue(b"s", "app.example.com", "/", at(1000)).unwrap();
+        let target = "app.example.com:443";
+        let token = c.issue(&ticket(b"s", target, "/"), at(1000)).unwrap();
         let other_codec = codec().0;
         let as_session = Sealer::new(&keys.handoff).seal(Purpose::SESSION, b"whatever");
         let far_future = c
-            .issue(b"s", "app.example.com", "/", at(1000 + 3600))
+            .issue(&ticket(b"s", target, "/"), at(1000 + 3600))
             .unwrap();
-        for (name, token, host, now, want) in [
+        for (name, token, target, now, want) in [
             (
                 "wrong host",
                 token.as_str(),
-                "evil.example.com",
+                "evil.example.com:443",
                 1001,
                 HandoffError::WrongHost,
             ),
             (
                 "host suffix",
                 &token,
-                "app.example.com.evil",
+                "app.example.com.evil:443",
                 1001,
                 HandoffError::WrongHost,
             ),
             (
-                "host with port",
+                "other port",
                 &token,
-                "app.example.com:443",
+                "app.example.com:8443",
+                1001,
+                HandoffError::WrongHost,
+            ),
+            (
+                "no port",
+                &token,
+                "app.example.com",
+                1001,
+                HandoffError::WrongHost,
+            ),
+            (
+                "case",
+                &token,
+                "APP.example.com:443",
                 1001,
                 HandoffError::WrongHost,
             ),
             (
                 "expired at exp",
                 &token,
-                "app.example.com",
+                target,
                 1060,
                 HandoffError::Expired,
             ),
-            (
-                "expired later",
-                &token,
-                "app.example.com",
-                5000,
-                HandoffError::Expired,
-            ),
+            ("expired later", &token, target, 5000, HandoffError::Expired),
             (
                 "issued too far ahead",
                 &far_future,
-                "app.example.com",
+                target,
                 1000,
                 HandoffError::Invalid,
             ),
             (
                 "wrong purpose",
                 &as_session,
-                "app.example.com",
+                target,
                 1001,
                 HandoffError::Invalid,
             ),
-            ("empty", "", "app.example.com", 1001, HandoffError::Invalid),
-            (
-                "garbage",
-                "AAAA",
-                "app.example.com",
-                1001,
-                HandoffError::Invalid,
-            ),
+            ("empty", "", target, 1001, HandoffError::Invalid),
+            ("garbage", "AAAA", target, 1001, HandoffError::Invalid),
         ] {
-            assert_eq!(c.verify(token, host, at(now)).unwrap_err(), want, "{name}");
+            assert_eq!(
+                c.verify(token, target, at(now)).unwrap_err(),
+                want,
+                "{name}"
+            );
         }
         assert_eq!(
-            other_codec
-                .verify(&token, "app.example.com", at(1001))
-                .unwrap_err(),
+            other_codec.verify(&token, target, at(1001)).unwrap_err(),
             HandoffError::Invalid
         );
         // Last valid second.
-        assert!(c.verify(&token, "app.example.com", at(1059)).is_ok());
+        assert!(c.verify(&token, target, at(1059)).is_ok());
         // Issued by a replica whose clock runs a little ahead: accepted.
-        let ahead = c.issue(b"s", "app.example.com", "/", at(1004)).unwrap();
-        assert!(c.verify(&ahead, "app.example.com", at(1000)).is_ok());
+        let ahead = c.issue(&ticket(b"s", target, "/"), at(1004)).unwrap();
+        assert!(c.verify(&ahead, target, at(1000)).is_ok());
     }
 
     #[test]
     fn any_flipped_byte_fails() {
         let (c, _) = codec();
-        let token = c.issue(b"sess", "a.example.com", "/p", at(1000)).unwrap();
+        let token = c
+            .issue(&ticket(b"sess", "a.example.com:443", "/p"), at(1000))
+            .unwrap();
         let raw = URL_SAFE_NO_PAD.decode(&token).unwrap();
         for i in 0..raw.len() {
             let mut t = raw.clone();
             t[i] ^= 0x20;
             let t = URL_SAFE_NO_PAD.encode(&t);
             assert_eq!(
-                c.verify(&t, "a.example.com", at(1001)),
+                c.verify(&t, "a.example.com:443", at(1001)),
                 Err(HandoffError::Invalid),
                 "{i}"
             );
@@ -388,17 +456,22 @@ mod tests {
     #[test]
     fn refuses_to_issue_unsafe_targets() {
         let (c, _) = codec();
-        for (host, path) in [
-            ("", "/"),
-            ("a.example.com", ""),
-            ("a.example.com", "//evil.com"),
-            ("a.example.com", "https://evil.com"),
-            ("a.example.com", "/%2F%2Fevil.com"),
+        for (target, path, tag) in [
+            ("", "/", "t"),
+            ("a.example.com:443", "", "t"),
+            ("a.example.com:443", "//evil.com", "t"),
+            ("a.example.com:443", "https://evil.com", "t"),
+            ("a.example.com:443", "/%2F%2Fevil.com", "t"),
+            ("a.example.com:443", "/", ""),
         ] {
+            let t = Ticket {
+                nonce_tag: tag,
+                ..ticket(b"s", target, path)
+            };
             assert_eq!(
-                c.issue(b"s", host, path, at(0)),
+                c.issue(&t, at(0)),
                 Err(HandoffError::BadTarget),
-                "{host} {path}"
+                "{target} {path}"
             );
         }
     }
@@ -408,16 +481,20 @@ mod tests {
         let mut good = Vec::new();
         good.extend_from_slice(&100i64.to_be_bytes());
         good.extend_from_slice(&[1u8; 16]);
-        good.extend_from_slice(&[0, 1, b'h', 0, 1, b'/']);
+        for field in [&b"t"[..], b"h:1", b"s", b"/"] {
+            good.extend_from_slice(&(field.len() as u16).to_be_bytes());
+            good.extend_from_slice(field);
+        }
         assert!(decode(&good).is_some());
         for cut in 0..good.len() {
             assert!(decode(&good[..cut]).is_none(), "cut at {cut}");
         }
-        let mut long_host = good.clone();
-        long_host[25] = 200;
-        assert!(decode(&long_host).is_none());
+        let mut long_field = good.clone();
+        long_field[25] = 200;
+        assert!(decode(&long_field).is_none());
         let mut bad_path = good.clone();
-        bad_path[29] = b'x';
+        let last = bad_path.len() - 1;
+        bad_path[last] = b'x';
         assert!(decode(&bad_path).is_none());
         let mut huge_exp = good.clone();
         huge_exp[..8].copy_from_slice(&i64::MAX.to_be_bytes());
@@ -425,12 +502,14 @@ mod tests {
     }
 
     #[test]
-    fn debug_hides_the_session() {
+    fn debug_hides_the_credential() {
         let (c, _) = codec();
-        let token = c.issue(b"secret-session", "h", "/", at(0)).unwrap();
-        let text = format!("{:?}", c.verify(&token, "h", at(1)).unwrap());
+        let token = c
+            .issue(&ticket(b"secret-session", "h:1", "/"), at(0))
+            .unwrap();
+        let text = format!("{:?}", c.verify(&token, "h:1", at(1)).unwrap());
         assert!(
-            text.contains("[14 bytes]") && !text.contains("secret"),
+            text.contains("[14 bytes]") && !text.contains("secret") && !text.contains("tag"),
             "{text}"
         );
     }
@@ -448,7 +527,7 @@ mod tests {
             ("a", 200, 100, true), // the first "a" expired and was dropped
         ] {
             assert_eq!(
-                g.first_use(jti, at(exp), at(now)),
+                g.first_use(jti, "s", at(exp), at(now)),
                 want,
                 "{jti} {exp} {now}"
             );
@@ -459,27 +538,48 @@ mod tests {
     #[test]
     fn replay_guard_is_bounded_and_cleans_up() {
         let g = ReplayGuard::new(3);
-        assert!(g.first_use("a", at(10), at(0)));
-        assert!(g.first_use("b", at(20), at(0)));
-        assert!(g.first_use("c", at(30), at(0)));
-        assert!(!g.first_use("d", at(30), at(1)), "full: fail closed");
-        assert!(!g.first_use("a", at(10), at(1)), "still a replay when full");
-        assert!(g.first_use("d", at(30), at(10)), "a expired, room again");
+        assert!(g.first_use("a", "s1", at(10), at(0)));
+        assert!(g.first_use("b", "s2", at(20), at(0)));
+        assert!(g.first_use("c", "s3", at(30), at(0)));
+        assert!(!g.first_use("d", "s4", at(30), at(1)), "full: fail closed");
+        assert!(
+            !g.first_use("a", "s1", at(10), at(1)),
+            "still a replay when full"
+        );
+        assert!(
+            g.first_use("d", "s4", at(30), at(10)),
+            "a expired, room again"
+        );
         assert_eq!(g.len(), 3);
-        assert!(g.first_use("e", at(100), at(40)));
+        assert!(g.first_use("e", "s5", at(100), at(40)));
         assert_eq!(g.len(), 1);
-        assert!(!ReplayGuard::new(0).first_use("x", at(10), at(0)));
+        assert!(!ReplayGuard::new(0).first_use("x", "s", at(10), at(0)));
+    }
+
+    #[test]
+    fn one_session_cannot_fill_the_guard_for_everyone() {
+        let g = ReplayGuard::with_budget(1000, 4);
+        let used = (0..100)
+            .filter(|i| g.first_use(&format!("j{i}"), "mallory", at(100), at(0)))
+            .count();
+        assert_eq!(used, 4, "the attacker's session stops at its budget");
+        assert!(
+            g.first_use("alice-1", "alice", at(100), at(1)),
+            "others still sign in"
+        );
+        // Once the attacker's tokens expire, their budget comes back.
+        assert!(g.first_use("j-late", "mallory", at(200), at(100)));
     }
 
     #[test]
     fn replay_guard_is_thread_safe() {
-        let g = std::sync::Arc::new(ReplayGuard::default());
+        let g = std::sync::Arc::new(ReplayGuard::with_budget(DEFAULT_REPLAY_CAPACITY, 1000));
         let wins: usize = (0..8)
             .map(|_| {
                 let g = g.clone();
                 std::thread::spawn(move || {
                     (0..100)
-                        .filter(|i| g.first_use(&format!("j{i}"), at(100), at(0)))
+                        .filter(|i| g.first_use(&format!("j{i}"), "s", at(100), at(0)))
                         .count()
                 })
             })
@@ -494,10 +594,12 @@ mod tests {
     fn issue_verify_redeem_once() {
         let (c, _) = codec();
         let guard = ReplayGuard::default();
-        let token = c.issue(b"s", "a.example.com", "/", at(1000)).unwrap();
+        let token = c
+            .issue(&ticket(b"s", "a.example.com:443", "/"), at(1000))
+            .unwrap();
         let redeem = |now| {
-            let h = c.verify(&token, "a.example.com", at(now))?;
-            Ok::<bool, HandoffError>(guard.first_use(&h.jti, h.expires_at, at(now)))
+            let h = c.verify(&token, "a.example.com:443", at(now))?;
+            Ok::<bool, HandoffError>(guard.first_use(&h.jti, &h.sid, h.expires_at, at(now)))
         };
         assert_eq!(redeem(1001), Ok(true));
         assert_eq!(redeem(1002), Ok(false));

@@ -15,6 +15,7 @@
 //! - [`gate`]: who a request comes from, and the identity sent upstream;
 //! - [`endpoints`] and [`pages`]: sign-in, callback, handoff, user page, sign-out.
 
+pub mod binding;
 pub mod cookies;
 pub mod csrf;
 pub mod endpoints;
@@ -30,7 +31,7 @@ pub mod session;
 
 pub use cookies::{CookieError, SameSite, SessionCookie, read_chunked, strip_cookies};
 pub use csrf::{Csrf, random_state};
-pub use handoff::{HANDOFF_TTL, Handoff, HandoffCodec, HandoffError, ReplayGuard};
+pub use handoff::{HANDOFF_TTL, Handoff, HandoffCodec, HandoffError, ReplayGuard, Ticket};
 pub use jwt::{ASSERTION_LIFETIME, Assertion, SigningKey, SigningKeyError};
 pub use keys::{CookieSecret, KeyError, Keys, SubKey};
 pub use redirect::{is_safe_path, validate_return_url};

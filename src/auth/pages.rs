@@ -2,7 +2,6 @@
 
 use http::{HeaderValue, Response, StatusCode};
 
-use super::session::Session;
 use crate::proxy::Body;
 use crate::proxy::pages::{escape, html_page};
 
@@ -21,9 +20,19 @@ pub fn message(
     html_page(status, title, &body, request_id)
 }
 
+/// Who the user page describes.
+pub struct UserView<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+    pub sub: &'a str,
+    pub groups: &'a [String],
+    /// When the session ends (unix seconds).
+    pub expires: i64,
+}
+
 /// `/.portcullis/`: who you are, your groups, when the session ends, and sign-out.
 pub fn user(
-    session: &Session,
+    session: &UserView<'_>,
     groups_source: &str,
     directory_problem: Option<&str>,
     csrf: &str,
@@ -54,9 +63,9 @@ pub fn user(
                 escape(p)
             ))
             .unwrap_or_default(),
-        name = escape(&session.name),
-        email = escape(&session.email),
-        sub = escape(&session.sub),
+        name = escape(session.name),
+        email = escape(session.email),
+        sub = escape(session.sub),
         expires = escape(&expires),
         form = sign_out_form(csrf),
     );

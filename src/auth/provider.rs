@@ -9,12 +9,18 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreIdToken, CoreTokenResponse};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, IssuerUrl, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout, RedirectUrl, RefreshToken,
-    RequestTokenError, Scope, TokenResponse,
+    AdditionalProviderMetadata, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, LogoutProviderMetadata,
+    LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    TokenResponse,
 };
 use serde_json::{Map, Value};
 
@@ -26,6 +32,38 @@ const IDP_TIMEOUT: Duration = Duration::from_secs(10);
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(3600);
 /// A refetch forced by an unknown key is not repeated sooner than this.
 const MIN_FORCED_REFRESH: Duration = Duration::from_secs(30);
+/// How long a reachability probe's answer is reused.
+const REACHABILITY_FOR: Duration = Duration::from_secs(5);
+/// A reachability probe gives up after this long.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Discovery fields beyond OpenID Connect Discovery's core that we use.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+struct ExtraMetadata {
+    /// RFC 7009 token revocation (Okta lists it).
+    #[serde(default)]
+    revocation_endpoint: Option<String>,
+}
+
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+type Metadata = ProviderMetadata<
+    LogoutProviderMetadata<ExtraMetadata>,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// How `Authorization: Bearer` tokens are read (`bearer_token_format`, Pomerium's key).
+pub use crate::routes::BearerFormat;
 
 type Client = CoreClient<
     EndpointSet,
@@ -50,9 +88,13 @@ pub struct ProviderSettings {
     pub redirect_url: String,
     /// Extra trusted roots for the provider's TLS (PEM, `idp_ca_file`).
     pub ca_pem: Option<Vec<u8>>,
-    /// Audiences accepted on bearer access tokens besides the client ID
-    /// (Okta's default authorization server issues `api://default`).
-    pub bearer_audiences: Vec<String>,
+    /// `idp_access_token_allowed_audiences`: the `aud` values a bearer access token
+    /// may carry (Okta's default authorization server issues `api://default`). Empty:
+    /// access tokens are refused.
+    pub access_token_audiences: Vec<String>,
+    /// `idp_access_token_allowed_clients`: clients (`cid`, `client_id` or `azp`) whose
+    /// access tokens are accepted besides our own `client_id`.
+    pub access_token_clients: Vec<String>,
 }
 
 /// Why talking to the provider failed.
@@ -71,8 +113,9 @@ pub enum ProviderError {
     Config(String),
 }
 
-/// Tokens and the identity they carry, after verification.
-#[derive(Debug, Clone)]
+/// Tokens and the identity they carry, after verification. `Debug` leaves the tokens
+/// out.
+#[derive(Clone)]
 pub struct Tokens {
     pub id_token: String,
     pub refresh_token: Option<String>,
@@ -82,17 +125,33 @@ pub struct Tokens {
     pub claims: Map<String, Value>,
 }
 
-/// What the browser must carry through the provider round trip.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the browser must carry through the provider round trip. `Debug` leaves the
+/// secrets out.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingAuth {
     pub state: String,
     pub nonce: String,
     pub pkce_verifier: String,
 }
 
+impl std::fmt::Debug for PendingAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingAuth([redacted])")
+    }
+}
+
 struct Discovered {
     client: Client,
     end_session: Option<String>,
+    revocation: Option<String>,
     fetched: Instant,
 }
 
@@ -102,6 +161,10 @@ pub struct Provider {
     http: reqwest::Client,
     discovered: ArcSwapOption<Discovered>,
     refetch: tokio::sync::Mutex<()>,
+    /// The last reachability answer and when it was had.
+    reachable: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// Unix seconds since when the provider has been seen unreachable (0: reachable).
+    down_since: std::sync::atomic::AtomicI64,
 }
 
 impl Provider {
@@ -116,6 +179,8 @@ impl Provider {
             http,
             discovered: ArcSwapOption::empty(),
             refetch: tokio::sync::Mutex::new(()),
+            reachable: tokio::sync::Mutex::new(None),
+            down_since: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -158,7 +223,7 @@ impl Provider {
     async fn discover(&self) -> Result<Discovered, ProviderError> {
         let issuer = IssuerUrl::new(self.settings.issuer.clone())
             .map_err(|e| ProviderError::Config(e.to_string()))?;
-        let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
+        let metadata = Metadata::discover_async(issuer, &self.http)
             .await
             .map_err(|e| ProviderError::Unavailable(format!("discovery: {}", error_chain(&e))))?;
         let end_session = metadata
@@ -166,6 +231,12 @@ impl Provider {
             .end_session_endpoint
             .as_ref()
             .map(|u| u.url().to_string());
+        let revocation = metadata
+            .additional_metadata()
+            .additional_metadata
+            .revocation_endpoint
+            .clone()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(self.settings.client_id.clone()),
@@ -178,6 +249,7 @@ impl Provider {
         Ok(Discovered {
             client,
             end_session,
+            revocation,
             fetched: Instant::now(),
         })
     }
@@ -298,39 +370,163 @@ impl Provider {
         payload(raw)
     }
 
-    /// Verifies a bearer token (an ID token for our client, or an access token for one
-    /// of `bearer_audiences`) from the same provider.
-    pub async fn verify_bearer(&self, raw: &str) -> Result<Map<String, Value>, ProviderError> {
+    /// Verifies a bearer token from this provider as `format` says: an ID token for our
+    /// client, or a JWT access token for one of `access_token_audiences` issued to our
+    /// client (or one of `access_token_clients`). Returns its claims.
+    pub async fn verify_bearer(
+        &self,
+        raw: &str,
+        format: BearerFormat,
+    ) -> Result<Map<String, Value>, ProviderError> {
         let token: CoreIdToken = raw
             .parse()
             .map_err(|e| ProviderError::InvalidToken(format!("malformed: {e}")))?;
         let claims = payload(raw)?;
-        let audiences: Vec<&str> = match claims.get("aud") {
-            Some(Value::String(a)) => vec![a.as_str()],
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        let accepted = audiences.iter().any(|a| {
-            *a == self.settings.client_id || self.settings.bearer_audiences.iter().any(|b| b == a)
-        });
-        if !accepted {
-            return Err(ProviderError::InvalidToken(format!(
-                "audience {audiences:?} is not accepted"
-            )));
+        let kind = token_kind(raw, &claims);
+        let refuse = |why: &str| Err(ProviderError::InvalidToken(why.to_string()));
+        match (format, kind) {
+            (BearerFormat::IdpIdentityToken, TokenKind::Access) => {
+                return refuse("an access token where bearer_token_format asks for ID tokens");
+            }
+            (BearerFormat::IdpAccessToken, TokenKind::Id) => {
+                return refuse("an ID token where bearer_token_format asks for access tokens");
+            }
+            (_, TokenKind::Access) if self.settings.access_token_audiences.is_empty() => {
+                return refuse(
+                    "access tokens are not accepted (idp_access_token_allowed_audiences is empty)",
+                );
+            }
+            _ => {}
+        }
+        if kind == TokenKind::Access {
+            let audiences = string_or_list(claims.get("aud"));
+            if !audiences
+                .iter()
+                .any(|a| self.settings.access_token_audiences.iter().any(|b| b == a))
+            {
+                return Err(ProviderError::InvalidToken(format!(
+                    "access token audience {audiences:?} is not in idp_access_token_allowed_audiences"
+                )));
+            }
+            let client = access_token_client(&claims);
+            let ours = client.is_some_and(|c| {
+                c == self.settings.client_id
+                    || self.settings.access_token_clients.iter().any(|a| a == c)
+            });
+            if !ours {
+                return Err(ProviderError::InvalidToken(format!(
+                    "access token issued to client {client:?}, which is not ours nor in \
+                     idp_access_token_allowed_clients"
+                )));
+            }
         }
         let check = |d: &Discovered| {
-            let verifier = d
-                .client
-                .id_token_verifier()
-                .require_audience_match(false)
-                .set_other_audience_verifier_fn(|_| true)
-                .set_allowed_jose_types(bearer_jose_types());
+            let verifier = d.client.id_token_verifier();
+            // ID tokens: the library checks `aud` holds our client ID (and `azp`).
+            // Access tokens: their audience and client were checked above.
+            let verifier = match kind {
+                TokenKind::Id => verifier,
+                TokenKind::Access => verifier
+                    .require_audience_match(false)
+                    .set_other_audience_verifier_fn(|_| true),
+            }
+            .set_allowed_jose_types(bearer_jose_types());
             token
                 .claims(&verifier, |_: Option<&Nonce>| Ok(()))
                 .map(|_| ())
         };
         self.with_key_refresh(check).await?;
         Ok(claims)
+    }
+
+    /// Revokes a refresh token at the provider's RFC 7009 endpoint, when discovery
+    /// lists one. `Ok(false)`: the provider has none.
+    pub async fn revoke(&self, refresh_token: &str) -> Result<bool, ProviderError> {
+        let d = self.discovered(false).await?;
+        let Some(url) = &d.revocation else {
+            return Ok(false);
+        };
+        let resp = self
+            .http
+            .post(url)
+            .basic_auth(
+                url_encode(&self.settings.client_id),
+                Some(url_encode(&self.settings.client_secret)),
+            )
+            .form(&[
+                ("token", refresh_token),
+                ("token_type_hint", "refresh_token"),
+            ])
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unavailable(format!("revocation: {}", error_chain(&e))))?;
+        if resp.status().is_success() {
+            Ok(true)
+        } else {
+            Err(ProviderError::Unavailable(format!(
+                "revocation answered {}",
+                resp.status()
+            )))
+        }
+    }
+
+    /// Whether the provider answers at all (its discovery document, over HTTP): what
+    /// decides if an expired session may be kept during an outage. Probed at most every
+    /// few seconds; a failed refresh counts as an answer too ([`Provider::record_outage`]).
+    pub async fn reachable(&self) -> bool {
+        let mut last = self.reachable.lock().await;
+        if let Some((at, up)) = *last
+            && at.elapsed() < REACHABILITY_FOR
+        {
+            return up;
+        }
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.settings.issuer.trim_end_matches('/')
+        );
+        let up = match tokio::time::timeout(PROBE_TIMEOUT, self.http.get(&url).send()).await {
+            Ok(Ok(resp)) => !resp.status().is_server_error(),
+            _ => false,
+        };
+        if up {
+            self.down_since
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        } else if self.note_down() {
+            tracing::warn!(issuer = %self.settings.issuer, "the identity provider is unreachable");
+        }
+        *last = Some((Instant::now(), up));
+        up
+    }
+
+    /// Since when (unix seconds) the provider has been unreachable, or `None` when it
+    /// answers.
+    pub async fn outage_since(&self) -> Option<i64> {
+        if self.reachable().await {
+            return None;
+        }
+        match self.down_since.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// Records the start of an outage unless one is recorded; `true` when it is new.
+    fn note_down(&self) -> bool {
+        let now = jiff::Timestamp::now().as_second();
+        self.down_since
+            .compare_exchange(
+                0,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// Notes that a call to the provider just failed for want of an answer.
+    pub async fn record_outage(&self) {
+        self.note_down();
+        *self.reachable.lock().await = Some((Instant::now(), false));
     }
 
     /// Runs a verification; when it fails for want of a key, refetches the provider's
@@ -388,6 +584,67 @@ impl Provider {
         }
         Some(req.http_get_url().to_string())
     }
+}
+
+/// Which kind of token a bearer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenKind {
+    Id,
+    Access,
+}
+
+/// Access tokens say so (RFC 9068 `typ: at+jwt`) or carry what only access tokens
+/// carry: scopes and the client they were issued to (Okta `scp`/`cid`, RFC 9068
+/// `scope`/`client_id`). Everything else is read as an ID token, whose stricter
+/// audience rule (our client ID) then applies.
+fn token_kind(raw: &str, claims: &Map<String, Value>) -> TokenKind {
+    let typ = raw
+        .split('.')
+        .next()
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h.trim_end_matches('=')).ok())
+        .and_then(|h| serde_json::from_slice::<Map<String, Value>>(&h).ok())
+        .and_then(|h| {
+            h.get("typ")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+        });
+    let access = typ
+        .as_deref()
+        .is_some_and(|t| t == "at+jwt" || t == "application/at+jwt")
+        || ["scp", "cid", "client_id", "scope"]
+            .iter()
+            .any(|k| claims.contains_key(*k));
+    if access {
+        TokenKind::Access
+    } else {
+        TokenKind::Id
+    }
+}
+
+/// A JWT's `exp`, unverified (for how long to remember a token already trusted).
+pub fn unverified_exp(raw: &str) -> Option<i64> {
+    payload(raw).ok()?.get("exp")?.as_i64()
+}
+
+/// The client an access token was issued to: Okta's `cid`, RFC 9068's `client_id`,
+/// else `azp`.
+pub fn access_token_client(claims: &Map<String, Value>) -> Option<&str> {
+    ["cid", "client_id", "azp"]
+        .iter()
+        .find_map(|k| claims.get(*k).and_then(Value::as_str))
+}
+
+fn string_or_list(v: Option<&Value>) -> Vec<&str> {
+    match v {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// RFC 6749 §2.3.1: client credentials are form-encoded before HTTP Basic.
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// `typ` values of bearer tokens: ID tokens (`JWT`) and RFC 9068 access tokens

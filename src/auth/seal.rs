@@ -72,6 +72,18 @@ impl Sealer {
 
     /// Encrypts and authenticates `plaintext` for `purpose`.
     pub fn seal(&self, purpose: Purpose, plaintext: &[u8]) -> String {
+        self.seal_bound(purpose, b"", plaintext)
+    }
+
+    /// Decrypts a value sealed by [`Sealer::seal`] with the same key and purpose.
+    pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Vec<u8>, OpenError> {
+        self.open_bound(purpose, b"", sealed)
+    }
+
+    /// Like [`Sealer::seal`], with `binding` (e.g. the host a credential is for) in the
+    /// associated data: the value opens only with the same binding, and the binding
+    /// itself is not stored in it.
+    pub fn seal_bound(&self, purpose: Purpose, binding: &[u8], plaintext: &[u8]) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce);
         let mut out = Vec::with_capacity(1 + NONCE_LEN + plaintext.len() + TAG_LEN);
@@ -81,7 +93,7 @@ impl Sealer {
         self.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad(purpose)),
+                Aad::from(aad(purpose, binding)),
                 &mut body,
             )
             .expect("ChaCha20-Poly1305 seals any message under 256 GiB");
@@ -89,8 +101,14 @@ impl Sealer {
         URL_SAFE_NO_PAD.encode(out)
     }
 
-    /// Decrypts a value sealed by [`Sealer::seal`] with the same key and purpose.
-    pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Vec<u8>, OpenError> {
+    /// Opens a value sealed by [`Sealer::seal_bound`] with the same key, purpose and
+    /// binding.
+    pub fn open_bound(
+        &self,
+        purpose: Purpose,
+        binding: &[u8],
+        sealed: &str,
+    ) -> Result<Vec<u8>, OpenError> {
         if sealed.len() > MAX_SEALED_LEN {
             return Err(OpenError);
         }
@@ -102,7 +120,11 @@ impl Sealer {
             Nonce::try_assume_unique_for_key(&raw[1..1 + NONCE_LEN]).map_err(|_| OpenError)?;
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(aad(purpose)), &mut raw[1 + NONCE_LEN..])
+            .open_in_place(
+                nonce,
+                Aad::from(aad(purpose, binding)),
+                &mut raw[1 + NONCE_LEN..],
+            )
             .map_err(|_| OpenError)?;
         Ok(plain.to_vec())
     }
@@ -114,10 +136,16 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-fn aad(purpose: Purpose) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(1 + purpose.0.len());
+/// `version || purpose`, then — for bound values only — `0x00 || binding`. Purpose
+/// labels hold no NUL byte, so no purpose with a binding reads as another without one.
+fn aad(purpose: Purpose, binding: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(2 + purpose.0.len() + binding.len());
     aad.push(VERSION);
     aad.extend_from_slice(purpose.0);
+    if !binding.is_empty() {
+        aad.push(0);
+        aad.extend_from_slice(binding);
+    }
     aad
 }
 
@@ -221,6 +249,37 @@ mod tests {
         if std_alphabet != sealed {
             assert_eq!(s.open(Purpose::SESSION, &std_alphabet), Err(OpenError));
         }
+    }
+
+    #[test]
+    fn bound_values_open_only_with_their_binding() {
+        let (s, _) = sealer();
+        let sealed = s.seal_bound(Purpose::SESSION, b"host:app.example.com:443", b"id");
+        assert_eq!(
+            s.open_bound(Purpose::SESSION, b"host:app.example.com:443", &sealed)
+                .unwrap(),
+            b"id"
+        );
+        for other in [
+            &b"host:evil.example.com:443"[..],
+            b"host:app.example.com:8443",
+            b"host:app.example.com:44",
+            b"",
+        ] {
+            assert_eq!(
+                s.open_bound(Purpose::SESSION, other, &sealed),
+                Err(OpenError),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        // Unbound values don't open with a binding, nor bound ones without.
+        let plain = s.seal(Purpose::SESSION, b"id");
+        assert_eq!(
+            s.open_bound(Purpose::SESSION, b"host:a:1", &plain),
+            Err(OpenError)
+        );
+        assert_eq!(s.open(Purpose::SESSION, &sealed), Err(OpenError));
     }
 
     #[test]

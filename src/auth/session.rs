@@ -1,6 +1,12 @@
 //! Sessions: what a signed-in user carries, and where it is kept — sealed in the
 //! cookie itself (default: no server state, any replica can read it) or in Redis with
 //! only a sealed session ID in the cookie (sign-out ends it everywhere).
+//!
+//! A [`Session`] (tokens included) lives only on the authenticate host. Route hosts get
+//! a [`RouteCredential`] bound to them (see [`super::binding`]): with the cookie store
+//! it carries the identity and expires with the provider's tokens (no refresh token:
+//! one refresh token, one holder); with Redis it is only the session ID, and any
+//! replica refreshes the session server-side under the Redis lock.
 
 use std::time::Duration;
 
@@ -17,11 +23,18 @@ pub const REFRESH_BEFORE: i64 = 60;
 const DROPPED_CLAIMS: [&str; 6] = ["at_hash", "c_hash", "nonce", "auth_time", "amr", "jti"];
 /// The sealed value in a Redis-backed session cookie is only the session ID.
 pub(crate) const SESSION_REF: Purpose = Purpose::new(b"session-ref");
+/// A route host's credential with the cookie store: the identity, sealed and bound.
+pub(crate) const ROUTE: Purpose = Purpose::new(b"route-credential");
+/// A route host's credential with Redis: the session ID, sealed and bound.
+pub(crate) const ROUTE_REF: Purpose = Purpose::new(b"route-credential-ref");
 /// Redis key prefix.
 const REDIS_PREFIX: &str = "portcullis:session:";
+/// A route credential is renewed this long before it expires at most (half its
+/// lifetime when that is shorter).
+pub const RENEW_BEFORE: i64 = 60;
 
-/// A signed-in user.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A signed-in user. `Debug` leaves the tokens out.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Session {
     /// Random, 128 bits, hex: the Redis key and what CSRF tokens are bound to.
     pub id: String,
@@ -44,6 +57,18 @@ pub struct Session {
     pub issued: i64,
     /// Unix seconds when the session ends whatever happens (`cookie_expire`).
     pub expires: i64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &super::gate::short(&self.id))
+            .field("sub", &self.sub)
+            .field("email", &self.email)
+            .field("token_expires", &self.token_expires)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -113,6 +138,75 @@ impl Session {
     }
 }
 
+// === impl RouteCredential ===
+
+/// What a route host knows of a session: who, and until when. Sealed into the route
+/// host's cookie with the cookie store; with Redis only `sid` matters there, and the
+/// rest is read from the stored session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RouteCredential {
+    /// The session's ID: what sign-out and CSRF tokens are bound to.
+    pub sid: String,
+    #[serde(default)]
+    pub sub: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+    /// Unix seconds after which the credential needs renewing through the
+    /// authenticate host (the provider's tokens expire then).
+    pub exp: i64,
+    /// Unix seconds from which browsers are sent for a fresh credential.
+    pub renew_at: i64,
+    /// Unix seconds when the session ends whatever happens.
+    pub session_expires: i64,
+}
+
+impl RouteCredential {
+    /// The credential for `session` as of `now`. `exp` is when the provider's tokens
+    /// expire — or, while the provider cannot be reached (`outage`), a short grace
+    /// within the session's own end.
+    pub fn of(session: &Session, now: i64, outage: Option<i64>) -> RouteCredential {
+        let exp = match outage {
+            Some(grace) if session.token_expires <= now + RENEW_BEFORE.min(grace) => {
+                (now + grace).min(session.expires)
+            }
+            _ => session.token_expires.min(session.expires),
+        };
+        // Without a refresh token nothing renews the session: it ends at `exp`, and a
+        // bounce before then would only hand back the same end.
+        let renew_at = if session.refresh_token.is_some() {
+            exp - RENEW_BEFORE.min((exp - now).max(0) / 2)
+        } else {
+            exp
+        };
+        RouteCredential {
+            sid: session.id.clone(),
+            sub: session.sub.clone(),
+            email: session.email.clone(),
+            name: session.name.clone(),
+            groups: session.groups.clone(),
+            claims: session.claims.clone(),
+            exp,
+            renew_at,
+            session_expires: session.expires,
+        }
+    }
+
+    pub fn identity(&self) -> Identity {
+        Identity {
+            user: self.sub.clone(),
+            email: self.email.clone(),
+            groups: self.groups.clone(),
+            claims: self.claims.clone(),
+        }
+    }
+}
+
 /// A string claim, or `""` when it is absent or not a string.
 pub fn claim_text(claims: &serde_json::Map<String, Value>, name: &str) -> String {
     claims
@@ -140,6 +234,27 @@ pub fn groups_claim(v: Option<&Value>) -> Vec<String> {
 pub enum Store {
     Cookie,
     Redis(redis::aio::ConnectionManager),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How long a refresh lock lasts before it expires on its own.
+pub const REFRESH_LOCK: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest a refresh may take (a token request, key refetch and userinfo call).
+pub const REFRESH_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A held refresh lock: the random value only its holder knows.
+pub struct RefreshLock(String);
+
+/// What a route credential refers to.
+#[derive(Debug)]
+pub enum RouteLoaded {
+    /// Cookie store: the credential itself.
+    Credential(RouteCredential),
+    /// Redis: the live session.
+    Session(Session),
 }
 
 /// A session store failure (Redis unreachable): requests with such sessions are
@@ -205,28 +320,106 @@ impl Store {
                 Ok(json) => json,
                 Err(_) => return Ok(None),
             },
-            Store::Redis(conn) => {
+            Store::Redis(_) => {
                 let Ok(id) = sealer.open(SESSION_REF, cookie) else {
                     return Ok(None);
                 };
                 let Ok(id) = String::from_utf8(id) else {
                     return Ok(None);
                 };
-                let mut conn = conn.clone();
-                let stored: Option<String> = redis::cmd("GET")
-                    .arg(format!("{REDIS_PREFIX}{id}"))
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| StoreError(e.to_string()))?;
-                match stored.map(|s| sealer.open(Purpose::SESSION, &s)) {
-                    Some(Ok(json)) => json,
-                    _ => return Ok(None),
-                }
+                return self.load_id(sealer, &id, now).await;
             }
         };
         Ok(serde_json::from_slice::<Session>(&json)
             .ok()
             .filter(|s| s.is_live(now)))
+    }
+
+    /// The cookie value of a route credential bound to `binding` (its AEAD data).
+    pub fn route_value(
+        &self,
+        sealer: &Sealer,
+        credential: &RouteCredential,
+        binding: &[u8],
+    ) -> String {
+        match self {
+            Store::Cookie => {
+                let json = serde_json::to_vec(credential).expect("credentials serialize");
+                sealer.seal_bound(ROUTE, binding, &json)
+            }
+            Store::Redis(_) => sealer.seal_bound(ROUTE_REF, binding, credential.sid.as_bytes()),
+        }
+    }
+
+    /// What a route host's cookie value refers to, when it opens under `binding`:
+    /// the credential itself (cookie store) or the stored session (Redis; `None` once it
+    /// ended). `Ok(None)`: bad, tampered, bound elsewhere, or ended.
+    pub async fn load_route(
+        &self,
+        sealer: &Sealer,
+        value: &str,
+        binding: &[u8],
+        now: i64,
+    ) -> Result<Option<RouteLoaded>, StoreError> {
+        match self {
+            Store::Cookie => Ok(sealer
+                .open_bound(ROUTE, binding, value)
+                .ok()
+                .and_then(|json| serde_json::from_slice::<RouteCredential>(&json).ok())
+                .filter(|c| now < c.session_expires)
+                .map(RouteLoaded::Credential)),
+            Store::Redis(_) => {
+                let Some(id) = sealer
+                    .open_bound(ROUTE_REF, binding, value)
+                    .ok()
+                    .and_then(|id| String::from_utf8(id).ok())
+                else {
+                    return Ok(None);
+                };
+                Ok(self
+                    .load_id(sealer, &id, now)
+                    .await?
+                    .map(RouteLoaded::Session))
+            }
+        }
+    }
+
+    /// The live session stored under `id` (Redis); `Ok(None)` with the cookie store.
+    pub async fn load_id(
+        &self,
+        sealer: &Sealer,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        let Store::Redis(conn) = self else {
+            return Ok(None);
+        };
+        let mut conn = conn.clone();
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(format!("{REDIS_PREFIX}{id}"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(stored
+            .and_then(|s| sealer.open(Purpose::SESSION, &s).ok())
+            .and_then(|json| serde_json::from_slice::<Session>(&json).ok())
+            .filter(|s| s.id == id && s.is_live(now)))
+    }
+
+    /// The session ID an authenticate-host cookie value names, live or not (sign-out
+    /// compares it with the intent's).
+    pub fn session_id(&self, sealer: &Sealer, cookie: &str) -> Option<String> {
+        match self {
+            Store::Cookie => sealer
+                .open(Purpose::SESSION, cookie)
+                .ok()
+                .and_then(|json| serde_json::from_slice::<Session>(&json).ok())
+                .map(|s| s.id),
+            Store::Redis(_) => sealer
+                .open(SESSION_REF, cookie)
+                .ok()
+                .and_then(|id| String::from_utf8(id).ok()),
+        }
     }
 
     /// Ends a session for good (Redis); with cookies, clearing the cookie is all there is.
@@ -242,25 +435,101 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the cluster-wide refresh lock for a session (Redis); `true` when this
-    /// replica should refresh. The lock expires on its own.
-    pub async fn lock_refresh(&self, session_id: &str) -> Result<bool, StoreError> {
+    /// Takes the cluster-wide refresh lock for a session (Redis); `Some` when this
+    /// replica should refresh. The lock expires on its own after [`REFRESH_LOCK`];
+    /// refreshes are bounded well below that ([`REFRESH_LIMIT`]).
+    pub async fn lock_refresh(&self, session_id: &str) -> Result<Option<RefreshLock>, StoreError> {
+        let token = super::csrf::random_state();
         match self {
-            Store::Cookie => Ok(true),
+            Store::Cookie => Ok(Some(RefreshLock(token))),
             Store::Redis(conn) => {
                 let mut conn = conn.clone();
                 let got: Option<String> = redis::cmd("SET")
                     .arg(format!("{REDIS_PREFIX}{session_id}:refresh"))
-                    .arg("1")
+                    .arg(&token)
                     .arg("NX")
                     .arg("PX")
-                    .arg(15_000)
+                    .arg(REFRESH_LOCK.as_millis() as u64)
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| StoreError(e.to_string()))?;
-                Ok(got.is_some())
+                Ok(got.map(|_| RefreshLock(token)))
             }
         }
+    }
+
+    /// Releases a refresh lock this replica holds (never another's, should this one
+    /// have outlived its lock).
+    pub async fn unlock_refresh(&self, session_id: &str, lock: &RefreshLock) {
+        if let Store::Redis(conn) = self {
+            let mut conn = conn.clone();
+            let script = redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('DEL', KEYS[1]) else return 0 end",
+            );
+            let _ = script
+                .key(format!("{REDIS_PREFIX}{session_id}:refresh"))
+                .arg(&lock.0)
+                .invoke_async::<i64>(&mut conn)
+                .await;
+        }
+    }
+
+    /// Stores a refreshed session only if it still exists (a sign-out during the
+    /// refresh stays a sign-out). `Ok(false)`: it was gone. The cookie store keeps
+    /// nothing, so it always "exists".
+    pub async fn save_refreshed(
+        &self,
+        sealer: &Sealer,
+        session: &Session,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let Store::Redis(conn) = self else {
+            return Ok(true);
+        };
+        let json = serde_json::to_vec(session).expect("sessions serialize");
+        let ttl = (session.expires - now).max(1) as u64;
+        let mut conn = conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{REDIS_PREFIX}{}", session.id))
+            .arg(sealer.seal(Purpose::SESSION, &json))
+            .arg("XX")
+            .arg("EX")
+            .arg(ttl)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(set.is_some())
+    }
+
+    /// Records a signed-out ID token (its digest) in Redis for `ttl_secs`.
+    pub async fn sign_out_token(&self, digest: &[u8; 32], ttl_secs: u64) -> Result<(), StoreError> {
+        let Store::Redis(conn) = self else {
+            return Ok(());
+        };
+        let mut conn = conn.clone();
+        redis::cmd("SET")
+            .arg(format!("portcullis:signed-out:{}", hex(digest)))
+            .arg("1")
+            .arg("EX")
+            .arg(ttl_secs.max(1))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    /// Whether a token's digest was signed out (Redis; `false` with the cookie store).
+    pub async fn is_token_signed_out(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        let Store::Redis(conn) = self else {
+            return Ok(false);
+        };
+        let mut conn = conn.clone();
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(format!("portcullis:signed-out:{}", hex(digest)))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(n > 0)
     }
 
     /// Records a handoff token's ID in Redis; `Ok(true)` the first time it is seen
@@ -282,16 +551,6 @@ impl Store {
                     .map_err(|e| StoreError(e.to_string()))?;
                 Ok(set.is_some())
             }
-        }
-    }
-
-    pub async fn unlock_refresh(&self, session_id: &str) {
-        if let Store::Redis(conn) = self {
-            let mut conn = conn.clone();
-            let _ = redis::cmd("DEL")
-                .arg(format!("{REDIS_PREFIX}{session_id}:refresh"))
-                .query_async::<()>(&mut conn)
-                .await;
         }
     }
 }

@@ -239,6 +239,18 @@ pub(crate) fn split_list(s: &str) -> Vec<String> {
 }
 
 /// A Go duration (`30s`, `1m30s`, `1.5h`, `300ms`, `0`), as Pomerium writes them.
+/// `bearer_token_format`: `default`, `idp_access_token` or `idp_identity_token`.
+pub(crate) fn bearer_format(
+    node: &Node,
+    path: &str,
+    p: &mut Problems,
+) -> Option<crate::routes::BearerFormat> {
+    let s = string(node, path, p)?;
+    crate::routes::BearerFormat::parse(&s)
+        .map_err(|e| p.push(&node.origin, path, e))
+        .ok()
+}
+
 pub(crate) fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Duration> {
     let text = match &node.value {
         Value::Int(0) => return Some(Duration::ZERO),

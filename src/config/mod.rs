@@ -59,6 +59,10 @@ const TOP_KEYS: &[&str] = &[
     "idp_client_secret",
     "idp_scopes",
     "idp_ca_file",
+    "idp_access_token_allowed_audiences",
+    "idp_access_token_allowed_clients",
+    "bearer_token_format",
+    "allowed_return_domains",
     "address",
     "http_redirect_address",
     "certificates",
@@ -108,7 +112,21 @@ pub struct Config {
     pub pass_identity_headers: bool,
     /// Extra upstream headers carrying JWT claims: (header, claim name).
     pub jwt_claims_headers: Vec<(HeaderName, String)>,
+    /// How bearer tokens are read, and which access tokens are accepted.
+    pub bearer: BearerSettings,
+    /// `allowed_return_domains`: hosts sign-in may return to besides needing a route
+    /// (`example.com` exactly, `*.example.com` any subdomain); empty: any routed host.
+    pub allowed_return_domains: Vec<String>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// `bearer_token_format`, `idp_access_token_allowed_audiences` (Pomerium's keys) and
+/// `idp_access_token_allowed_clients` (ours).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BearerSettings {
+    pub format: crate::routes::BearerFormat,
+    pub audiences: Vec<String>,
+    pub clients: Vec<String>,
 }
 
 /// One `certificates` entry: a PEM certificate chain and its key.
@@ -344,6 +362,21 @@ fn read_config(
         .read("jwt_claims_headers", p, read_claim_headers)
         .unwrap_or_default();
 
+    let bearer = BearerSettings {
+        format: f
+            .read("bearer_token_format", p, fields::bearer_format)
+            .unwrap_or_default(),
+        audiences: f
+            .read("idp_access_token_allowed_audiences", p, fields::one_or_list)
+            .unwrap_or_default(),
+        clients: f
+            .read("idp_access_token_allowed_clients", p, fields::one_or_list)
+            .unwrap_or_default(),
+    };
+    let allowed_return_domains = f
+        .read("allowed_return_domains", p, settings::read_return_domains)
+        .unwrap_or_default();
+
     let inherited = route::Inherited {
         pass_identity_headers,
         authenticate_host: authenticate_service_url
@@ -379,6 +412,23 @@ fn read_config(
         }
     };
 
+    let wants_access_tokens = bearer.format == crate::routes::BearerFormat::IdpAccessToken
+        || routes.iter().any(|r| {
+            r.spec.options.bearer_format == Some(crate::routes::BearerFormat::IdpAccessToken)
+        });
+    if wants_access_tokens && bearer.audiences.is_empty() {
+        let origin = f
+            .get("bearer_token_format")
+            .map_or(root.origin.clone(), |n| n.origin.clone());
+        p.push(
+            &origin,
+            "idp_access_token_allowed_audiences",
+            "bearer_token_format idp_access_token needs the audiences to accept: Portcullis \
+             verifies access tokens as JWTs against the provider's keys (Okta's default \
+             authorization server issues `api://default`)",
+        );
+    }
+
     Some(Config {
         address: address?,
         http_redirect_address,
@@ -394,6 +444,8 @@ fn read_config(
         directory,
         pass_identity_headers,
         jwt_claims_headers,
+        bearer,
+        allowed_return_domains,
         routes,
     })
 }

@@ -40,6 +40,7 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "tls_skip_verify",
     "tls_server_name",
     "load_balancing_policy",
+    "bearer_token_format",
 ];
 
 /// Identity criteria: a policy using one of these needs a signed-in user.
@@ -530,6 +531,7 @@ fn read_options(
     o.pass_identity_headers = f
         .read("pass_identity_headers", p, fields::boolean)
         .unwrap_or(inherited.pass_identity_headers);
+    o.bearer_format = f.read("bearer_token_format", p, fields::bearer_format);
 
     // The Host header the upstream sees: Pomerium's file-mode default is the `to` host.
     let preserve = f

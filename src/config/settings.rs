@@ -345,3 +345,27 @@ pub(super) fn read_directory(
         refresh_interval,
     })
 }
+
+/// `allowed_return_domains`: host names (`corp.example.com`) or `*.` wildcards
+/// (`*.corp.example.com`, any depth).
+pub(super) fn read_return_domains(
+    node: &Node,
+    path: &str,
+    p: &mut Problems,
+) -> Option<Vec<String>> {
+    let list = fields::one_or_list(node, path, p)?;
+    let mut out = Vec::new();
+    for d in list {
+        let d = d.trim().to_ascii_lowercase();
+        let name = d.strip_prefix("*.").unwrap_or(&d);
+        match crate::routes::HostMatch::parse(name) {
+            Ok(crate::routes::HostMatch::Exact(_)) => out.push(d),
+            _ => p.push(
+                &node.origin,
+                path,
+                format!("`{d}` is not a host name or a `*.` wildcard"),
+            ),
+        }
+    }
+    Some(out)
+}

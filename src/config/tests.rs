@@ -415,6 +415,31 @@ fn from_and_to_forms() {
 }
 
 #[test]
+fn bearer_and_return_settings() {
+    let c = parse_ok(
+        "bearer_token_format: idp_access_token\n\
+         idp_access_token_allowed_audiences: [api://default]\n\
+         idp_access_token_allowed_clients: 0oaservice\n\
+         allowed_return_domains: [App.Example.com, '*.corp.example']\n",
+    );
+    assert_eq!(c.bearer.format, crate::routes::BearerFormat::IdpAccessToken);
+    assert_eq!(c.bearer.audiences, ["api://default"]);
+    assert_eq!(c.bearer.clients, ["0oaservice"]);
+    assert_eq!(
+        c.allowed_return_domains,
+        ["app.example.com", "*.corp.example"]
+    );
+    assert_eq!(
+        one_route("bearer_token_format: idp_identity_token")
+            .options
+            .bearer_format,
+        Some(crate::routes::BearerFormat::IdpIdentityToken)
+    );
+    assert_eq!(one_route("").options.bearer_format, None);
+    assert_eq!(parse_ok("").bearer, BearerSettings::default());
+}
+
+#[test]
 fn route_options_inherit_pass_identity_headers() {
     let c = parse_ok(
         "pass_identity_headers: true
@@ -471,6 +496,11 @@ fn bad_input_is_refused_with_a_location() {
         ("address: 0.0.0.0:8443\nroutes:\n  - from: https://a.example.com\n    to: [http://up, https://127.0.0.2:8443]".into(), "config.yaml:4:9: routes[0].to: ", "own listener 0.0.0.0:8443"),
         // The sign-in host is not a route's.
         ("authenticate_service_url: https://auth.example.com\nroutes:\n  - from: https://Auth.example.com\n    to: http://up".into(), "config.yaml:3:11: routes[0].from: ", "authenticate_service_url host"),
+        // Sign-in.
+        ("bearer_token_format: opaque".into(), "config.yaml:1:22: bearer_token_format: ", "not a bearer token format"),
+        ("bearer_token_format: idp_access_token".into(), "config.yaml:1:22: idp_access_token_allowed_audiences: ", "needs the audiences to accept"),
+        (route("bearer_token_format: idp_access_token"), "config.yaml:1:1: idp_access_token_allowed_audiences: ", "needs the audiences to accept"),
+        ("allowed_return_domains: ['*.', 'a b']".into(), "config.yaml:1:25: allowed_return_domains: ", "is not a host name"),
         // Addresses.
         ("address: 443".into(), "config.yaml:1:10: address: ", "invalid address `443`"),
         ("metrics_address: example.com:9090".into(), "config.yaml:1:18: metrics_address: ", "not an IP address"),

@@ -51,6 +51,7 @@ pub enum Key {
     ServiceUpstream,
     LoadBalancing,
     AllowPathsFromNamespaces,
+    BearerTokenFormat,
 }
 
 /// Our key names (after [`PREFIX`]), as DESIGN.md section 4 lists them.
@@ -87,6 +88,7 @@ const KEYS: &[(&str, Key)] = &[
     ("service-upstream", Key::ServiceUpstream),
     ("load-balancing", Key::LoadBalancing),
     ("allow-paths-from-namespaces", Key::AllowPathsFromNamespaces),
+    ("bearer-token-format", Key::BearerTokenFormat),
 ];
 
 /// Longest annotation value read (Kubernetes allows 256 KiB for all of an object's
@@ -390,6 +392,7 @@ impl Reader<'_> {
         o.pass_identity_headers = self
             .read(Key::PassIdentityHeaders, boolean)
             .unwrap_or(false);
+        o.bearer_format = self.read(Key::BearerTokenFormat, crate::routes::BearerFormat::parse);
 
         let preserve = self.read(Key::PreserveHostHeader, boolean);
         let rewrite = self.read(Key::HostRewrite, host_rewrite);

@@ -2,11 +2,11 @@
 //! and upstream connections. The only room that knows hyper's connection plumbing.
 
 mod h1pool;
-mod handler;
 pub mod headers;
 pub mod idle;
 pub mod pages;
 pub mod reach;
+mod request;
 pub mod server;
 pub mod tls;
 pub mod upstream;
@@ -20,7 +20,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 
-pub use handler::ConnInfo;
+pub use request::{ConnInfo, DecisionFields, DecisionLog};
 pub use server::{Limits, serve_https, serve_redirect};
 
 use crate::routes::LiveTable;
@@ -65,6 +65,8 @@ pub struct Proxy {
     pub directory: Option<Arc<crate::directory::Directory>>,
     pub certs: Arc<ArcSwap<CertStore>>,
     pub metrics: Arc<Metrics>,
+    /// What the decision log records (`authorize_log_fields`).
+    pub decision_log: DecisionLog,
     upstreams: Upstreams,
     clock: Instant,
 }
@@ -83,6 +85,7 @@ impl Proxy {
             directory,
             certs,
             metrics,
+            decision_log: DecisionLog::default(),
             upstreams: Upstreams::new(),
             clock: Instant::now(),
         }

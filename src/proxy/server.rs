@@ -155,12 +155,13 @@ fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
         .map(|a| a.as_str())
         .or_else(|| req.headers().get(header::HOST)?.to_str().ok());
     let host = authority
-        .and_then(|a| super::handler::split_host_port(a, 80))
-        .map(|(h, _)| {
+        .and_then(|a| crate::routes::authority::canonical(a, 80))
+        .map(|c| c.host)
+        .map(|h| {
             if h.contains(':') {
                 format!("[{h}]")
             } else {
-                h.to_owned()
+                h.into_owned()
             }
         });
     let mut resp = Response::new(empty());

@@ -1,9 +1,11 @@
 //! The routing table: built whole from a plain [`Model`], looked up per request,
 //! swapped atomically. Pure: no I/O, no async, no Kubernetes types.
 
+pub mod authority;
 mod describe;
 mod live;
 pub mod model;
+pub mod path;
 pub mod reach;
 pub mod reserved;
 mod table;

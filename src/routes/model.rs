@@ -147,6 +147,44 @@ pub struct RouteOptions {
     pub allow_websockets: bool,
     pub pass_identity_headers: bool,
     pub tls: UpstreamTls,
+    /// `bearer_token_format` for this route; `None` takes the global setting.
+    pub bearer_format: Option<BearerFormat>,
+    /// `path_normalization: lenient`: encoded slashes, repeated slashes and `;` are kept
+    /// as written (and routed) rather than refused (see [`crate::routes::path`]).
+    pub lenient_paths: bool,
+    /// Where the route's policy comes from, for the decision log (e.g.
+    /// `IdentityPolicy apps/admins, annotations`).
+    pub policy_source: std::sync::Arc<str>,
+}
+
+/// How `Authorization: Bearer` tokens are read (Pomerium's `bearer_token_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BearerFormat {
+    /// Ours: ID tokens for our client, and access tokens when
+    /// `idp_access_token_allowed_audiences` is set. (Pomerium's `default` passes bearer
+    /// tokens through uninterpreted instead.)
+    #[default]
+    Default,
+    /// Only the identity provider's access tokens.
+    IdpAccessToken,
+    /// Only the identity provider's ID tokens.
+    IdpIdentityToken,
+}
+
+impl BearerFormat {
+    pub const NAMES: &str = "default, idp_access_token, idp_identity_token";
+
+    pub fn parse(text: &str) -> Result<BearerFormat, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "default" | "" => Ok(BearerFormat::Default),
+            "idp_access_token" => Ok(BearerFormat::IdpAccessToken),
+            "idp_identity_token" => Ok(BearerFormat::IdpIdentityToken),
+            _ => Err(format!(
+                "`{text}` is not a bearer token format; use one of {}",
+                BearerFormat::NAMES
+            )),
+        }
+    }
 }
 
 /// Pomerium's defaults.
@@ -166,6 +204,9 @@ impl Default for RouteOptions {
             allow_websockets: false,
             pass_identity_headers: false,
             tls: UpstreamTls::default(),
+            bearer_format: None,
+            lenient_paths: false,
+            policy_source: std::sync::Arc::from(""),
         }
     }
 }

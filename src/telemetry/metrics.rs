@@ -46,6 +46,7 @@ pub struct Metrics {
     table_routes: Gauge,
     table_build_seconds: Histogram,
     connections: Gauge,
+    upstream_cookies_dropped: Counter,
     /// The route label of requests that matched no route.
     unrouted: RouteLabel,
 }
@@ -107,8 +108,15 @@ impl Metrics {
             "Client connections currently open",
             connections.clone(),
         );
+        let upstream_cookies_dropped = Counter::default();
+        registry.register(
+            "upstream_cookies_dropped",
+            "Set-Cookie headers from upstreams that named a Portcullis cookie, dropped",
+            upstream_cookies_dropped.clone(),
+        );
         Metrics {
             registry,
+            upstream_cookies_dropped,
             requests,
             duration,
             upstream_errors,
@@ -148,6 +156,10 @@ impl Metrics {
         self.table_generation.set(generation as i64);
         self.table_routes.set(routes as i64);
         self.table_build_seconds.observe(build_seconds);
+    }
+
+    pub fn upstream_cookies_dropped(&self, n: usize) {
+        self.upstream_cookies_dropped.inc_by(n as u64);
     }
 
     pub fn connection_opened(&self) {

@@ -53,17 +53,62 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What the provider is started with besides its defaults.
+#[derive(Clone)]
+pub struct IdpOptions {
+    /// Access and ID token lifetime, seconds.
+    pub token_ttl: u64,
+    /// `static` (Okta's web-app default) or `rotate`.
+    pub refresh_token_rotation: &'static str,
+}
+
+impl Default for IdpOptions {
+    fn default() -> IdpOptions {
+        IdpOptions {
+            token_ttl: 5,
+            refresh_token_rotation: "static",
+        }
+    }
+}
+
+/// The second client of the provider: a service with the `client_credentials` grant,
+/// and a web app that is not Portcullis (its tokens must be refused).
+pub const SERVICE_CLIENT_ID: &str = "reporting-service";
+pub const SERVICE_CLIENT_SECRET: &str = "service-secret-for-tests-only";
+pub const OTHER_CLIENT_ID: &str = "some-other-app";
+pub const OTHER_CLIENT_SECRET: &str = "other-secret-for-tests-only";
+
 /// Starts the Okta-shaped provider; returns it with its base URL.
 pub fn start_idp(dir: &Dir, cert: &Path, key: &Path, proxy_port: u16) -> (Proc, String) {
+    start_idp_with(dir, cert, key, proxy_port, &IdpOptions::default())
+}
+
+pub fn start_idp_with(
+    dir: &Dir,
+    cert: &Path,
+    key: &Path,
+    proxy_port: u16,
+    options: &IdpOptions,
+) -> (Proc, String) {
     let auth = format!("https://authenticate.example.test:{proxy_port}");
     let config = json!({
         "tls": {"cert": cert, "key": key},
-        "ttl": {"access_token": 5, "id_token": 5},
+        "ttl": {"access_token": options.token_ttl, "id_token": options.token_ttl},
+        "refresh_token_rotation": options.refresh_token_rotation,
         "clients": [{
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
             "redirect_uris": [format!("{auth}/oauth2/callback")],
             "post_logout_redirect_uris": [format!("{auth}/.portcullis/signed_out")],
+        }, {
+            "client_id": SERVICE_CLIENT_ID,
+            "client_secret": SERVICE_CLIENT_SECRET,
+            "grant_types": ["client_credentials"],
+            "redirect_uris": [],
+        }, {
+            "client_id": OTHER_CLIENT_ID,
+            "client_secret": OTHER_CLIENT_SECRET,
+            "redirect_uris": [format!("{auth}/oauth2/callback")],
         }],
         "users": [
             {"sub": ALICE, "email": "alice@example.com", "email_verified": true, "name": "Alice",
@@ -122,11 +167,15 @@ pub struct Env {
     pub dir: Dir,
     pub idp_proc: Proc,
     pub proxy: Proc,
+    /// More replicas of the same config (see [`start_replicas`]).
+    pub replicas: Vec<Proc>,
     pub redis: Option<Proc>,
     /// The provider's base URL (`https://127.0.0.1:PORT`).
     pub idp: String,
     /// The proxy's HTTPS port (every `*.example.test` host).
     pub port: u16,
+    /// The (first) proxy's admin port.
+    pub admin: u16,
     pub ca_pem: Vec<u8>,
     pub ca: rustls::pki_types::CertificateDer<'static>,
 }
@@ -139,6 +188,62 @@ pub async fn start(issuer_form: &str, redis: bool) -> Env {
 
 /// [`start`], with `extra` appended to the top level of the config file.
 pub async fn start_with(issuer_form: &str, redis: bool, extra: &str) -> Env {
+    start_full(issuer_form, redis, extra, &IdpOptions::default(), "").await
+}
+
+/// Everything configurable: `extra` top-level config, provider options, and
+/// `routes` appended to the two standard routes (YAML list items, indented by two).
+pub async fn start_full(
+    issuer_form: &str,
+    redis: bool,
+    extra: &str,
+    idp_options: &IdpOptions,
+    routes: &str,
+) -> Env {
+    let port = free_port();
+    start_general(
+        issuer_form,
+        redis,
+        extra,
+        idp_options,
+        routes,
+        port,
+        &[port],
+    )
+    .await
+}
+
+/// Replicas of one config sharing a Redis store, each listening on one of `listen`,
+/// reached by clients on `public_port` (a balancer in front of them): every URL and
+/// the authenticate host name `public_port`.
+pub async fn start_replicas(
+    issuer_form: &str,
+    idp_options: &IdpOptions,
+    routes: &str,
+    public_port: u16,
+    listen: &[u16],
+) -> Env {
+    start_general(
+        issuer_form,
+        true,
+        "",
+        idp_options,
+        routes,
+        public_port,
+        listen,
+    )
+    .await
+}
+
+async fn start_general(
+    issuer_form: &str,
+    redis: bool,
+    extra: &str,
+    idp_options: &IdpOptions,
+    routes: &str,
+    port: u16,
+    listen: &[u16],
+) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = Dir::new("signin");
     let pki = pki(&["*.example.test", "127.0.0.1", "localhost"]);
@@ -146,14 +251,13 @@ pub async fn start_with(issuer_form: &str, redis: bool, extra: &str) -> Env {
     let key = dir.write("tls.key", &pki.server.key_pem);
     let ca_pem = pem_of(&pki.ca_der);
     let ca_file = dir.write("ca.pem", &ca_pem);
-    let port = free_port();
-    let admin = free_port();
-    let (idp_proc, idp) = start_idp(&dir, &cert, &key, port);
+    let (idp_proc, idp) = start_idp_with(&dir, &cert, &key, port, idp_options);
     let issuer = match issuer_form {
         "default" => format!("{idp}/oauth2/default"),
         _ => idp.clone(),
     };
     let upstream = echo_upstream("app").await;
+    let routes = routes.replace("UPSTREAM", &upstream.to_string());
     let (redis_proc, store) = if redis {
         let (p, port) = start_redis();
         (
@@ -165,9 +269,7 @@ pub async fn start_with(issuer_form: &str, redis: bool, extra: &str) -> Env {
     };
     let secret = base64::engine::general_purpose::STANDARD.encode(rand_bytes());
     let config = format!(
-        "address: 127.0.0.1:{port}\n\
-         metrics_address: 127.0.0.1:{admin}\n\
-         certificates:\n  - cert: {cert}\n    key: {key}\n\
+        "certificates:\n  - cert: {cert}\n    key: {key}\n\
          authenticate_service_url: https://authenticate.example.test:{port}\n\
          idp_provider: okta\n\
          idp_provider_url: {issuer}\n\
@@ -185,31 +287,51 @@ pub async fn start_with(issuer_form: &str, redis: bool, extra: &str) -> Env {
          \x20   policy:\n\
          \x20     - allow:\n\
          \x20         and:\n\
-         \x20           - groups: {{has: admins}}\n",
+         \x20           - groups: {{has: admins}}\n\
+         {routes}",
         cert = cert.display(),
         key = key.display(),
         ca = ca_file.display(),
     );
     let config_path = dir.write("config.yaml", config.as_bytes());
-    let log = std::fs::File::create(dir.0.join("portcullis.log")).unwrap();
-    let proxy = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
-        .env("LOG_LEVEL", "info")
-        .env("RUST_LOG", "info,portcullis::auth=debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_ready(admin).await;
+    let mut procs = Vec::new();
+    let mut admins = Vec::new();
+    for (i, listen_port) in listen.iter().enumerate() {
+        let admin = free_port();
+        let log_name = if i == 0 {
+            "portcullis.log".to_string()
+        } else {
+            format!("portcullis-{i}.log")
+        };
+        let log = std::fs::File::create(dir.0.join(log_name)).unwrap();
+        let proxy = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("ADDRESS", format!("127.0.0.1:{listen_port}"))
+            .env("METRICS_ADDRESS", format!("127.0.0.1:{admin}"))
+            .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
+            .env("LOG_LEVEL", "info")
+            .env("RUST_LOG", "info,portcullis::auth=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        procs.push(Proc(proxy));
+        admins.push(admin);
+    }
+    for admin in &admins {
+        wait_ready(*admin).await;
+    }
+    let proxy = procs.remove(0);
     Env {
         dir,
         idp_proc,
-        proxy: Proc(proxy),
+        proxy,
+        replicas: procs,
         redis: redis_proc,
         idp,
         port,
+        admin: admins[0],
         ca_pem,
         ca: pki.ca_der.clone(),
     }
@@ -248,12 +370,22 @@ impl Env {
             .resolve("app.example.test", addr)
             .resolve("admin.example.test", addr)
             .resolve("authenticate.example.test", addr)
+            .resolve("evil.example.test", addr)
+            .resolve("docs.example.test", addr)
+            .resolve("svc.example.test", addr)
+            .resolve("cookies.example.test", addr)
             .build()
             .unwrap()
     }
 
     pub fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}.example.test:{}{path}", self.port)
+    }
+
+    /// The first proxy's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.admin));
+        super::plain_get(addr, "localhost", "/metrics").await.body
     }
 
     pub async fn events(&self, kind: &str) -> Vec<Value> {
@@ -347,4 +479,70 @@ pub fn verify_es256(token: &str, jwks: &Value) -> bool {
 /// GETs `url` and reads the body as JSON.
 pub async fn get_json(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
     c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Gets tokens for `user` from the provider directly, as an API client's own OIDC
+/// library would (authorization code + PKCE), without going through Portcullis.
+pub async fn provider_tokens(
+    env: &Env,
+    issuer: &str,
+    user: (&str, &str),
+    client: (&str, &str),
+) -> Value {
+    use base64::Engine;
+    let verifier = "a-pkce-verifier-that-is-long-enough-for-the-rules-0123456789";
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    let redirect_uri = env.url("authenticate", "/oauth2/callback");
+    let c = env.browser();
+    let mut url = reqwest::Url::parse(&format!("{issuer}/v1/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client.0)
+        .append_pair("redirect_uri", &redirect_uri)
+        .append_pair("scope", "openid email profile groups")
+        .append_pair("state", "api-client-state")
+        .append_pair("nonce", "api-client-nonce")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let mut resp = c.get(url).send().await.unwrap();
+    let code = loop {
+        let at = resp.url().clone();
+        if resp.status().is_redirection() {
+            let next = at
+                .join(resp.headers()["location"].to_str().unwrap())
+                .unwrap();
+            if next.as_str().starts_with(&redirect_uri) {
+                break next
+                    .query_pairs()
+                    .find(|(k, _)| k == "code")
+                    .map(|(_, v)| v.into_owned())
+                    .expect("a code");
+            }
+            resp = c.get(next).send().await.unwrap();
+        } else if at.path().contains("/login/") {
+            resp = c
+                .post(at)
+                .form(&[("username", user.0), ("password", user.1)])
+                .send()
+                .await
+                .unwrap();
+        } else {
+            panic!("unexpected page {at}: {}", resp.status());
+        }
+    };
+    c.post(format!("{issuer}/v1/token"))
+        .basic_auth(client.0, Some(client.1))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }

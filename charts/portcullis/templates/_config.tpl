@@ -20,6 +20,10 @@ which override the file.
 {{- with .Values.cookie.expire }}{{ $_ := set $c "cookie_expire" . }}{{ end }}
 {{- with .Values.cookie.name }}{{ $_ := set $c "cookie_name" . }}{{ end }}
 {{- with .Values.cookie.sameSite }}{{ $_ := set $c "cookie_same_site" . }}{{ end }}
+{{- with .Values.allowedReturnDomains }}{{ $_ := set $c "allowed_return_domains" . }}{{ end }}
+{{- with .Values.bearer.format }}{{ $_ := set $c "bearer_token_format" . }}{{ end }}
+{{- with .Values.bearer.allowedAudiences }}{{ $_ := set $c "idp_access_token_allowed_audiences" . }}{{ end }}
+{{- with .Values.bearer.allowedClients }}{{ $_ := set $c "idp_access_token_allowed_clients" . }}{{ end }}
 {{- if .Values.passIdentityHeaders }}{{ $_ := set $c "pass_identity_headers" true }}{{ end }}
 {{- if .Values.directory.enabled }}
 {{- $d := dict "provider" .Values.directory.provider }}

@@ -114,6 +114,9 @@ const EVERY_KEY: &[(&str, &str, Check)] = &[
     ("load-balancing", "least_request", |a| {
         a.load_balancing == Balance::LeastRequest
     }),
+    ("bearer-token-format", "idp_access_token", |a| {
+        a.options.bearer_format == Some(crate::routes::BearerFormat::IdpAccessToken)
+    }),
 ];
 
 #[test]
@@ -220,6 +223,7 @@ fn invalid_values() {
         ("portcullis.dev/backend-protocol", "grpc"),
         ("portcullis.dev/load-balancing", "ring_hash"),
         ("portcullis.dev/service-upstream", "maybe"),
+        ("portcullis.dev/bearer-token-format", "jwt"),
         ("ingress.pomerium.io/secure_upstream", "sure"),
     ];
     for (annotation, value) in cases {

@@ -501,12 +501,14 @@ async fn bearer_tokens_from_other_clients_and_services() {
         .to_string();
     let claims = jwt_claims(&token);
     assert_eq!(claims["sub"], SERVICE_CLIENT_ID, "{claims}");
+    // Valid, but no user: refused as Pomerium refuses a session without a user ID
+    // (403 `user-unauthorized`, not a sign-in).
     assert_eq!(
         call("app", token.clone()).await,
-        401,
+        403,
         "not an authenticated user"
     );
-    assert_eq!(call("admin", token.clone()).await, 401);
+    assert_eq!(call("admin", token.clone()).await, 403);
     assert_eq!(
         call("svc", token).await,
         200,

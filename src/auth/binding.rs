@@ -276,18 +276,36 @@ mod tests {
         let n = names(None);
         let b443 = n.binding("app", 443);
         let b8443 = n.binding("app", 8443);
-        assert_eq!(n.route_name(&b443), "_portcullis");
-        assert_eq!(n.route_name(&b8443), "_portcullis_p8443");
-        assert_eq!(n.authenticate(443).name(), "_portcullis_authenticate");
+        assert_eq!(n.route_name(&b443), "__Host-_portcullis");
+        assert_eq!(n.route_name(&b8443), "__Host-_portcullis_p8443");
+        assert_eq!(
+            n.authenticate(443).name(),
+            "__Host-_portcullis_authenticate"
+        );
         assert_eq!(
             n.authenticate(9443).name(),
-            "_portcullis_authenticate_p9443"
+            "__Host-_portcullis_authenticate_p9443"
         );
-        assert_eq!(n.flow(443).name(), "_portcullis_flow");
+        assert_eq!(n.flow(443).name(), "__Host-_portcullis_flow");
         assert_eq!(n.nonce(443).name(), "__Host-_portcullis_nonce");
         assert_eq!(n.nonce(8443).name(), "__Host-_portcullis_nonce_p8443");
-        let prefixed = CookieNames::new("__Host-s", None, SameSite::Lax).unwrap();
-        assert_eq!(prefixed.nonce(443).name(), "__Host-s_nonce");
+        // A prefix of the operator's own is not doubled, and `__Secure-` (which a
+        // sibling could plant) becomes `__Host-` for host-only cookies.
+        for base in ["__Host-s", "__Secure-s", "__secure-s"] {
+            let p = CookieNames::new(base, None, SameSite::Lax).unwrap();
+            assert_eq!(p.nonce(443).name(), "__Host-s_nonce", "{base}");
+            assert_eq!(p.route_name(&p.binding("a", 443)), "__Host-s", "{base}");
+        }
+        let set = n.route(&b8443).set("v", None).unwrap();
+        let text = set[0].to_str().unwrap();
+        assert!(
+            text.starts_with("__Host-_portcullis_p8443=v; Path=/;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Secure") && !text.contains("Domain"),
+            "{text}"
+        );
 
         // The domain cookie carries the Domain attribute; the others never do.
         let d = names(Some("example.com"));

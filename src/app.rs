@@ -37,6 +37,9 @@ pub struct Settings {
     /// What the decision and access logs record (`authorize_log_fields`,
     /// `access_log_fields`).
     pub logs: crate::proxy::LogFields,
+    /// What endpoints chosen by Ingress authors may not reach (checked at connect
+    /// time; Portcullis's own listeners are refused for every endpoint).
+    pub upstream_policy: crate::routes::AddressPolicy,
 }
 
 /// A started data plane.
@@ -93,13 +96,21 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     };
     let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
 
+    let own_listeners = [Some(https_addr), http_addr, admin_addr]
+        .into_iter()
+        .flatten()
+        .collect();
     let mut proxy = Proxy::new(
         table.clone(),
         certs.clone(),
         metrics.clone(),
         settings.auth.clone(),
         directory,
-    );
+    )
+    .with_upstream_guard(crate::proxy::reach::UpstreamGuard::new(
+        settings.upstream_policy.clone(),
+        own_listeners,
+    ));
     proxy.logs = settings.logs;
     let proxy = Arc::new(proxy);
     let running_table = table.clone();

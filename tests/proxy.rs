@@ -30,6 +30,7 @@ fn endpoint(addr: SocketAddr) -> EndpointSpec {
         scheme: UpstreamScheme::Http,
         host: addr.ip().to_string(),
         port: addr.port(),
+        reach: Reach::Operator,
     }
 }
 
@@ -129,6 +130,7 @@ async fn fixture() -> Fixture {
         auth: None,
         directory: None,
         ready_on_start: true,
+        upstream_policy: Default::default(),
         workers: 2,
         logs: portcullis::proxy::LogFields::default(),
     };
@@ -478,6 +480,7 @@ async fn one_worker(routes: Vec<RouteSpec>) -> (Running, Arc<rustls::ClientConfi
         auth: None,
         directory: None,
         ready_on_start: true,
+        upstream_policy: Default::default(),
         workers: 1,
         logs: portcullis::proxy::LogFields::default(),
     };

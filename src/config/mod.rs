@@ -258,6 +258,7 @@ impl Config {
             routes: self.routes.iter().map(|r| r.spec.clone()).collect(),
             default_backend: None,
             authenticate_host: self.authenticate_host(),
+            exclusive_hosts: Vec::new(),
         }
     }
 
@@ -391,6 +392,18 @@ fn read_config(
 
     let inherited = route::Inherited {
         pass_identity_headers,
+        authenticate_host: authenticate_service_url
+            .as_ref()
+            .and_then(|u| u.host())
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase()),
+        claim_headers: jwt_claims_headers
+            .iter()
+            .map(|(name, _): &(HeaderName, String)| name.to_string())
+            .collect(),
+        own_listeners: [address, http_redirect_address, metrics_address]
+            .into_iter()
+            .flatten()
+            .collect(),
     };
     let routes = match f.get("routes") {
         None => Vec::new(),

@@ -4,6 +4,7 @@
 mod h1pool;
 pub mod headers;
 pub mod idle;
+pub mod reach;
 mod request;
 pub mod server;
 pub mod tls;
@@ -73,6 +74,13 @@ impl Proxy {
             upstreams: Upstreams::new(),
             clock: Instant::now(),
         }
+    }
+
+    /// Checks every upstream connection with `guard` (Portcullis's own listeners, and
+    /// what tenant endpoints may not reach).
+    pub fn with_upstream_guard(mut self, guard: reach::UpstreamGuard) -> Proxy {
+        self.upstreams.set_guard(guard);
+        self
     }
 
     /// Milliseconds on the monotonic clock that endpoint ejection uses.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::reach::Reach;
 use crate::policy::Policy;
 
 /// Everything the routing table is built from.
@@ -15,8 +16,15 @@ pub struct Model {
     pub routes: Vec<RouteSpec>,
     /// Served when no host rule matches, or a host's rules match no path.
     pub default_backend: Option<RouteSpec>,
-    /// The `authenticate_service_url` host, if sign-in is configured.
+    /// The `authenticate_service_url` host, if sign-in is configured. No route, wildcard,
+    /// catch-all or default backend ever answers on it (whatever the port: cookies do
+    /// not tell ports apart).
     pub authenticate_host: Option<HostPort>,
+    /// Lower-case exact host names that only their own exact routes may answer: no
+    /// wildcard and no catch-all rule (the default backend still answers their
+    /// unmatched paths). Hosts an admin assigned to a namespace that has no route on
+    /// them yet.
+    pub exclusive_hosts: Vec<String>,
 }
 
 /// A host name and an optional port a request must have arrived on.
@@ -82,6 +90,8 @@ pub struct EndpointSpec {
     /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
     pub port: u16,
+    /// Who chose it: which addresses it may connect to.
+    pub reach: Reach,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -282,7 +292,7 @@ impl PathMatch {
             }
             PathMatch::Regex(r) => super::table::compile_path_regex(r)
                 .map(|_| ())
-                .map_err(|e| format!("invalid path regex `{r}`: {e}")),
+                .map_err(|e| format!("invalid path regex: {e}")),
         }
     }
 }

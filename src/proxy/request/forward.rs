@@ -150,10 +150,13 @@ impl Proxy {
             let req = Request::from_parts(parts, body);
             let idle = route.options.idle_timeout;
             let result = if upgrade {
-                let clients = self.upstreams.clients(&route.options.tls);
+                let clients = self
+                    .upstreams
+                    .clients(&route.options.tls, endpoint.spec.reach);
                 Box::pin(self.upgrade(req, endpoint, &clients, route)).await
             } else if plain {
-                let send = crate::proxy::h1pool::send(&endpoint.authority, req);
+                let (reach, guard) = (endpoint.spec.reach, self.upstreams.guard());
+                let send = crate::proxy::h1pool::send(&endpoint.authority, reach, guard, req);
                 match with_timeout(route.options.timeout, send).await {
                     Ok(Ok(resp)) => Ok(resp.map(|b| crate::proxy::with_idle_timeout(b, idle))),
                     Ok(Err(failed)) => {
@@ -169,7 +172,9 @@ impl Proxy {
                 }
             } else {
                 // HTTPS and h2c: this worker's general clients for the route's TLS.
-                let clients = self.upstreams.clients(&route.options.tls);
+                let clients = self
+                    .upstreams
+                    .clients(&route.options.tls, endpoint.spec.reach);
                 let send = clients.for_scheme(endpoint.spec.scheme).request(req);
                 match with_timeout(route.options.timeout, send).await {
                     Ok(Ok(resp)) => Ok(resp.map(|b| {

@@ -322,7 +322,7 @@ fn a_typo_rejects_the_ingress_with_deny_routes() {
         json!({"portcullis.dev/allowed-users": "a@example.com", "portcullis.dev/timeout": "forever"}),
     ];
     for ann in cases {
-        let mut ix = index();
+        let mut ix = catch_all_index();
         // A catch-all of another Ingress must not take the rejected Ingress' traffic.
         ix.apply_ingress(ingress_spec(
             "catch-all",

@@ -37,6 +37,8 @@ pub struct Settings {
     /// What the decision and access logs record (`authorize_log_fields`,
     /// `access_log_fields`).
     pub logs: crate::proxy::LogFields,
+    /// The header names of `jwt_claims_headers` (stripped from every client request).
+    pub claim_headers: Vec<http::HeaderName>,
     /// What endpoints chosen by Ingress authors may not reach (checked at connect
     /// time; Portcullis's own listeners are refused for every endpoint).
     pub upstream_policy: crate::routes::AddressPolicy,
@@ -112,6 +114,7 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         own_listeners,
     ));
     proxy.logs = settings.logs;
+    proxy.claim_headers = settings.claim_headers.clone();
     let proxy = Arc::new(proxy);
     let running_table = table.clone();
     let applied = table.apply(model);

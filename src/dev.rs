@@ -120,6 +120,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         upstream_policy: Default::default(),
         workers: 0,
         logs: crate::proxy::LogFields::default(),
+        claim_headers: Vec::new(),
     };
     let running = app::start(settings, &model).await?;
     let admin = running

@@ -296,6 +296,11 @@ fn run(config: Option<PathBuf>, workers: usize, kube: Box<KubeArgs>) -> anyhow::
                 decision: config.authorize_log_fields,
                 access: config.access_log_fields,
             },
+            claim_headers: config
+                .jwt_claims_headers
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect(),
             upstream_policy: kube.upstream_policy()?,
         };
         let mut running = app::start(settings, &model).await?;

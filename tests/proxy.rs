@@ -133,6 +133,7 @@ async fn fixture() -> Fixture {
         upstream_policy: Default::default(),
         workers: 2,
         logs: portcullis::proxy::LogFields::default(),
+        claim_headers: Vec::new(),
     };
     let running = app::start(settings, &base_model(a, b, ws)).await.unwrap();
     Fixture {
@@ -483,6 +484,7 @@ async fn one_worker(routes: Vec<RouteSpec>) -> (Running, Arc<rustls::ClientConfi
         upstream_policy: Default::default(),
         workers: 1,
         logs: portcullis::proxy::LogFields::default(),
+        claim_headers: Vec::new(),
     };
     let model = Model {
         routes,

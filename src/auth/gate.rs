@@ -86,7 +86,6 @@ pub struct Auth {
     pub(super) return_domains: Vec<String>,
     bearer_format: BearerFormat,
     claims_headers: Vec<(HeaderName, String)>,
-    claim_header_names: Vec<HeaderName>,
     flights: Mutex<HashMap<String, Flight>>,
     /// Recently signed assertions by a keyed hash of identity and route host; each
     /// entry keeps what it was signed for, compared on a hit.
@@ -183,11 +182,6 @@ impl Auth {
                 .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
                 .collect(),
             bearer_format: settings.bearer_format,
-            claim_header_names: settings
-                .jwt_claims_headers
-                .iter()
-                .map(|(n, _)| n.clone())
-                .collect(),
             claims_headers: settings.jwt_claims_headers,
             flights: Mutex::new(HashMap::new()),
             assertions: Mutex::new(HashMap::new()),
@@ -200,11 +194,6 @@ impl Auth {
 
     pub fn signer(&self) -> &SigningKey {
         &self.signer
-    }
-
-    /// The header names `jwt_claims_headers` sets: no client may send them.
-    pub fn claim_header_names(&self) -> &[HeaderName] {
-        &self.claim_header_names
     }
 
     /// The base name of every Portcullis cookie (what upstreams never see).

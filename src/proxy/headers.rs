@@ -14,18 +14,6 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// Identity headers Portcullis sets, or the stacks it replaces set (Pomerium,
-/// oauth2-proxy behind ingress-nginx), which apps may still trust: a client must never
-/// be able to send them. Names are compared after mapping `_` to `-`, as some servers
-/// (and CGI-style frameworks) read `X_Forwarded_Email` as `X-Forwarded-Email`.
-const IDENTITY_HEADERS: [&str; 5] = [
-    "x-forwarded-email",
-    "x-forwarded-user",
-    "x-forwarded-groups",
-    "x-forwarded-preferred-username",
-    "x-forwarded-access-token",
-];
-const IDENTITY_PREFIXES: [&str; 3] = ["x-portcullis-", "x-pomerium-", "x-auth-request-"];
 /// Forwarding headers a client could use to speak for Portcullis: removed before
 /// Portcullis sets its own (`X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `X-Real-IP`).
 const CLIENT_FORWARDING: [&str; 5] = [
@@ -38,19 +26,14 @@ const CLIENT_FORWARDING: [&str; 5] = [
 pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Whether a header name (lower-case, as `HeaderName` keeps it) is an identity header
-/// a client may not send: ours, Pomerium's, oauth2-proxy's, or one of `extra` (the
-/// configured `jwt_claims_headers`), in either `-` or `_` spelling.
+/// Whether a header name is an identity header a client may not send: ours,
+/// Pomerium's, oauth2-proxy's ([`crate::routes::reserved`], the one list), or one of
+/// `extra` (the configured `jwt_claims_headers`), in either `-` or `_` spelling.
 pub fn is_identity_header(name: &str, extra: &[HeaderName]) -> bool {
-    let hit = |n: &str| {
-        IDENTITY_HEADERS.contains(&n)
-            || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
-            || extra.iter().any(|e| e.as_str() == n)
-    };
-    if hit(name) {
-        return true;
-    }
-    name.contains('_') && hit(&name.replace('_', "-"))
+    crate::routes::reserved::identity_header(name)
+        || extra
+            .iter()
+            .any(|e| crate::routes::reserved::same_name(name, e.as_str()))
 }
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -52,6 +52,9 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// What the decision and access logs record.
     pub logs: LogFields,
+    /// The header names `jwt_claims_headers` sets: no client may send them, whether or
+    /// not sign-in is configured.
+    pub claim_headers: Vec<http::HeaderName>,
     upstreams: Upstreams,
     clock: Instant,
 }
@@ -71,6 +74,7 @@ impl Proxy {
             certs,
             metrics,
             logs: LogFields::default(),
+            claim_headers: Vec::new(),
             upstreams: Upstreams::new(),
             clock: Instant::now(),
         }

@@ -78,7 +78,7 @@ pub fn identity_header(name: &str) -> bool {
 }
 
 /// Whether two header names are the same once case is ignored and `_` is read as `-`.
-fn same_name(a: &str, b: &str) -> bool {
+pub fn same_name(a: &str, b: &str) -> bool {
     same_bytes(a.as_bytes(), b.as_bytes())
 }
 

@@ -60,11 +60,7 @@ impl Proxy {
             && headers::upgrade_is_websocket(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
         parts.headers.remove(HTTP2_SETTINGS);
-        let claim_headers = self
-            .auth
-            .as_ref()
-            .map_or(&[][..], |a| a.claim_header_names());
-        headers::strip_identity_headers_and(&mut parts.headers, claim_headers);
+        headers::strip_identity_headers_and(&mut parts.headers, &self.claim_headers);
         if let Some(auth) = &self.auth {
             auth.decorate_upstream(
                 &mut parts.headers,

@@ -1,7 +1,7 @@
 //! The config file in Pomerium's format (same key names and meaning where Pomerium has
 //! the key), environment overrides (`COOKIE_SECRET=...` beats the file, as in Pomerium),
 //! validation with errors that name the file, line and key path, and conversion into the
-//! plain routing [`Model`](crate::routes::Model). See DESIGN.md section 3.
+//! plain routing [`Model`](crate::routes::Model). See docs/design.md.
 //!
 //! Reading is in two steps: [`yaml`] parses the text into a tree that remembers where
 //! each node was written; the readers here and in [`route`] walk that tree, refusing

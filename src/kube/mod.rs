@@ -1,7 +1,7 @@
 //! The Kubernetes side of Portcullis: the only room that knows Kubernetes types.
 //!
 //! [`crd`] defines the `IdentityPolicy` custom resource and generates its CRD. The
-//! reflectors, the status writer and the leader election live here too (DESIGN.md
+//! reflectors, the status writer and the leader election live here too (docs/design.md
 //! sections 1 and 4); they turn cluster objects into the plain [`crate::routes::Model`].
 
 pub mod annotations;

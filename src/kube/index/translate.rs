@@ -75,7 +75,7 @@ impl Index {
         )
     }
 
-    /// Whether an Ingress belongs to this controller (DESIGN.md section 4): its
+    /// Whether an Ingress belongs to this controller (docs/design.md): its
     /// `ingressClassName` names one of our IngressClasses; or, with no class name, the
     /// legacy annotation names our class; or, with neither, one of our classes is the
     /// cluster default.

@@ -7,12 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use portcullis::app::DataPlaneSink;
 use portcullis::app::{self, Settings};
 use portcullis::auth::gate::{Auth, AuthSettings};
 use portcullis::auth::provider::ProviderSettings;
 use portcullis::auth::{CookieSecret, SigningKey};
 use portcullis::config::Config;
-use portcullis::kube::DataPlaneSink;
 use portcullis::kube::controller::ControllerSettings;
 use portcullis::kube::index as kube_index;
 use portcullis::kube::status::{Leadership, Publish, StatusSettings};

@@ -33,7 +33,7 @@ use crate::kube::crd::{
     REASON_VALID,
 };
 use crate::policy::Policy;
-use crate::proxy::tls::{PemPair, ScopedPair};
+use crate::routes::certs::{PemPair, ScopedPair};
 use crate::routes::reserved::reserved_request_header_with;
 use crate::routes::{BackendSpec, HostMatch, Model, PathMatch, RouteOptions, RouteSpec};
 

@@ -27,6 +27,13 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The port assumed when the client's `Host` names none.
     pub default_port: u16,
+    /// The connection's client: the source in the load balancer's PROXY header with
+    /// `use_proxy_protocol` (when it names one), else the peer's address; IPv4-mapped
+    /// IPv6 addresses as IPv4. A request's client is [`ConnInfo::client_ip`].
+    pub client: std::net::IpAddr,
+    /// `xff_num_trusted_hops`: how many `X-Forwarded-For` entries, from the right,
+    /// were written by trusted proxies (see `client_addr::client_ip`).
+    pub xff_trusted_hops: u32,
 }
 
 /// Why the upstream exchange failed.

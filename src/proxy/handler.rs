@@ -178,7 +178,7 @@ impl Proxy {
                 method: req.method().as_str(),
                 path: req.uri().path(),
                 host,
-                source_ip: Some(conn.peer.ip()),
+                source_ip: Some(conn.client_ip(req.headers())),
                 cors_preflight: is_cors_preflight(&req),
             },
             now,
@@ -278,7 +278,8 @@ impl Proxy {
             );
         }
         let client_host = original_host(&parts).unwrap_or_else(|| HeaderValue::from_static(""));
-        headers::set_forwarded(&mut parts.headers, conn.peer.ip(), host);
+        let client = conn.client_ip(&parts.headers);
+        headers::set_forwarded(&mut parts.headers, client, host);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
         for name in &route.options.remove_request_headers {
             parts.headers.remove(name);

@@ -78,6 +78,13 @@ const TOP_KEYS: &[&str] = &[
     "pass_identity_headers",
     "jwt_claims_headers",
     "metrics_address",
+    "use_proxy_protocol",
+    "xff_num_trusted_hops",
+    "timeout_header_read",
+    "timeout_idle",
+    "max_connections_per_worker",
+    "max_concurrent_requests_per_connection",
+    "http2_max_concurrent_streams",
     "log_level",
     "log_format",
     "routes",
@@ -117,7 +124,42 @@ pub struct Config {
     /// `allowed_return_domains`: hosts sign-in may return to besides needing a route
     /// (`example.com` exactly, `*.example.com` any subdomain); empty: any routed host.
     pub allowed_return_domains: Vec<String>,
+    /// Client connections: PROXY protocol, trusted hops, deadlines and limits.
+    pub connections: ConnectionSettings,
     pub routes: Vec<RouteConfig>,
+}
+
+/// The client side of the listeners (`use_proxy_protocol`, `xff_num_trusted_hops`,
+/// `timeout_idle` as in Pomerium; the others ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// Every connection to the HTTPS and HTTP listeners starts with a PROXY protocol
+    /// header (v1 or v2); one without is closed.
+    pub use_proxy_protocol: bool,
+    /// Trusted proxies in front that append to `X-Forwarded-For`.
+    pub xff_num_trusted_hops: u32,
+    /// From the TLS handshake to the first request's headers; for HTTP/1.1 also from
+    /// one response to the next request's headers. Zero: none.
+    pub timeout_header_read: Duration,
+    /// A connection with no request in flight is closed after this. Zero: never.
+    pub timeout_idle: Duration,
+    pub max_connections_per_worker: usize,
+    pub max_concurrent_requests_per_connection: usize,
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            use_proxy_protocol: false,
+            xff_num_trusted_hops: 0,
+            timeout_header_read: Duration::from_secs(30),
+            timeout_idle: Duration::from_secs(300),
+            max_connections_per_worker: 10_000,
+            max_concurrent_requests_per_connection: 100,
+            http2_max_concurrent_streams: 100,
+        }
+    }
 }
 
 /// `bearer_token_format`, `idp_access_token_allowed_audiences` (Pomerium's keys) and
@@ -375,6 +417,7 @@ fn read_config(
     let allowed_return_domains = f
         .read("allowed_return_domains", p, settings::read_return_domains)
         .unwrap_or_default();
+    let connections = settings::read_connections(&f, p);
 
     let inherited = route::Inherited {
         pass_identity_headers,
@@ -433,6 +476,7 @@ fn read_config(
         jwt_claims_headers,
         bearer,
         allowed_return_domains,
+        connections,
         routes,
     })
 }

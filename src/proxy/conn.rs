@@ -363,10 +363,27 @@ where
     let mut conn = std::pin::pin!(conn);
     let start = Instant::now();
     let far = start + Duration::from_secs(86400 * 365);
-    let at = |d: Duration| if d.is_zero() { far } else { Instant::now() + d };
+    let after = |t: Instant, d: Duration| if d.is_zero() { far } else { t + d };
+    // Without a request yet, the first-request deadline rules (or, without one, the
+    // idle timeout from the start).
+    let first_deadline = if deadlines.first_request.is_zero() {
+        after(start, deadlines.idle)
+    } else {
+        start + deadlines.first_request
+    };
     // Idle connections are noticed within a quarter of the idle timeout.
     let tick = (deadlines.idle / 4).max(Duration::from_millis(10));
-    let timer = tokio::time::sleep_until(at(deadlines.first_request));
+    let next_tick = |now: Instant| {
+        after(
+            now,
+            if deadlines.idle.is_zero() {
+                Duration::ZERO
+            } else {
+                tick
+            },
+        )
+    };
+    let timer = tokio::time::sleep_until(first_deadline.min(next_tick(start)));
     let mut timer = std::pin::pin!(timer);
     let mut watch = Watch::FirstRequest;
     let mut draining = false;
@@ -391,41 +408,41 @@ where
             () = timer.as_mut() => {
                 let now = Instant::now();
                 let (started, in_flight) = state.counts();
-                match watch {
-                    Watch::FirstRequest if started == 0 => {
-                        state.metrics.connection_timeout("first_request");
-                        tracing::debug!("no request within the header-read timeout; closing");
-                        return Ok(());
-                    }
+                let next = match watch {
                     Watch::Closing => {
                         tracing::debug!("idle connection did not close in time; closing");
                         return Ok(());
                     }
-                    Watch::FirstRequest | Watch::Busy => {
-                        watch = Watch::Busy;
-                        if in_flight == 0 {
-                            watch = Watch::Idle { since: now, started };
+                    Watch::FirstRequest if started == 0 => {
+                        if now >= first_deadline {
+                            state.metrics.connection_timeout("first_request");
+                            tracing::debug!("no request within the header-read timeout; closing");
+                            return Ok(());
                         }
+                        first_deadline.min(next_tick(now))
+                    }
+                    Watch::FirstRequest | Watch::Busy => {
+                        watch = if in_flight == 0 {
+                            Watch::Idle { since: now, started }
+                        } else {
+                            Watch::Busy
+                        };
+                        next_tick(now)
                     }
                     Watch::Idle { since, started: seen } => {
                         if in_flight > 0 || started != seen {
                             watch = Watch::Busy;
-                        } else if now >= since + deadlines.idle {
+                            next_tick(now)
+                        } else if now >= after(since, deadlines.idle) {
                             state.metrics.connection_timeout("idle");
                             tracing::debug!("connection idle; closing");
                             graceful(conn.as_mut());
                             watch = Watch::Closing;
-                            timer.as_mut().reset(now + IDLE_CLOSE_GRACE);
-                            continue;
+                            now + IDLE_CLOSE_GRACE
+                        } else {
+                            after(since, deadlines.idle).min(next_tick(now))
                         }
                     }
-                }
-                let next = match watch {
-                    Watch::Idle { since, .. } if !deadlines.idle.is_zero() => {
-                        (since + deadlines.idle).min(now + tick)
-                    }
-                    _ if deadlines.idle.is_zero() => far,
-                    _ => now + tick,
                 };
                 timer.as_mut().reset(next);
             }
@@ -443,6 +460,43 @@ enum Watch {
     Idle { since: Instant, started: u64 },
     /// Asked to close; waiting for it.
     Closing,
+}
+
+/// The size of a request's header list as HTTP/2 counts it (RFC 9113 §6.5.2: name,
+/// value and 32 bytes per field, pseudo-header fields included).
+pub fn header_list_size<B>(req: &http::Request<B>) -> usize {
+    let uri = req.uri();
+    let pseudo = [
+        (":method", req.method().as_str().len()),
+        (":scheme", uri.scheme_str().map_or(0, str::len)),
+        (
+            ":authority",
+            uri.authority().map_or(0, |a| a.as_str().len()),
+        ),
+        (
+            ":path",
+            uri.path_and_query().map_or(1, |p| p.as_str().len()),
+        ),
+    ];
+    let pseudo: usize = pseudo.iter().map(|(n, v)| n.len() + v + 32).sum();
+    pseudo
+        + req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum::<usize>()
+}
+
+/// `431 Request Header Fields Too Large`, for HTTP/2 requests over the limit (hyper
+/// answers HTTP/1.1 ones itself).
+pub fn header_too_large() -> http::Response<Body> {
+    let mut resp = http::Response::new(super::empty());
+    *resp.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// At most one log line per interval for a kind of event, across all connections.
@@ -481,6 +535,17 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_list_sizes_count_as_http2_does() {
+        let req = http::Request::get("https://a.example/x?y")
+            .header("cookie", "abc")
+            .body(())
+            .unwrap();
+        // :method GET, :scheme https, :authority a.example, :path /x?y, cookie abc.
+        let want = (7 + 3 + 32) + (7 + 5 + 32) + (10 + 9 + 32) + (5 + 4 + 32) + (6 + 3 + 32);
+        assert_eq!(header_list_size(&req), want);
+    }
 
     #[test]
     fn throttle_lets_one_through_per_interval() {

@@ -278,8 +278,9 @@ impl Proxy {
             );
         }
         let client_host = original_host(&parts).unwrap_or_else(|| HeaderValue::from_static(""));
-        let client = conn.client_ip(&parts.headers);
-        headers::set_forwarded(&mut parts.headers, client, host);
+        // Appended as Envoy does: the connection's client (PROXY source or peer); the
+        // trusted client among the entries is what `source_ip` saw.
+        headers::set_forwarded(&mut parts.headers, conn.client, host);
         parts.headers.insert(X_REQUEST_ID, request_id.clone());
         for name in &route.options.remove_request_headers {
             parts.headers.remove(name);

@@ -93,7 +93,7 @@ fn builders(limits: &Limits) -> Builders {
         .max_buf_size(limits.max_header_bytes.max(8192));
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_header_list_size(limits.max_header_bytes.saturating_mul(4).min(1 << 24) as u32)
         .max_concurrent_streams(limits.http2_max_concurrent_streams.max(1))
         .keep_alive_interval(Duration::from_secs(30));
     Builders { h1, h2 }
@@ -255,6 +255,7 @@ pub async fn serve_https(
                 limits.max_concurrent_requests_per_connection,
                 proxy.metrics.clone(),
             ));
+            let max_header_bytes = limits.max_header_bytes;
             let service = {
                 let proxy = proxy.clone();
                 let state = state.clone();
@@ -263,7 +264,13 @@ pub async fn serve_https(
                     let state = state.clone();
                     async move {
                         let in_flight = state.begin(peer).await;
-                        let resp = proxy.handle(req, conn).await;
+                        // HTTP/2 header lists are decoded up to 4× the limit so that
+                        // the client gets this answer rather than a GOAWAY.
+                        let resp = if h2 && conn::header_list_size(&req) > max_header_bytes {
+                            conn::header_too_large()
+                        } else {
+                            proxy.handle(req, conn).await
+                        };
                         Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
                     }
                 })

@@ -149,15 +149,17 @@ pub struct ConnectionSettings {
 }
 
 impl Default for ConnectionSettings {
+    /// The data plane's own defaults (one source: `proxy::Limits`).
     fn default() -> Self {
+        let l = crate::proxy::Limits::default();
         ConnectionSettings {
-            use_proxy_protocol: false,
-            xff_num_trusted_hops: 0,
-            timeout_header_read: Duration::from_secs(30),
-            timeout_idle: Duration::from_secs(300),
-            max_connections_per_worker: 10_000,
-            max_concurrent_requests_per_connection: 100,
-            http2_max_concurrent_streams: 100,
+            use_proxy_protocol: l.proxy_protocol,
+            xff_num_trusted_hops: l.xff_num_trusted_hops,
+            timeout_header_read: l.header_read_timeout,
+            timeout_idle: l.idle_timeout,
+            max_connections_per_worker: l.max_connections_per_worker,
+            max_concurrent_requests_per_connection: l.max_concurrent_requests_per_connection,
+            http2_max_concurrent_streams: l.http2_max_concurrent_streams,
         }
     }
 }

@@ -61,7 +61,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             max_header_bytes: 64 * 1024,
             drain_timeout: Duration::from_secs(30),
-            max_connections_per_worker: 10_000,
+            max_connections_per_worker: 4096,
             http2_max_concurrent_streams: 100,
             max_concurrent_requests_per_connection: 100,
             proxy_protocol: false,

@@ -34,6 +34,14 @@ pub struct Settings {
     /// Data-plane threads, each with its own single-threaded runtime accepting from
     /// the one HTTPS listener; 0: one per CPU the process may use.
     pub workers: usize,
+    /// What the decision and access logs record (`authorize_log_fields`,
+    /// `access_log_fields`).
+    pub logs: crate::proxy::LogFields,
+    /// The header names of `jwt_claims_headers` (stripped from every client request).
+    pub claim_headers: Vec<http::HeaderName>,
+    /// What endpoints chosen by Ingress authors may not reach (checked at connect
+    /// time; Portcullis's own listeners are refused for every endpoint).
+    pub upstream_policy: crate::routes::AddressPolicy,
 }
 
 /// A started data plane.
@@ -90,13 +98,24 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     };
     let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
 
-    let proxy = Arc::new(Proxy::new(
+    let own_listeners = [Some(https_addr), http_addr, admin_addr]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut proxy = Proxy::new(
         table.clone(),
         certs.clone(),
         metrics.clone(),
         settings.auth.clone(),
         directory,
+    )
+    .with_upstream_guard(crate::proxy::reach::UpstreamGuard::new(
+        settings.upstream_policy.clone(),
+        own_listeners,
     ));
+    proxy.logs = settings.logs;
+    proxy.claim_headers = settings.claim_headers.clone();
+    let proxy = Arc::new(proxy);
     let running_table = table.clone();
     let applied = table.apply(model);
     report_applied(&table, &metrics, applied);

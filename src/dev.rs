@@ -117,7 +117,10 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         auth: Some(Arc::new(auth)),
         directory: None,
         ready_on_start: true,
+        upstream_policy: Default::default(),
         workers: 0,
+        logs: crate::proxy::LogFields::default(),
+        claim_headers: Vec::new(),
     };
     let running = app::start(settings, &model).await?;
     let admin = running
@@ -172,6 +175,7 @@ pub fn demo_model(upstream: SocketAddr) -> Model {
             scheme: UpstreamScheme::Http,
             host: upstream.ip().to_string(),
             port: upstream.port(),
+            reach: crate::routes::Reach::Operator,
         }],
         balance: Balance::RoundRobin,
     };

@@ -15,5 +15,6 @@ pub mod directory;
 pub mod kube;
 pub mod policy;
 pub mod proxy;
+pub mod reply;
 pub mod routes;
 pub mod telemetry;

@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, env = "PORTCULLIS_WORKERS", default_value_t = 0)]
         workers: usize,
         #[command(flatten)]
-        kube: KubeArgs,
+        kube: Box<KubeArgs>,
     },
     /// Try Portcullis locally: proxy, demo app and demo routes on loopback. Not for production.
     Dev {
@@ -105,6 +105,75 @@ struct KubeArgs {
     /// The cluster's DNS domain (for `service-upstream`).
     #[arg(long, default_value = kube_index::DEFAULT_CLUSTER_DOMAIN)]
     cluster_domain: String,
+    /// Give a namespace the hosts a pattern covers: NAMESPACE=HOST or
+    /// NAMESPACE=*.DOMAIN (repeat the flag). With any, this map alone decides which
+    /// namespace may route on a host; without, the first Ingress to name a host gives it
+    /// to its namespace.
+    #[arg(long = "host-owner", value_name = "NAMESPACE=PATTERN")]
+    host_owner: Vec<String>,
+    /// Let every namespace add paths to every host (ingress-nginx's merge behaviour).
+    /// For clusters where one team writes every Ingress.
+    #[arg(long, conflicts_with = "host_owner")]
+    shared_hosts: bool,
+    /// Namespaces whose Ingresses may have rules without a host and a defaultBackend,
+    /// which answer for every host (repeat or comma list; `*`: every namespace).
+    #[arg(long, value_delimiter = ',', value_name = "NAMESPACE")]
+    catch_all_namespace: Vec<String>,
+    /// Follow ExternalName Services (and FQDN EndpointSlices). Off: an Ingress whose
+    /// backend is one is rejected. Loopback, link-local, metadata addresses and other
+    /// namespaces' Services stay refused either way.
+    #[arg(long)]
+    allow_external_name_services: bool,
+    /// Addresses no Ingress backend may reach, besides loopback, link-local,
+    /// unspecified and multicast (CIDRs; repeat or comma list). Given, it replaces the
+    /// default list: 169.254.169.254/32, fd00:ec2::254/128, 100.100.100.200/32.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    blocked_upstream_cidr: Vec<String>,
+    /// TESTS ONLY, never in production: let Ingress backends reach loopback addresses
+    /// (Portcullis's own listeners stay refused). Not settable from the Helm chart.
+    #[arg(long, hide = true)]
+    test_only_allow_loopback_upstreams: bool,
+}
+
+impl KubeArgs {
+    /// What tenant endpoints may not reach.
+    fn upstream_policy(&self) -> anyhow::Result<portcullis::routes::AddressPolicy> {
+        let mut policy = portcullis::routes::AddressPolicy::default();
+        if !self.blocked_upstream_cidr.is_empty() {
+            policy.blocked = self
+                .blocked_upstream_cidr
+                .iter()
+                .map(|c| c.trim())
+                .filter(|c| !c.is_empty())
+                .map(|c| {
+                    // A bare address is a /32 or /128.
+                    c.parse::<ipnet::IpNet>()
+                        .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .with_context(|| format!("--blocked-upstream-cidr `{c}` is not a CIDR"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        policy.allow_loopback = self.test_only_allow_loopback_upstreams;
+        Ok(policy)
+    }
+
+    /// Who owns hosts.
+    fn host_ownership(&self) -> anyhow::Result<kube_index::HostOwnership> {
+        if self.shared_hosts {
+            return Ok(kube_index::HostOwnership::Shared);
+        }
+        if self.host_owner.is_empty() {
+            return Ok(kube_index::HostOwnership::FirstCome);
+        }
+        let grants = self
+            .host_owner
+            .iter()
+            .map(|g| {
+                kube_index::HostGrant::parse(g).map_err(|e| anyhow::anyhow!("--host-owner {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(kube_index::HostOwnership::Assigned(grants))
+    }
 }
 
 #[derive(Subcommand)]
@@ -169,7 +238,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-fn run(config: Option<PathBuf>, workers: usize, kube: KubeArgs) -> anyhow::Result<()> {
+fn run(config: Option<PathBuf>, workers: usize, kube: Box<KubeArgs>) -> anyhow::Result<()> {
     let (config, origin) = match &config {
         Some(path) => (
             Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -223,10 +292,25 @@ fn run(config: Option<PathBuf>, workers: usize, kube: KubeArgs) -> anyhow::Resul
             directory: config.directory.clone(),
             ready_on_start: !kube.kubernetes,
             workers,
+            logs: portcullis::proxy::LogFields {
+                decision: config.authorize_log_fields,
+                access: config.access_log_fields,
+            },
+            claim_headers: config
+                .jwt_claims_headers
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect(),
+            upstream_policy: kube.upstream_policy()?,
         };
         let mut running = app::start(settings, &model).await?;
         if kube.kubernetes {
-            start_controller(&mut running, kube, model, certificates).await?;
+            let claim_headers = config
+                .jwt_claims_headers
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .collect();
+            start_controller(&mut running, *kube, model, certificates, claim_headers).await?;
         }
         app::Running::stop_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
@@ -256,6 +340,7 @@ async fn start_controller(
     args: KubeArgs,
     base: portcullis::routes::Model,
     base_certificates: Vec<PemPair>,
+    claim_headers: Vec<String>,
 ) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
@@ -290,8 +375,48 @@ async fn start_controller(
             .filter(|ns| !ns.is_empty())
             .collect(),
         cluster_domain: args.cluster_domain.clone(),
+        tenancy: kube_index::Tenancy {
+            hosts: args.host_ownership()?,
+            catch_all_namespaces: args
+                .catch_all_namespace
+                .iter()
+                .map(|ns| ns.trim().to_string())
+                .filter(|ns| !ns.is_empty())
+                .collect(),
+            reserved: kube_index::Reserved {
+                sign_in: base
+                    .authenticate_host
+                    .iter()
+                    .map(|h| h.host.clone())
+                    .collect(),
+                operator: base
+                    .routes
+                    .iter()
+                    .map(|r| r.host.clone())
+                    .filter(|h| *h != portcullis::routes::HostMatch::Any)
+                    .collect(),
+            },
+            claim_headers,
+            allow_external_names: args.allow_external_name_services,
+            upstreams: args.upstream_policy()?,
+            own_ports: [
+                Some(running.https_addr),
+                running.http_addr,
+                running.admin_addr,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|a| a.port())
+            .collect(),
+            controller_namespace: args.controller_namespace.clone(),
+        },
         ..kube_index::Settings::default()
     };
+    if args.test_only_allow_loopback_upstreams {
+        tracing::warn!(
+            "--test-only-allow-loopback-upstreams is set: Ingress backends may reach loopback              addresses; this flag exists for tests and must never be used in production"
+        );
+    }
     let (tx, rx) = tokio::sync::watch::channel(None);
     let sink = Arc::new(DataPlaneSink {
         table: running.table.clone(),

@@ -37,6 +37,7 @@ fn route(id: &str, host: &str, policy: Arc<Policy>, to: SocketAddr) -> RouteSpec
                 scheme: UpstreamScheme::Http,
                 host: to.ip().to_string(),
                 port: to.port(),
+                reach: Reach::Operator,
             }],
             balance: Balance::RoundRobin,
         },
@@ -90,7 +91,10 @@ async fn start(limits: Limits, upstream: SocketAddr) -> Env {
         auth: None,
         directory: None,
         ready_on_start: true,
+        upstream_policy: Default::default(),
         workers: 1,
+        logs: portcullis::proxy::LogFields::default(),
+        claim_headers: Vec::new(),
     };
     let model = Model {
         routes: vec![

@@ -30,6 +30,7 @@ fn endpoint(addr: SocketAddr) -> EndpointSpec {
         scheme: UpstreamScheme::Http,
         host: addr.ip().to_string(),
         port: addr.port(),
+        reach: Reach::Operator,
     }
 }
 
@@ -129,7 +130,10 @@ async fn fixture() -> Fixture {
         auth: None,
         directory: None,
         ready_on_start: true,
+        upstream_policy: Default::default(),
         workers: 2,
+        logs: portcullis::proxy::LogFields::default(),
+        claim_headers: Vec::new(),
     };
     let running = app::start(settings, &base_model(a, b, ws)).await.unwrap();
     Fixture {
@@ -477,7 +481,10 @@ async fn one_worker(routes: Vec<RouteSpec>) -> (Running, Arc<rustls::ClientConfi
         auth: None,
         directory: None,
         ready_on_start: true,
+        upstream_policy: Default::default(),
         workers: 1,
+        logs: portcullis::proxy::LogFields::default(),
+        claim_headers: Vec::new(),
     };
     let model = Model {
         routes,

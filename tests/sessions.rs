@@ -33,7 +33,7 @@ const LONG_TOKENS: IdpOptions = IdpOptions {
 
 /// The route credential cookie's name on the test port.
 fn credential_name(env: &Env) -> String {
-    format!("_portcullis_p{}", env.port)
+    format!("__Host-_portcullis_p{}", env.port)
 }
 
 /// A client that keeps no cookies: what an attacker replaying a stolen value uses.
@@ -179,7 +179,7 @@ async fn stolen_handoff(redis: bool) {
         .get(env.url("authenticate", "/.portcullis/user"))
         .header(
             "cookie",
-            format!("_portcullis_authenticate_p{}={stolen}", env.port),
+            format!("__Host-_portcullis_authenticate_p{}={stolen}", env.port),
         )
         .send()
         .await
@@ -194,6 +194,23 @@ async fn stolen_handoff(redis: bool) {
     assert_eq!(r.status(), 401);
     // The handoff token itself is spent.
     assert_eq!(get(&attacker, &handoff, "text/html").await.status(), 400);
+    // A second value planted under her credential's name (cookie tossing, or a longer
+    // Path) makes the request anonymous rather than letting the first one win.
+    let r = thief
+        .get(env.url("evil", "/"))
+        .header("accept", "application/json")
+        .header(
+            "cookie",
+            format!("{n}={stolen}; {n}=planted", n = credential_name(&env)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "two values under one name: neither is trusted"
+    );
 }
 
 #[tokio::test]
@@ -228,7 +245,10 @@ async fn a_credential_for_one_port_is_refused_on_another() {
         200
     );
     let other = if env.port == 8443 { 9443 } else { 8443 };
-    for name in [credential_name(&env), format!("_portcullis_p{other}")] {
+    for name in [
+        credential_name(&env),
+        format!("__Host-_portcullis_p{other}"),
+    ] {
         let r = on(other, name.clone()).await.unwrap();
         assert_eq!(
             r.status(),
@@ -329,6 +349,10 @@ async fn sign_out_boundaries(redis: bool) {
         .unwrap();
     assert_eq!(r.status(), 200, "nothing to sign out");
     assert!(location(&r).is_empty());
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "a POST without our cookies clears none (logout CSRF)"
+    );
 
     // Bob signs himself out, and sends his sign-out link to Alice.
     let bob = env.browser();
@@ -354,7 +378,8 @@ async fn sign_out_boundaries(redis: bool) {
     let (r, _) = follow(&alice, &env.url("admin", "/"), None).await;
     assert_eq!(r.status(), 200);
 
-    // Alice signs out: her refresh token is revoked at the provider.
+    // Alice signs out: her refresh token is revoked at the provider, and the ID token
+    // the sign-out hands the provider in a URL is no bearer token afterwards.
     let revokes = env.events("revoke").await.len();
     let csrf = sign_out_csrf(&alice, &env.url("app", "/.portcullis/sign_out")).await;
     let r = alice
@@ -365,6 +390,25 @@ async fn sign_out_boundaries(redis: bool) {
         .unwrap();
     let (r, hops) = follow(&alice, &location(&r), None).await;
     assert_eq!(r.status(), 200, "{hops:#?}");
+    let hint = hops
+        .iter()
+        .find_map(|h| {
+            let url = reqwest::Url::parse(h).ok()?;
+            url.query_pairs()
+                .find(|(k, _)| k == "id_token_hint")
+                .map(|(_, v)| v.into_owned())
+        })
+        .expect("the sign-out went to the provider with id_token_hint");
+    for host in ["app", "admin"] {
+        let r = bare(&env)
+            .get(env.url(host, "/"))
+            .bearer_auth(&hint)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "the signed-out ID token on {host}");
+    }
     let revoked: Vec<Value> = env.events("revoke").await;
     assert!(
         revoked.len() > revokes,
@@ -457,12 +501,14 @@ async fn bearer_tokens_from_other_clients_and_services() {
         .to_string();
     let claims = jwt_claims(&token);
     assert_eq!(claims["sub"], SERVICE_CLIENT_ID, "{claims}");
+    // Valid, but no user: refused as Pomerium refuses a session without a user ID
+    // (403 `user-unauthorized`, not a sign-in).
     assert_eq!(
         call("app", token.clone()).await,
-        401,
+        403,
         "not an authenticated user"
     );
-    assert_eq!(call("admin", token.clone()).await, 401);
+    assert_eq!(call("admin", token.clone()).await, 403);
     assert_eq!(
         call("svc", token).await,
         200,
@@ -515,6 +561,7 @@ async fn upstreams_cannot_set_portcullis_cookies() {
     planted.push(format!(
         "_portcullis_p{probe}=planted; Domain=.example.test"
     ));
+    planted.push("=_portcullis=nameless; Domain=.example.test".to_string());
     planted.push("theme=dark; Path=/".to_string());
     let upstream = cookie_upstream(planted).await;
     let route = format!(
@@ -537,7 +584,7 @@ async fn upstreams_cannot_set_portcullis_cookies() {
     );
     let metrics = env.metrics().await;
     assert!(
-        metrics.contains("portcullis_upstream_cookies_dropped_total 5"),
+        metrics.contains("portcullis_upstream_cookies_dropped_total 6"),
         "{metrics}"
     );
 }

@@ -13,10 +13,15 @@
 //!
 //! | cookie | where | holds |
 //! |---|---|---|
-//! | `<base>[_p<port>]` | each route host (or `Domain=<cookie_domain>`) | that host's credential |
-//! | `<base>_authenticate[_p<port>]` | the authenticate host only, never `Domain` | the session (refresh token with the cookie store) |
-//! | `<base>_flow[_p<port>]` | the authenticate host | PKCE verifier, OIDC state and nonce during sign-in |
+//! | `__Host-<base>[_p<port>]` | each route host | that host's credential |
+//! | `<base>` | with `cookie_domain`: `Domain=<cookie_domain>` | the domain's shared credential |
+//! | `__Host-<base>_authenticate[_p<port>]` | the authenticate host only | the session (refresh token with the cookie store) |
+//! | `__Host-<base>_flow[_p<port>]` | the authenticate host | PKCE verifier, OIDC state and nonce during sign-in |
 //! | `__Host-<base>_nonce[_p<port>]` | each route host | the browser's sign-in nonce (login CSRF) |
+//!
+//! `__Host-` cookies can only be set by the host itself, without `Domain`, on `Path=/`:
+//! a sibling subdomain can't plant one (cookie tossing), nor shadow one with a longer
+//! path. `<base>` is `cookie_name` without any `__Host-`/`__Secure-` prefix of its own.
 //!
 //! Every name of the family (see [`super::cookies::in_family`]) is removed before a
 //! request goes upstream, and an upstream may not set one.
@@ -81,7 +86,10 @@ impl OwnedBinding {
 /// The names and attributes of every cookie Portcullis sets.
 #[derive(Debug, Clone)]
 pub struct CookieNames {
+    /// `cookie_name` as configured: the domain cookie's name, and the family.
     base: String,
+    /// `__Host-` and the base without a prefix of its own: every host-only cookie.
+    host_base: String,
     /// `cookie_domain`, lower-case, without a leading dot.
     domain: Option<String>,
     same_site: SameSite,
@@ -103,8 +111,12 @@ impl CookieNames {
             None => None,
         };
         let _ = probe;
+        let bare = strip_prefix_ci(base, "__Host-")
+            .or_else(|| strip_prefix_ci(base, "__Secure-"))
+            .unwrap_or(base);
         Ok(CookieNames {
             base: base.to_string(),
+            host_base: format!("__Host-{bare}"),
             domain,
             same_site,
         })
@@ -133,7 +145,7 @@ impl CookieNames {
     /// The name of the credential cookie for `binding` (allocates only off port 443).
     pub fn route_name(&self, binding: &Binding<'_>) -> Cow<'_, str> {
         match binding {
-            Binding::Host { port, .. } => self.with_port(&self.base, *port),
+            Binding::Host { port, .. } => self.with_port(&self.host_base, *port),
             Binding::Domain(_) => Cow::Borrowed(&self.base),
         }
     }
@@ -151,26 +163,24 @@ impl CookieNames {
 
     /// The authenticate host's session cookie (host-only, always).
     pub fn authenticate(&self, port: u16) -> SessionCookie {
-        self.cookie(&format!("{}_authenticate", self.base), port, self.same_site)
+        self.cookie(
+            &format!("{}_authenticate", self.host_base),
+            port,
+            self.same_site,
+        )
     }
 
     /// The sign-in flow cookie on the authenticate host. It must survive the
     /// provider's top-level redirect back: Lax.
     pub fn flow(&self, port: u16) -> SessionCookie {
-        self.cookie(&format!("{}_flow", self.base), port, SameSite::Lax)
+        self.cookie(&format!("{}_flow", self.host_base), port, SameSite::Lax)
     }
 
     /// The route host's sign-in nonce cookie. `__Host-` (no `Domain` possible, so a
     /// sibling subdomain cannot plant one); Lax, as it must come back on the handoff's
     /// top-level navigation.
     pub fn nonce(&self, port: u16) -> SessionCookie {
-        let prefixed = self.base.starts_with("__Host-") || self.base.starts_with("__Secure-");
-        let name = if prefixed {
-            format!("{}_nonce", self.base)
-        } else {
-            format!("__Host-{}_nonce", self.base)
-        };
-        self.cookie(&name, port, SameSite::Lax)
+        self.cookie(&format!("{}_nonce", self.host_base), port, SameSite::Lax)
     }
 
     fn cookie(&self, name: &str, port: u16, same_site: SameSite) -> SessionCookie {
@@ -186,6 +196,11 @@ impl CookieNames {
             Cow::Owned(format!("{name}_p{port}"))
         }
     }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &s[prefix.len()..])
 }
 
 #[cfg(test)]
@@ -261,18 +276,36 @@ mod tests {
         let n = names(None);
         let b443 = n.binding("app", 443);
         let b8443 = n.binding("app", 8443);
-        assert_eq!(n.route_name(&b443), "_portcullis");
-        assert_eq!(n.route_name(&b8443), "_portcullis_p8443");
-        assert_eq!(n.authenticate(443).name(), "_portcullis_authenticate");
+        assert_eq!(n.route_name(&b443), "__Host-_portcullis");
+        assert_eq!(n.route_name(&b8443), "__Host-_portcullis_p8443");
+        assert_eq!(
+            n.authenticate(443).name(),
+            "__Host-_portcullis_authenticate"
+        );
         assert_eq!(
             n.authenticate(9443).name(),
-            "_portcullis_authenticate_p9443"
+            "__Host-_portcullis_authenticate_p9443"
         );
-        assert_eq!(n.flow(443).name(), "_portcullis_flow");
+        assert_eq!(n.flow(443).name(), "__Host-_portcullis_flow");
         assert_eq!(n.nonce(443).name(), "__Host-_portcullis_nonce");
         assert_eq!(n.nonce(8443).name(), "__Host-_portcullis_nonce_p8443");
-        let prefixed = CookieNames::new("__Host-s", None, SameSite::Lax).unwrap();
-        assert_eq!(prefixed.nonce(443).name(), "__Host-s_nonce");
+        // A prefix of the operator's own is not doubled, and `__Secure-` (which a
+        // sibling could plant) becomes `__Host-` for host-only cookies.
+        for base in ["__Host-s", "__Secure-s", "__secure-s"] {
+            let p = CookieNames::new(base, None, SameSite::Lax).unwrap();
+            assert_eq!(p.nonce(443).name(), "__Host-s_nonce", "{base}");
+            assert_eq!(p.route_name(&p.binding("a", 443)), "__Host-s", "{base}");
+        }
+        let set = n.route(&b8443).set("v", None).unwrap();
+        let text = set[0].to_str().unwrap();
+        assert!(
+            text.starts_with("__Host-_portcullis_p8443=v; Path=/;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Secure") && !text.contains("Domain"),
+            "{text}"
+        );
 
         // The domain cookie carries the Domain attribute; the others never do.
         let d = names(Some("example.com"));
@@ -288,6 +321,14 @@ mod tests {
         );
         let set = d.authenticate(443).set("v", None).unwrap();
         assert!(!set[0].to_str().unwrap().contains("Domain"));
+        let set = n.route(&b8443).set("v", None).unwrap();
+        assert!(
+            set[0]
+                .to_str()
+                .unwrap()
+                .starts_with("__Host-_portcullis_p8443=v; Path=/;")
+        );
+        assert!(set[0].to_str().unwrap().contains("Secure"));
         let set = d.nonce(443).set("v", None).unwrap();
         assert!(!set[0].to_str().unwrap().contains("Domain"));
     }

@@ -152,6 +152,12 @@ impl SessionCookie {
         read_chunked(headers, &self.name)
     }
 
+    /// [`SessionCookie::read`], refusing a value any of whose chunk names came twice
+    /// (see [`Pieces::of_unique`]).
+    pub fn read_unique(&self, headers: &HeaderMap) -> Option<String> {
+        Pieces::of_unique(headers, &self.name)?.value()
+    }
+
     /// Removes this cookie and its chunks from the request (see [`strip_cookies`]).
     pub fn strip(&self, headers: &mut HeaderMap) {
         strip_cookies(headers, &self.name)
@@ -205,7 +211,21 @@ pub(crate) struct Pieces<'a> {
 
 impl<'a> Pieces<'a> {
     pub(crate) fn of(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
+        Pieces::from_scan(Scan::of(headers, name))
+    }
+
+    /// Like [`Pieces::of`], but `None` when any chunk name comes twice: a browser holds
+    /// two cookies of that name (one planted by a sibling host, or with another
+    /// `Path`), and which one it sent first proves nothing. Credentials are read so.
+    pub(crate) fn of_unique(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
         let scan = Scan::of(headers, name);
+        if scan.duplicate {
+            return None;
+        }
+        Pieces::from_scan(scan)
+    }
+
+    fn from_scan(scan: Scan<'a>) -> Option<Pieces<'a>> {
         let mut pieces = Pieces {
             parts: [&[][..]; MAX_CHUNKS],
             count: 0,
@@ -337,12 +357,15 @@ pub fn set_cookie_name(value: &[u8]) -> &[u8] {
 /// kilobytes and come with every request, so this reads them once.
 struct Scan<'a> {
     chunks: [Option<&'a [u8]>; MAX_CHUNKS],
+    /// A chunk name came more than once (two cookies of one name: one was planted).
+    duplicate: bool,
 }
 
 impl<'a> Scan<'a> {
     fn of(headers: &'a HeaderMap, name: &str) -> Scan<'a> {
         let mut scan = Scan {
             chunks: [None; MAX_CHUNKS],
+            duplicate: false,
         };
         for header in headers.get_all(COOKIE) {
             for pair in pairs(header.as_bytes()) {
@@ -350,6 +373,7 @@ impl<'a> Scan<'a> {
                     continue;
                 };
                 if let Some(i) = chunk_index(n, name.as_bytes()) {
+                    scan.duplicate |= scan.chunks[i].is_some();
                     scan.chunks[i].get_or_insert(unquote(v));
                 }
             }
@@ -654,6 +678,26 @@ mod tests {
         assert_eq!(p.tail::<8>(), (*b"cdefghij", 8));
         assert_eq!(p.tail::<12>(), (*b"\0\0abcdefghij", 10));
         assert!(Pieces::of(&h, "t").is_none());
+    }
+
+    #[test]
+    fn credentials_refuse_a_name_seen_twice() {
+        for (headers, want) in [
+            (vec!["s=AA; s_1=BB"], Some("AABB")),
+            (vec!["s=EVIL; s=AA"], None),
+            (vec!["s=AA", "s=EVIL"], None),
+            (vec!["s=AA; s_1=EVIL; s_1=BB"], None),
+            (vec!["s=AA; sx=1; s_=2"], Some("AA")),
+        ] {
+            let h = request(&headers);
+            assert_eq!(
+                Pieces::of_unique(&h, "s")
+                    .and_then(|p| p.value())
+                    .as_deref(),
+                want,
+                "{headers:?}"
+            );
+        }
     }
 
     #[test]

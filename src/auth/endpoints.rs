@@ -27,7 +27,7 @@ use super::redirect::{is_safe_path, validate_return_url};
 use super::seal::Purpose;
 use super::session::{RouteCredential, Session};
 use crate::policy::Identity;
-use crate::proxy::{Body, full};
+use crate::reply::{Body, full};
 use crate::routes::RoutingTable;
 use crate::routes::authority::canonical;
 
@@ -51,6 +51,8 @@ pub struct Ctx<'a> {
     /// Canonical host (lower-case, no port) and the port the request was addressed to.
     pub host: &'a str,
     pub port: u16,
+    /// The canonical path.
+    pub path: &'a str,
     pub table: &'a RoutingTable,
     pub request_id: &'a HeaderValue,
     pub now: i64,
@@ -99,11 +101,10 @@ impl Auth {
     pub async fn endpoint<B>(&self, req: Request<B>, ctx: &Ctx<'_>) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send,
-        B::Error: Into<crate::proxy::BoxError>,
+        B::Error: Into<crate::reply::BoxError>,
     {
-        let path = req.uri().path().to_string();
         let on_authenticate = self.is_authenticate_host(ctx.host, ctx.port);
-        match (req.method().clone(), path.as_str()) {
+        match (req.method().clone(), ctx.path) {
             (Method::GET, JWKS_PATH) => json(StatusCode::OK, &self.signer().jwks_json()),
             (Method::GET, SIGN_IN_PATH) if on_authenticate => self.sign_in(&req, ctx).await,
             (Method::GET, CALLBACK_PATH) if on_authenticate => self.callback(&req, ctx).await,
@@ -158,7 +159,7 @@ impl Auth {
         }
         let cookie = self.names.nonce(port);
         let nonce = cookie
-            .read(headers)
+            .read_unique(headers)
             .filter(|n| n.len() >= 22 && n.bytes().all(is_base64url))
             .unwrap_or_else(super::csrf::random_state);
         let target = format!("{}{path_and_query}", origin_url(host, port));
@@ -244,7 +245,7 @@ impl Auth {
     async fn callback<B>(&self, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Body> {
         let flow_cookie = self.names.flow(ctx.port);
         let flow = flow_cookie
-            .read(req.headers())
+            .read_unique(req.headers())
             .and_then(|v| self.sealer.open(FLOW, &v).ok())
             .and_then(|json| serde_json::from_slice::<Flow>(&json).ok())
             .filter(|f| f.exp > ctx.now);
@@ -366,7 +367,11 @@ impl Auth {
                 RouteCredential::of(session, ctx.now, outage.then_some(OUTAGE_GRACE_SECS));
             let ticket = Ticket {
                 credential: &serde_json::to_vec(&credential).expect("credentials serialize"),
-                sid: &session.id,
+                sid: if session.sub.is_empty() {
+                    &session.id
+                } else {
+                    &session.sub
+                },
                 target: &target.to_authority_string(),
                 return_path: path,
                 nonce_tag,
@@ -416,7 +421,7 @@ impl Auth {
             }
             None => return invalid("This sign-in link is incomplete."),
         };
-        let nonce = self.names.nonce(ctx.port).read(req.headers());
+        let nonce = self.names.nonce(ctx.port).read_unique(req.headers());
         if !nonce.is_some_and(|n| self.csrf.verify_nonce(&n, &handoff.nonce_tag)) {
             tracing::info!(host = %origin, "sign-in handoff from a browser that did not start it");
             return invalid(
@@ -530,7 +535,9 @@ impl Auth {
             },
             source,
             verdict.as_deref(),
-            &self.csrf.sign_out_token(current.sid.as_bytes()),
+            &self
+                .csrf
+                .sign_out_token(sign_out_binding(&current.sid, ctx).as_bytes()),
             ctx.request_id,
         )
     }
@@ -540,7 +547,9 @@ impl Auth {
     async fn sign_out_form<B>(&self, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Body> {
         match self.current(req.headers(), ctx).await {
             Some(current) => pages::sign_out(
-                &self.csrf.sign_out_token(current.sid.as_bytes()),
+                &self
+                    .csrf
+                    .sign_out_token(sign_out_binding(&current.sid, ctx).as_bytes()),
                 ctx.request_id,
             ),
             None => pages::signed_out(ctx.request_id),
@@ -555,28 +564,38 @@ impl Auth {
     async fn sign_out<B>(&self, req: Request<B>, ctx: &Ctx<'_>) -> Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Send,
-        B::Error: Into<crate::proxy::BoxError>,
+        B::Error: Into<crate::reply::BoxError>,
     {
         let on_authenticate = self.is_authenticate_host(ctx.host, ctx.port);
         let current = self.current(req.headers(), ctx).await;
+        let own_cookie = if on_authenticate {
+            self.names.authenticate(ctx.port)
+        } else {
+            self.names.route(&self.names.binding(ctx.host, ctx.port))
+        };
+        let carried_cookie = own_cookie.read(req.headers()).is_some();
         let auth_cookie = on_authenticate
-            .then(|| self.names.authenticate(ctx.port).read(req.headers()))
+            .then(|| self.names.authenticate(ctx.port).read_unique(req.headers()))
             .flatten();
+        let same_origin = is_same_origin(req.headers(), ctx.host, ctx.port);
         let form = read_form(req).await;
         let Some(current) = current else {
+            // Nothing to sign out. A stale cookie is cleared — but only one this request
+            // carried: a cross-site POST (no Lax cookies) must not clear anything.
             let mut resp = pages::signed_out(ctx.request_id);
-            let cleared = if on_authenticate {
-                self.names.authenticate(ctx.port).clear()
-            } else {
-                self.clear_route_cookie(ctx.host, ctx.port)
-            };
-            append_cookies(resp.headers_mut(), cleared);
+            if carried_cookie && same_origin {
+                append_cookies(resp.headers_mut(), own_cookie.clear());
+            }
             return resp;
         };
-        let csrf_ok = form
-            .iter()
-            .find(|(k, _)| k == "csrf")
-            .is_some_and(|(_, t)| self.csrf.verify_sign_out(current.sid.as_bytes(), t));
+        let csrf_ok = same_origin
+            && form
+                .iter()
+                .find(|(k, _)| k == "csrf")
+                .is_some_and(|(_, t)| {
+                    self.csrf
+                        .verify_sign_out(sign_out_binding(&current.sid, ctx).as_bytes(), t)
+                });
         if !csrf_ok {
             return pages::message(
                 StatusCode::FORBIDDEN,
@@ -612,6 +631,7 @@ impl Auth {
             if let Err(e) = self.store.delete(&session.id).await {
                 tracing::warn!(error = %e, "could not delete the session from the store");
             }
+            self.sign_out_token(&session.id_token, ctx.now).await;
             id_token = Some(session.id_token);
         }
         let intent = SignOutIntent {
@@ -652,7 +672,7 @@ impl Auth {
                 ctx.request_id,
             );
         };
-        let value = self.names.authenticate(ctx.port).read(req.headers());
+        let value = self.names.authenticate(ctx.port).read_unique(req.headers());
         let held = value
             .as_deref()
             .and_then(|v| self.store.session_id(&self.sealer, v));
@@ -700,6 +720,10 @@ impl Auth {
                 tracing::warn!(error = %e, "could not delete the session from the store");
             }
             id_token = Some(s.id_token);
+        }
+        // The ID token goes to the provider in the browser's URL: never a key again.
+        if let Some(t) = &id_token {
+            self.sign_out_token(t, ctx.now).await;
         }
         tracing::info!(session = %short(sid), "signed out");
         let signed_out = format!("{}/.portcullis/signed_out", self.authenticate_url);
@@ -772,6 +796,26 @@ impl Auth {
     }
 }
 
+/// What a sign-out CSRF token is bound to: the session and this host's origin, so a
+/// token read on one host (say, by a script of that host's app) signs nobody out
+/// from another.
+fn sign_out_binding(sid: &str, ctx: &Ctx<'_>) -> String {
+    format!("{sid}@{}:{}", ctx.host, ctx.port)
+}
+
+/// Whether a state-changing request comes from a page of this same origin, as far as
+/// the browser says: `Sec-Fetch-Site` when sent, else `Origin` when sent (requests
+/// from older browsers and non-browsers carry neither, and rely on the CSRF token).
+fn is_same_origin(headers: &HeaderMap, host: &str, port: u16) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "same-origin" || site == "none";
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        Some(origin) => origin.eq_ignore_ascii_case(&origin_url(host, port)),
+        None => true,
+    }
+}
+
 /// `https://host[:port]`, the port left out when it is 443.
 fn origin_url(host: &str, port: u16) -> String {
     let host = if host.contains(':') {
@@ -835,7 +879,7 @@ fn query<B>(req: &Request<B>, name: &str) -> Option<String> {
 async fn read_form<B>(req: Request<B>) -> Vec<(String, String)>
 where
     B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<crate::proxy::BoxError>,
+    B::Error: Into<crate::reply::BoxError>,
 {
     let body = http_body_util::Limited::new(req.into_body(), MAX_FORM)
         .collect()
@@ -948,6 +992,26 @@ mod tests {
             let h = headers(&pairs);
             assert_eq!(is_api_client(&h), api, "{pairs:?}");
             assert_eq!(is_navigation(&method, &h), nav, "{pairs:?} {method}");
+        }
+    }
+
+    #[test]
+    fn same_origin_checks() {
+        for (pairs, same) in [
+            (vec![], true),
+            (vec![("sec-fetch-site", "same-origin")], true),
+            (vec![("sec-fetch-site", "none")], true),
+            (vec![("sec-fetch-site", "same-site")], false),
+            (vec![("sec-fetch-site", "cross-site")], false),
+            (vec![("origin", "https://app:8443")], true),
+            (vec![("origin", "https://evil:8443")], false),
+            (vec![("origin", "null")], false),
+        ] {
+            assert_eq!(
+                is_same_origin(&headers(&pairs), "app", 8443),
+                same,
+                "{pairs:?}"
+            );
         }
     }
 

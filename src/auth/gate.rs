@@ -96,6 +96,9 @@ pub struct Auth {
     /// request costs more than the rest of the request).
     decoded: Mutex<HashMap<u64, Remembered>>,
     decoded_keys: std::hash::RandomState,
+    /// ID tokens of signed-out sessions (SHA-256 → expiry): sign-out hands the last one
+    /// to the provider in a URL (`id_token_hint`), so it must not work as a bearer.
+    signed_out_tokens: Mutex<HashMap<[u8; 32], i64>>,
 }
 
 /// Who a request comes from, and cookies to set on the response.
@@ -185,6 +188,7 @@ impl Auth {
             assertion_keys: std::hash::RandomState::new(),
             decoded: Mutex::new(HashMap::new()),
             decoded_keys: std::hash::RandomState::new(),
+            signed_out_tokens: Mutex::new(HashMap::new()),
         })
     }
 
@@ -213,7 +217,7 @@ impl Auth {
         // and an unboxed one would make every request's future as large.
         if let Some(token) = bearer(headers) {
             let format = format.unwrap_or(self.bearer_format);
-            return match Box::pin(self.provider.verify_bearer(token, format)).await {
+            return match Box::pin(self.verify_bearer(token, format, now)).await {
                 Ok(claims) => Identified {
                     identity: Some(Arc::new(identity_from_claims(&claims))),
                     ..Identified::default()
@@ -227,6 +231,54 @@ impl Auth {
         self.credential(headers, host, port, now).await
     }
 
+    /// A bearer token the provider issued, unless its session signed out.
+    async fn verify_bearer(
+        &self,
+        token: &str,
+        format: BearerFormat,
+        now: i64,
+    ) -> Result<serde_json::Map<String, Value>, ProviderError> {
+        let claims = self.provider.verify_bearer(token, format).await?;
+        let digest = token_digest(token);
+        let in_memory = {
+            let mut revoked = self
+                .signed_out_tokens
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            revoked.retain(|_, exp| *exp > now);
+            revoked.contains_key(&digest)
+        };
+        // With Redis, every replica knows; an unreadable store fails closed.
+        if in_memory
+            || self
+                .store
+                .is_token_signed_out(&digest)
+                .await
+                .unwrap_or(true)
+        {
+            return Err(ProviderError::InvalidToken(
+                "the token's session has signed out".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    /// Refuses `id_token` as a bearer from now until it expires (sign-out).
+    pub(super) async fn sign_out_token(&self, id_token: &str, now: i64) {
+        let exp = super::provider::unverified_exp(id_token).unwrap_or(now + 3600);
+        if exp <= now {
+            return;
+        }
+        let digest = token_digest(id_token);
+        self.signed_out_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest, exp);
+        if let Err(e) = self.store.sign_out_token(&digest, (exp - now) as u64).await {
+            tracing::warn!(error = %e, "could not record the signed-out ID token in the store");
+        }
+    }
+
     /// The credential bound to `host:port` that the request carries, if any.
     pub(super) async fn credential(
         &self,
@@ -237,7 +289,7 @@ impl Auth {
     ) -> Identified {
         let binding = self.names.binding(host, port);
         let name = self.names.route_name(&binding);
-        let Some(pieces) = super::cookies::Pieces::of(headers, &name) else {
+        let Some(pieces) = super::cookies::Pieces::of_unique(headers, &name) else {
             return Identified::default();
         };
         // The common case: the same cookie was decoded a moment ago for this same
@@ -294,7 +346,13 @@ impl Auth {
             // is down, when the session outlives its tokens (as the authenticate host's
             // does), until its own end.
             RouteLoaded::Credential(c) => {
-                if self.provider.reachable().await {
+                // Only credentials still valid shortly before the outage was noticed,
+                // and only for a grace: an old copied credential is not revived.
+                let since = match self.provider.outage_since().await {
+                    Some(since) => since,
+                    None => return Identified::default(),
+                };
+                if c.exp < since - OUTAGE_GRACE_SECS || now >= c.exp + OUTAGE_GRACE_SECS {
                     return Identified::default();
                 }
                 let mut known = known_from_credential(c);
@@ -354,7 +412,7 @@ impl Auth {
         now: i64,
     ) -> AuthSession {
         let cookie = self.names.authenticate(port);
-        let Some(value) = cookie.read(headers) else {
+        let Some(value) = cookie.read_unique(headers) else {
             return AuthSession::default();
         };
         let session = match self.store.load(&self.sealer, &value, now).await {
@@ -466,7 +524,8 @@ impl Auth {
     /// result is stored before the lock is released, so the next holder sees it).
     /// `Ok(None)`: provider unreachable (keep the old session); `Err`: the grant is gone
     /// (end the session).
-    async fn refresh(&self, mut session: Session, now: i64) -> Result<Option<Session>, ()> {
+    async fn refresh(&self, session: Session, now: i64) -> Result<Option<Session>, ()> {
+        let id = session.id.clone();
         let slot = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
             flights.retain(|_, slot| Arc::strong_count(slot) > 1 || slot.try_lock().is_err());
@@ -479,9 +538,10 @@ impl Auth {
         {
             return Ok(Some(fresh.clone()));
         }
-        if self.store.is_redis() {
-            // Another replica may be refreshing the same session: wait for its result.
-            if !self.store.lock_refresh(&session.id).await.unwrap_or(true) {
+        let lock = match self.store.lock_refresh(&session.id).await {
+            Ok(Some(lock)) => Some(lock),
+            // Another replica is refreshing the same session: wait for its result.
+            Ok(None) => {
                 let deadline = tokio::time::Instant::now() + REFRESH_WAIT;
                 while tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -493,52 +553,62 @@ impl Auth {
                 }
                 return Ok(None);
             }
-            // Holding the lock: another replica may have refreshed (and rotated the
-            // refresh token) just before. Use its result rather than the old token.
+            // Redis unreachable: refresh here (the store can't hold the result anyway).
+            Err(_) => None,
+        };
+        let result = self.refresh_holding(session, now).await;
+        if let Some(lock) = &lock {
+            self.store.unlock_refresh(&id, lock).await;
+        }
+        if let Ok(Some(fresh)) = &result {
+            *shared = Some((fresh.clone(), now));
+        }
+        result
+    }
+
+    /// The refresh itself, with the lock held (when there is one).
+    async fn refresh_holding(&self, mut session: Session, now: i64) -> Result<Option<Session>, ()> {
+        if self.store.is_redis() {
+            // Another replica may have refreshed (and rotated the refresh token) just
+            // before this one took the lock. Use its result rather than the old token.
             match self.store.load_id(&self.sealer, &session.id, now).await {
-                Ok(Some(s)) if s.token_expires > session.token_expires => {
-                    self.store.unlock_refresh(&session.id).await;
-                    *shared = Some((s.clone(), now));
-                    return Ok(Some(s));
-                }
+                Ok(Some(s)) if s.token_expires > session.token_expires => return Ok(Some(s)),
                 Ok(Some(s)) => session = s,
-                Ok(None) => {
-                    self.store.unlock_refresh(&session.id).await;
-                    return Err(());
-                }
+                Ok(None) => return Err(()),
                 Err(_) => {}
             }
         }
         let refresh_token = session.refresh_token.clone().unwrap_or_default();
-        let tokens = match self.provider.refresh(&refresh_token).await {
+        let refreshed = tokio::time::timeout(
+            super::session::REFRESH_LIMIT,
+            self.provider.refresh(&refresh_token),
+        )
+        .await
+        .unwrap_or_else(|_| Err(ProviderError::Unavailable("the refresh timed out".into())));
+        let tokens = match refreshed {
             Ok(tokens) => tokens,
+            // Only an outage keeps a session its provider did not renew: any answer
+            // refusing the refresh (a revoked grant, a user an access policy no longer
+            // admits, tokens that fail verification) ends it.
+            Err(e @ ProviderError::Unavailable(_)) => {
+                self.provider.record_outage().await;
+                tracing::warn!(error = %e, "refresh failed; keeping the session for now");
+                return Ok(None);
+            }
             Err(e) => {
-                self.store.unlock_refresh(&session.id).await;
-                return match e {
-                    ProviderError::InvalidGrant(why) => {
-                        tracing::info!(session = %short(&session.id), reason = %why,
-                            "the provider refused the refresh token; ending the session");
-                        Err(())
-                    }
-                    e => {
-                        if matches!(e, ProviderError::Unavailable(_)) {
-                            self.provider.record_outage().await;
-                        }
-                        tracing::warn!(error = %e, "refresh failed; keeping the session for now");
-                        Ok(None)
-                    }
-                };
+                tracing::info!(session = %short(&session.id), reason = %e,
+                    "the provider refused the refresh; ending the session");
+                return Err(());
             }
         };
         session.update(tokens);
         tracing::debug!(session = %short(&session.id), "tokens refreshed");
-        if self.store.is_redis()
-            && let Err(e) = self.store.save(&self.sealer, &session, now).await
-        {
-            tracing::warn!(error = %e, "could not store the refreshed session");
+        match self.store.save_refreshed(&self.sealer, &session, now).await {
+            Ok(true) => {}
+            // Signed out while the refresh ran: it stays signed out.
+            Ok(false) => return Err(()),
+            Err(e) => tracing::warn!(error = %e, "could not store the refreshed session"),
         }
-        self.store.unlock_refresh(&session.id).await;
-        *shared = Some((session.clone(), now));
         Ok(Some(session))
     }
 
@@ -798,10 +868,15 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn identity_from_claims(claims: &serde_json::Map<String, Value>) -> Identity {
     let text = |k: &str| claim_text(claims, k);
     let client = super::provider::access_token_client(claims);
+    // Tokens a client got for itself (Auth0 `gty`, Entra `idtyp`, or a subject that is
+    // the client): no user.
+    let for_a_client = client.is_some_and(|c| c == text("sub"))
+        || text("gty").split(' ').any(|g| g == "client-credentials")
+        || text("idtyp") == "app";
     // Okta access tokens name the user in `uid` and the login in `sub`.
     let user = match text("uid") {
         u if !u.is_empty() => u,
-        _ if client.is_some_and(|c| c == text("sub")) => String::new(),
+        _ if for_a_client => String::new(),
         _ => text("sub"),
     };
     let email = match text("email") {
@@ -814,6 +889,13 @@ fn identity_from_claims(claims: &serde_json::Map<String, Value>) -> Identity {
         groups: groups_claim(claims.get("groups")),
         claims: claims.clone(),
     }
+}
+
+fn token_digest(token: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 /// The first characters of a session ID, enough to follow it in logs.
@@ -849,6 +931,16 @@ mod tests {
                 "",
             ),
             (serde_json::json!({"sub": "svc@x", "azp": "svc@x"}), "", ""),
+            (
+                serde_json::json!({"sub": "abc@clients", "azp": "abc", "gty": "client-credentials"}),
+                "",
+                "",
+            ),
+            (
+                serde_json::json!({"sub": "a1b2", "oid": "a1b2", "idtyp": "app"}),
+                "",
+                "",
+            ),
         ] {
             let id = identity_from_claims(&map(claims.clone()));
             assert_eq!(

@@ -53,7 +53,8 @@ pub enum HandoffError {
 pub struct Ticket<'a> {
     /// The route host's credential (a serialized [`super::session::RouteCredential`]).
     pub credential: &'a [u8],
-    /// The session it belongs to (the replay guard's budget key).
+    /// Whose it is (the user; the replay guard's budget key: a user signing in over and
+    /// over gets new sessions, not more budget).
     pub sid: &'a str,
     /// The target origin, canonical `host:port` (compared exactly on verify).
     pub target: &'a str,

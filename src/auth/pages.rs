@@ -2,8 +2,8 @@
 
 use http::{HeaderValue, Response, StatusCode};
 
-use crate::proxy::Body;
-use crate::proxy::pages::{escape, html_page};
+use crate::reply::Body;
+use crate::reply::pages::{escape, html_page};
 
 /// A page with a title and one sentence.
 pub fn message(

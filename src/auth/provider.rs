@@ -113,8 +113,9 @@ pub enum ProviderError {
     Config(String),
 }
 
-/// Tokens and the identity they carry, after verification.
-#[derive(Debug, Clone)]
+/// Tokens and the identity they carry, after verification. `Debug` leaves the tokens
+/// out.
+#[derive(Clone)]
 pub struct Tokens {
     pub id_token: String,
     pub refresh_token: Option<String>,
@@ -124,12 +125,27 @@ pub struct Tokens {
     pub claims: Map<String, Value>,
 }
 
-/// What the browser must carry through the provider round trip.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the browser must carry through the provider round trip. `Debug` leaves the
+/// secrets out.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingAuth {
     pub state: String,
     pub nonce: String,
     pub pkce_verifier: String,
+}
+
+impl std::fmt::Debug for PendingAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingAuth([redacted])")
+    }
 }
 
 struct Discovered {
@@ -147,6 +163,8 @@ pub struct Provider {
     refetch: tokio::sync::Mutex<()>,
     /// The last reachability answer and when it was had.
     reachable: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// Unix seconds since when the provider has been seen unreachable (0: reachable).
+    down_since: std::sync::atomic::AtomicI64,
 }
 
 impl Provider {
@@ -162,6 +180,7 @@ impl Provider {
             discovered: ArcSwapOption::empty(),
             refetch: tokio::sync::Mutex::new(()),
             reachable: tokio::sync::Mutex::new(None),
+            down_since: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -469,15 +488,44 @@ impl Provider {
             Ok(Ok(resp)) => !resp.status().is_server_error(),
             _ => false,
         };
-        if !up {
+        if up {
+            self.down_since
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        } else if self.note_down() {
             tracing::warn!(issuer = %self.settings.issuer, "the identity provider is unreachable");
         }
         *last = Some((Instant::now(), up));
         up
     }
 
+    /// Since when (unix seconds) the provider has been unreachable, or `None` when it
+    /// answers.
+    pub async fn outage_since(&self) -> Option<i64> {
+        if self.reachable().await {
+            return None;
+        }
+        match self.down_since.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// Records the start of an outage unless one is recorded; `true` when it is new.
+    fn note_down(&self) -> bool {
+        let now = jiff::Timestamp::now().as_second();
+        self.down_since
+            .compare_exchange(
+                0,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     /// Notes that a call to the provider just failed for want of an answer.
     pub async fn record_outage(&self) {
+        self.note_down();
         *self.reachable.lock().await = Some((Instant::now(), false));
     }
 
@@ -571,6 +619,11 @@ fn token_kind(raw: &str, claims: &Map<String, Value>) -> TokenKind {
     } else {
         TokenKind::Id
     }
+}
+
+/// A JWT's `exp`, unverified (for how long to remember a token already trusted).
+pub fn unverified_exp(raw: &str) -> Option<i64> {
+    payload(raw).ok()?.get("exp")?.as_i64()
 }
 
 /// The client an access token was issued to: Okta's `cid`, RFC 9068's `client_id`,

@@ -33,8 +33,8 @@ const REDIS_PREFIX: &str = "portcullis:session:";
 /// lifetime when that is shorter).
 pub const RENEW_BEFORE: i64 = 60;
 
-/// A signed-in user.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A signed-in user. `Debug` leaves the tokens out.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Session {
     /// Random, 128 bits, hex: the Redis key and what CSRF tokens are bound to.
     pub id: String,
@@ -57,6 +57,18 @@ pub struct Session {
     pub issued: i64,
     /// Unix seconds when the session ends whatever happens (`cookie_expire`).
     pub expires: i64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &super::gate::short(&self.id))
+            .field("sub", &self.sub)
+            .field("email", &self.email)
+            .field("token_expires", &self.token_expires)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -165,7 +177,13 @@ impl RouteCredential {
             }
             _ => session.token_expires.min(session.expires),
         };
-        let renew_at = exp - RENEW_BEFORE.min((exp - now).max(0) / 2);
+        // Without a refresh token nothing renews the session: it ends at `exp`, and a
+        // bounce before then would only hand back the same end.
+        let renew_at = if session.refresh_token.is_some() {
+            exp - RENEW_BEFORE.min((exp - now).max(0) / 2)
+        } else {
+            exp
+        };
         RouteCredential {
             sid: session.id.clone(),
             sub: session.sub.clone(),
@@ -217,6 +235,18 @@ pub enum Store {
     Cookie,
     Redis(redis::aio::ConnectionManager),
 }
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How long a refresh lock lasts before it expires on its own.
+pub const REFRESH_LOCK: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest a refresh may take (a token request, key refetch and userinfo call).
+pub const REFRESH_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A held refresh lock: the random value only its holder knows.
+pub struct RefreshLock(String);
 
 /// What a route credential refers to.
 #[derive(Debug)]
@@ -405,25 +435,101 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the cluster-wide refresh lock for a session (Redis); `true` when this
-    /// replica should refresh. The lock expires on its own.
-    pub async fn lock_refresh(&self, session_id: &str) -> Result<bool, StoreError> {
+    /// Takes the cluster-wide refresh lock for a session (Redis); `Some` when this
+    /// replica should refresh. The lock expires on its own after [`REFRESH_LOCK`];
+    /// refreshes are bounded well below that ([`REFRESH_LIMIT`]).
+    pub async fn lock_refresh(&self, session_id: &str) -> Result<Option<RefreshLock>, StoreError> {
+        let token = super::csrf::random_state();
         match self {
-            Store::Cookie => Ok(true),
+            Store::Cookie => Ok(Some(RefreshLock(token))),
             Store::Redis(conn) => {
                 let mut conn = conn.clone();
                 let got: Option<String> = redis::cmd("SET")
                     .arg(format!("{REDIS_PREFIX}{session_id}:refresh"))
-                    .arg("1")
+                    .arg(&token)
                     .arg("NX")
                     .arg("PX")
-                    .arg(15_000)
+                    .arg(REFRESH_LOCK.as_millis() as u64)
                     .query_async(&mut conn)
                     .await
                     .map_err(|e| StoreError(e.to_string()))?;
-                Ok(got.is_some())
+                Ok(got.map(|_| RefreshLock(token)))
             }
         }
+    }
+
+    /// Releases a refresh lock this replica holds (never another's, should this one
+    /// have outlived its lock).
+    pub async fn unlock_refresh(&self, session_id: &str, lock: &RefreshLock) {
+        if let Store::Redis(conn) = self {
+            let mut conn = conn.clone();
+            let script = redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('DEL', KEYS[1]) else return 0 end",
+            );
+            let _ = script
+                .key(format!("{REDIS_PREFIX}{session_id}:refresh"))
+                .arg(&lock.0)
+                .invoke_async::<i64>(&mut conn)
+                .await;
+        }
+    }
+
+    /// Stores a refreshed session only if it still exists (a sign-out during the
+    /// refresh stays a sign-out). `Ok(false)`: it was gone. The cookie store keeps
+    /// nothing, so it always "exists".
+    pub async fn save_refreshed(
+        &self,
+        sealer: &Sealer,
+        session: &Session,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let Store::Redis(conn) = self else {
+            return Ok(true);
+        };
+        let json = serde_json::to_vec(session).expect("sessions serialize");
+        let ttl = (session.expires - now).max(1) as u64;
+        let mut conn = conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{REDIS_PREFIX}{}", session.id))
+            .arg(sealer.seal(Purpose::SESSION, &json))
+            .arg("XX")
+            .arg("EX")
+            .arg(ttl)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(set.is_some())
+    }
+
+    /// Records a signed-out ID token (its digest) in Redis for `ttl_secs`.
+    pub async fn sign_out_token(&self, digest: &[u8; 32], ttl_secs: u64) -> Result<(), StoreError> {
+        let Store::Redis(conn) = self else {
+            return Ok(());
+        };
+        let mut conn = conn.clone();
+        redis::cmd("SET")
+            .arg(format!("portcullis:signed-out:{}", hex(digest)))
+            .arg("1")
+            .arg("EX")
+            .arg(ttl_secs.max(1))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    /// Whether a token's digest was signed out (Redis; `false` with the cookie store).
+    pub async fn is_token_signed_out(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        let Store::Redis(conn) = self else {
+            return Ok(false);
+        };
+        let mut conn = conn.clone();
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(format!("portcullis:signed-out:{}", hex(digest)))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(n > 0)
     }
 
     /// Records a handoff token's ID in Redis; `Ok(true)` the first time it is seen
@@ -445,16 +551,6 @@ impl Store {
                     .map_err(|e| StoreError(e.to_string()))?;
                 Ok(set.is_some())
             }
-        }
-    }
-
-    pub async fn unlock_refresh(&self, session_id: &str) {
-        if let Store::Redis(conn) = self {
-            let mut conn = conn.clone();
-            let _ = redis::cmd("DEL")
-                .arg(format!("{REDIS_PREFIX}{session_id}:refresh"))
-                .query_async::<()>(&mut conn)
-                .await;
         }
     }
 }

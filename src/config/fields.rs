@@ -251,6 +251,14 @@ pub(crate) fn bearer_format(
         .ok()
 }
 
+/// `path_normalization`: `strict` (default) or `lenient`; `true` when lenient.
+pub(crate) fn path_normalization(node: &Node, path: &str, p: &mut Problems) -> Option<bool> {
+    let s = string(node, path, p)?;
+    crate::routes::parse_path_normalization(&s)
+        .map_err(|e| p.push(&node.origin, path, e))
+        .ok()
+}
+
 pub(crate) fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Duration> {
     let text = match &node.value {
         Value::Int(0) => return Some(Duration::ZERO),

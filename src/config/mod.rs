@@ -63,6 +63,8 @@ const TOP_KEYS: &[&str] = &[
     "idp_access_token_allowed_clients",
     "bearer_token_format",
     "allowed_return_domains",
+    "authorize_log_fields",
+    "access_log_fields",
     "address",
     "http_redirect_address",
     "certificates",
@@ -126,6 +128,11 @@ pub struct Config {
     pub allowed_return_domains: Vec<String>,
     /// Client connections: PROXY protocol, trusted hops, deadlines and limits.
     pub connections: ConnectionSettings,
+    /// `authorize_log_fields`: the decision log's fields (all by default; `[]` off).
+    pub authorize_log_fields:
+        crate::telemetry::fields::Fields<crate::telemetry::fields::DecisionField>,
+    /// `access_log_fields`: the access log's fields (none by default: debug level only).
+    pub access_log_fields: crate::telemetry::fields::Fields<crate::telemetry::fields::AccessField>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -295,6 +302,7 @@ impl Config {
             routes: self.routes.iter().map(|r| r.spec.clone()).collect(),
             default_backend: None,
             authenticate_host: self.authenticate_host(),
+            exclusive_hosts: Vec::new(),
         }
     }
 
@@ -420,9 +428,27 @@ fn read_config(
         .read("allowed_return_domains", p, settings::read_return_domains)
         .unwrap_or_default();
     let connections = settings::read_connections(&f, p);
+    let authorize_log_fields = f
+        .read("authorize_log_fields", p, settings::read_log_fields)
+        .unwrap_or_else(crate::telemetry::fields::Fields::all);
+    let access_log_fields = f
+        .read("access_log_fields", p, settings::read_log_fields)
+        .unwrap_or(crate::telemetry::fields::Fields::NONE);
 
     let inherited = route::Inherited {
         pass_identity_headers,
+        authenticate_host: authenticate_service_url
+            .as_ref()
+            .and_then(|u| u.host())
+            .map(|h| h.trim_end_matches('.').to_ascii_lowercase()),
+        claim_headers: jwt_claims_headers
+            .iter()
+            .map(|(name, _): &(HeaderName, String)| name.to_string())
+            .collect(),
+        own_listeners: [address, http_redirect_address, metrics_address]
+            .into_iter()
+            .flatten()
+            .collect(),
     };
     let routes = match f.get("routes") {
         None => Vec::new(),
@@ -479,6 +505,8 @@ fn read_config(
         bearer,
         allowed_return_domains,
         connections,
+        authorize_log_fields,
+        access_log_fields,
         routes,
     })
 }

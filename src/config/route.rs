@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use crate::policy::{Policy, PolicyError, Shorthands};
 use crate::routes::{
-    BackendSpec, Balance, EndpointSpec, HostMatch, PathMatch, RouteOptions, RouteSpec,
+    BackendSpec, Balance, EndpointSpec, HostMatch, PathMatch, Reach, RouteOptions, RouteSpec,
     UpstreamHost, UpstreamScheme,
 };
 
 use super::error::Problems;
 use super::fields::{self, Fields};
 use super::yaml::{Node, Origin, Value};
+use crate::routes::reserved::reserved_request_header_with;
 
 /// The keys a route may have (Pomerium's names).
 pub(crate) const ROUTE_KEYS: &[&str] = &[
@@ -40,6 +41,7 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "tls_server_name",
     "load_balancing_policy",
     "bearer_token_format",
+    "path_normalization",
 ];
 
 /// Identity criteria: a policy using one of these needs a signed-in user.
@@ -99,9 +101,36 @@ fn mentions_identity(doc: &serde_json::Value) -> bool {
     }
 }
 
-/// Settings from the top level that routes inherit.
+/// Settings from the top level that routes inherit or are checked against.
 pub(crate) struct Inherited {
     pub pass_identity_headers: bool,
+    /// The `authenticate_service_url` host: no route may serve it.
+    pub authenticate_host: Option<String>,
+    /// `jwt_claims_headers` names: identity headers no route may set or remove.
+    pub claim_headers: Vec<String>,
+    /// `address`, `http_redirect_address`, `metrics_address`: never an upstream.
+    pub own_listeners: Vec<std::net::SocketAddr>,
+}
+
+/// The listener of ours `e` names on this host (loopback, `localhost`, or the very
+/// address), if any. The proxy refuses these at connect time too, for any local address.
+fn own_listener(
+    e: &EndpointSpec,
+    listeners: &[std::net::SocketAddr],
+) -> Option<std::net::SocketAddr> {
+    let host = e.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = match host.parse() {
+        Ok(ip) => crate::routes::reach::canonical(ip),
+        Err(_) if host.eq_ignore_ascii_case("localhost") => std::net::Ipv4Addr::LOCALHOST.into(),
+        Err(_) => return None,
+    };
+    listeners.iter().copied().find(|l| {
+        let own = crate::routes::reach::canonical(l.ip());
+        l.port() == e.port
+            && (own == ip
+                || ((own.is_unspecified() || own.is_loopback())
+                    && (ip.is_loopback() || ip.is_unspecified())))
+    })
 }
 
 pub(crate) fn read(
@@ -116,7 +145,18 @@ pub(crate) fn read(
 
     // from: where requests come in.
     let from = match f.get("from") {
-        Some(n) => read_from(n, &f.key_path("from"), p),
+        Some(n) => read_from(n, &f.key_path("from"), p).filter(|(_, host, _)| {
+            let reserved = matches!((host, &inherited.authenticate_host),
+                (HostMatch::Exact(h), Some(a)) if h == a);
+            if reserved {
+                p.push(
+                    &n.origin,
+                    &f.key_path("from"),
+                    "this is the authenticate_service_url host, which serves sign-in only; no route may serve it",
+                );
+            }
+            !reserved
+        }),
         None => {
             p.push(
                 &node.origin,
@@ -139,6 +179,20 @@ pub(crate) fn read(
             (None, None)
         }
     };
+    if let (Some(n), Some(endpoints)) = (f.get("to"), &endpoints) {
+        for e in endpoints {
+            if let Some(listener) = own_listener(e, &inherited.own_listeners) {
+                p.push(
+                    &n.origin,
+                    &f.key_path("to"),
+                    format!(
+                        "`{}:{}` is Portcullis's own listener {listener}, which is never an upstream",
+                        e.host, e.port
+                    ),
+                );
+            }
+        }
+    }
     let balance = f
         .read("load_balancing_policy", p, read_balance)
         .unwrap_or_default();
@@ -196,6 +250,7 @@ pub(crate) fn read(
         return None;
     }
     let (from_text, host, port) = from?;
+    let id_for_source = id.clone();
     Some(RouteConfig {
         id: id.clone(),
         line: match &node.origin {
@@ -216,7 +271,11 @@ pub(crate) fn read(
                 balance,
             },
             policy: Arc::new(policy),
-            options: options?,
+            options: {
+                let mut o = options?;
+                o.policy_source = format!("config file {id_for_source}").into();
+                o
+            },
         },
     })
 }
@@ -339,6 +398,7 @@ fn read_endpoint(node: &Node, path: &str, p: &mut Problems) -> Option<(String, E
             scheme,
             host: url.host,
             port: url.port.unwrap_or(default_port),
+            reach: Reach::Operator,
         },
     ))
 }
@@ -452,10 +512,35 @@ fn read_options(
     o.set_response_headers = f
         .read("set_response_headers", p, fields::header_map)
         .unwrap_or_default();
+    let named = [
+        (
+            "set_request_headers",
+            o.set_request_headers
+                .iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>(),
+        ),
+        (
+            "remove_request_headers",
+            o.remove_request_headers.iter().collect(),
+        ),
+    ];
+    for (key, names) in named {
+        for name in names {
+            if let Some(why) = reserved_request_header_with(name.as_str(), &inherited.claim_headers)
+            {
+                let n = f.get(key).expect("present when it names headers");
+                p.push(&n.origin, &f.key_path(key), format!("`{name}` is {why}"));
+            }
+        }
+    }
     o.pass_identity_headers = f
         .read("pass_identity_headers", p, fields::boolean)
         .unwrap_or(inherited.pass_identity_headers);
     o.bearer_format = f.read("bearer_token_format", p, fields::bearer_format);
+    o.lenient_paths = f
+        .read("path_normalization", p, fields::path_normalization)
+        .unwrap_or(false);
 
     // The Host header the upstream sees: Pomerium's file-mode default is the `to` host.
     let preserve = f

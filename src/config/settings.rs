@@ -401,3 +401,18 @@ pub(super) fn read_connections(f: &Fields<'_>, p: &mut Problems) -> ConnectionSe
             .map_or(d.http2_max_concurrent_streams, |n| n as u32),
     }
 }
+
+/// `authorize_log_fields` / `access_log_fields`: a list of field names (`[]`: none).
+pub(super) fn read_log_fields<F: crate::telemetry::fields::Field>(
+    node: &Node,
+    path: &str,
+    p: &mut Problems,
+) -> Option<crate::telemetry::fields::Fields<F>> {
+    let list = match &node.value {
+        Value::Seq(items) if items.is_empty() => Vec::new(),
+        _ => fields::one_or_list(node, path, p)?,
+    };
+    crate::telemetry::fields::Fields::parse(list.iter().map(String::as_str))
+        .map_err(|e| p.push(&node.origin, path, e))
+        .ok()
+}

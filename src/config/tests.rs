@@ -92,7 +92,8 @@ fn the_seed_parses_as_written() {
         [EndpointSpec {
             scheme: UpstreamScheme::Https,
             host: "verify.internal".into(),
-            port: 8443
+            port: 8443,
+            reach: crate::routes::Reach::Operator,
         }]
     );
     assert_eq!(r.options.upstream_host, UpstreamHost::Endpoint);
@@ -485,6 +486,16 @@ fn bad_input_is_refused_with_a_location() {
         (route("set_response_headers:\n  X-Ok: \"a\\nb\""), "config.yaml:5:13: routes[0].set_response_headers.X-Ok: ", "not a valid HTTP header value"),
         (route("remove_request_headers: ['x y']"), "config.yaml:4:30: routes[0].remove_request_headers[0]: ", "not a valid HTTP header name"),
         (route("set_request_headers: [a, b]"), "config.yaml:4:26: routes[0].set_request_headers: ", "expected a mapping"),
+        // Identity and framing headers are the proxy's (routes/reserved.rs).
+        (route("set_request_headers:\n  X-Forwarded-Email: admin@corp.example"), "config.yaml:5:7: routes[0].set_request_headers: ", "`x-forwarded-email` is an identity header"),
+        (route("set_request_headers: {x_portcullis_jwt_assertion: forged}"), "config.yaml:4:26: routes[0].set_request_headers: ", "identity header"),
+        (route("remove_request_headers: [Content-Length]"), "config.yaml:4:29: routes[0].remove_request_headers: ", "framing header"),
+        (format!("jwt_claims_headers: {{X-Email: email}}\n{}", route("set_request_headers: {x-email: a}")), "config.yaml:5:26: routes[0].set_request_headers: ", "identity header"),
+        // Portcullis's own listeners are never an upstream.
+        ("metrics_address: 127.0.0.1:9090\nroutes:\n  - from: https://a.example.com\n    to: http://localhost:9090".into(), "config.yaml:4:9: routes[0].to: ", "own listener 127.0.0.1:9090"),
+        ("address: 0.0.0.0:8443\nroutes:\n  - from: https://a.example.com\n    to: [http://up, https://127.0.0.2:8443]".into(), "config.yaml:4:9: routes[0].to: ", "own listener 0.0.0.0:8443"),
+        // The sign-in host is not a route's.
+        ("authenticate_service_url: https://auth.example.com\nroutes:\n  - from: https://Auth.example.com\n    to: http://up".into(), "config.yaml:3:11: routes[0].from: ", "authenticate_service_url host"),
         // Sign-in.
         ("bearer_token_format: opaque".into(), "config.yaml:1:22: bearer_token_format: ", "not a bearer token format"),
         ("bearer_token_format: idp_access_token".into(), "config.yaml:1:22: idp_access_token_allowed_audiences: ", "needs the audiences to accept"),

@@ -126,7 +126,7 @@ pub(super) fn index(issuer: &str) -> String {
 }
 
 /// Escapes text for HTML content and double-quoted attribute values.
-pub(super) use crate::proxy::pages::escape;
+pub(super) use crate::reply::pages::escape;
 
 #[cfg(test)]
 mod tests {

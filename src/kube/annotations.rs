@@ -50,7 +50,9 @@ pub enum Key {
     TlsCustomCaSecret,
     ServiceUpstream,
     LoadBalancing,
+    AllowPathsFromNamespaces,
     BearerTokenFormat,
+    PathNormalization,
 }
 
 /// Our key names (after [`PREFIX`]), as DESIGN.md section 4 lists them.
@@ -86,8 +88,15 @@ const KEYS: &[(&str, Key)] = &[
     ("tls-custom-ca-secret", Key::TlsCustomCaSecret),
     ("service-upstream", Key::ServiceUpstream),
     ("load-balancing", Key::LoadBalancing),
+    ("allow-paths-from-namespaces", Key::AllowPathsFromNamespaces),
     ("bearer-token-format", Key::BearerTokenFormat),
+    ("path-normalization", Key::PathNormalization),
 ];
+
+/// Longest annotation value read (Kubernetes allows 256 KiB for all of an object's
+/// annotations together): every value is parsed on every change, policies and header
+/// maps as YAML, so one Ingress cannot make that work large.
+pub const MAX_VALUE_BYTES: usize = 32 * 1024;
 
 /// Pomerium's own names for keys we spell differently. Its values mean the same:
 /// `secure_upstream: "true"` is `backend-protocol: https`, `service_proxy_upstream` is
@@ -119,6 +128,9 @@ pub struct IngressAnnotations {
     pub tls_custom_ca_secret: Option<String>,
     /// Route options, except `tls.ca_pem` (the index fills it from the Secret).
     pub options: RouteOptions,
+    /// `allow-paths-from-namespaces`: namespaces that may add paths to this Ingress'
+    /// hosts (when its namespace owns them).
+    pub delegates: Vec<String>,
 }
 
 /// One annotation that cannot be used.
@@ -223,6 +235,16 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Parsed {
                 continue;
             }
         };
+        if value.len() > MAX_VALUE_BYTES {
+            errors.push(invalid(
+                annotation,
+                format!(
+                    "the value is {} bytes long; the limit is {MAX_VALUE_BYTES}",
+                    value.len()
+                ),
+            ));
+            continue;
+        }
         let mut value = value.trim().to_string();
         if annotation.strip_prefix(POMERIUM_PREFIX) == Some(POMERIUM_SECURE_UPSTREAM) {
             match boolean(&value) {
@@ -343,6 +365,10 @@ impl Reader<'_> {
             object_name(v.trim()).map(str::to_string)
         });
 
+        a.delegates = self
+            .read(Key::AllowPathsFromNamespaces, namespace_names)
+            .unwrap_or_default();
+
         a.options = self.options();
         a
     }
@@ -369,6 +395,12 @@ impl Reader<'_> {
             .read(Key::PassIdentityHeaders, boolean)
             .unwrap_or(false);
         o.bearer_format = self.read(Key::BearerTokenFormat, crate::routes::BearerFormat::parse);
+        o.lenient_paths = self
+            .read(
+                Key::PathNormalization,
+                crate::routes::parse_path_normalization,
+            )
+            .unwrap_or(false);
 
         let preserve = self.read(Key::PreserveHostHeader, boolean);
         let rewrite = self.read(Key::HostRewrite, host_rewrite);
@@ -501,6 +533,25 @@ fn object_names(v: &str) -> Result<Vec<String>, String> {
     for n in names {
         if !out.contains(&n) {
             object_name(&n)?;
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+/// Namespace names (DNS labels), comma-separated or as a list, without duplicates.
+fn namespace_names(v: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in list(v)? {
+        let ok = n.len() <= 63
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && n.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(format!("`{n}` is not a namespace name"));
+        }
+        if !out.contains(&n) {
             out.push(n);
         }
     }

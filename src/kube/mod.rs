@@ -49,7 +49,11 @@ impl controller::Sink for DataPlaneSink {
         model.routes = routes;
         model.default_backend = self.base.default_backend.clone().or(model.default_backend);
         model.authenticate_host = self.base.authenticate_host.clone();
+        model
+            .exclusive_hosts
+            .extend(self.base.exclusive_hosts.iter().cloned());
         let applied = self.table.apply(&model);
+        let regexes = applied.regexes;
         self.metrics.table_swapped(
             applied.generation,
             applied.routes,
@@ -58,10 +62,15 @@ impl controller::Sink for DataPlaneSink {
         for d in &self.table.load().diagnostics {
             tracing::debug!(route = %d.route_id, "{}", d.message);
         }
-        let mut pairs = self.base_certificates.clone();
-        pairs.extend(t.certificates.iter().cloned());
+        // The config file's certificates serve all their names and give the default;
+        // Ingress Secrets serve only the hosts their namespace owns, never the default.
         let names = crate::app::self_signed_names(&model);
-        let (store, errors) = CertStore::lenient(&pairs, &names);
+        let (store, errors) = CertStore::scoped(
+            &self.base_certificates,
+            &t.certificates,
+            &t.default_certificate_hosts,
+            &names,
+        );
         for e in errors {
             tracing::warn!(error = %e, "skipping a TLS certificate");
         }
@@ -69,8 +78,11 @@ impl controller::Sink for DataPlaneSink {
         tracing::info!(
             generation = applied.generation,
             routes = applied.routes,
-            certificates = pairs.len(),
+            certificates = self.base_certificates.len() + t.certificates.len(),
             build_ms = applied.build_time.as_secs_f64() * 1000.0,
+            regexes_compiled = regexes.compiled,
+            regexes_reused = regexes.reused,
+            regexes_shared = regexes.shared,
             "routing table applied from the cluster"
         );
         if synced && !self.ready.swap(true, Ordering::AcqRel) {

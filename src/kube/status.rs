@@ -11,10 +11,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -220,12 +220,11 @@ struct Writer {
 
 impl Writer {
     fn new(client: Client, s: &StatusSettings) -> Writer {
-        let reporter = Reporter {
-            controller: "portcullis".into(),
-            instance: Some(s.identity.clone()),
-        };
         Writer {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder {
+                client: client.clone(),
+                instance: s.identity.clone(),
+            },
             params: PatchParams {
                 field_manager: Some(
                     format!("portcullis/{}", s.identity)
@@ -492,6 +491,20 @@ impl Writer {
     }
 }
 
+/// Writes Events (events.k8s.io/v1). Not kube's `Recorder`: it folds Events of one
+/// object and reason into a series that keeps the first note, so a second reason of
+/// the same kind (two hosts another namespace owns) would never be told. The writer
+/// publishes each note once while it stands, so no series is needed.
+#[derive(Clone)]
+struct Recorder {
+    client: Client,
+    /// This replica's identity (`reportingInstance`).
+    instance: String,
+}
+
+/// `reportingController` of our Events.
+const REPORTING_CONTROLLER: &str = "portcullis";
+
 async fn publish(
     recorder: &Recorder,
     type_: NoteType,
@@ -499,17 +512,33 @@ async fn publish(
     message: &str,
     reference: &ObjectReference,
 ) {
+    let now = jiff::Timestamp::now();
+    let namespace = reference
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
     let event = KubeEvent {
-        type_: match type_ {
-            NoteType::Normal => EventType::Normal,
-            NoteType::Warning => EventType::Warning,
+        metadata: ObjectMeta {
+            name: Some(format!(
+                "{}.{:x}",
+                reference.name.as_deref().unwrap_or("portcullis"),
+                now.as_nanosecond()
+            )),
+            namespace: Some(namespace.clone()),
+            ..ObjectMeta::default()
         },
-        reason: reason.to_string(),
+        action: Some("Reconcile".into()),
+        reason: Some(reason.to_string()),
         note: Some(message.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
+        type_: Some(type_.as_str().into()),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(reference.clone()),
+        reporting_controller: Some(REPORTING_CONTROLLER.into()),
+        reporting_instance: Some(recorder.instance.chars().take(128).collect()),
+        ..KubeEvent::default()
     };
-    if let Err(e) = recorder.publish(&event, reference).await {
+    let events: Api<KubeEvent> = Api::namespaced(recorder.client.clone(), &namespace);
+    if let Err(e) = events.create(&PostParams::default(), &event).await {
         tracing::warn!(error = %e, reason, "cannot publish an Event");
     }
 }

@@ -1,6 +1,9 @@
 //! PPL criteria: compiled from `name[/sub-path]: data` and evaluated to a value and the
 //! reasons behind it, as Pomerium does. Identity criteria without a signed-in user yield
 //! `false` with `user-unauthenticated`, which is what later turns a decision into sign-in.
+//! An identity with an empty user ID (a client_credentials token, say) is not a user:
+//! every identity criterion but `claim/…` refuses it with its `*-unauthorized` reason,
+//! as Pomerium refuses a session without a user ID.
 
 use std::net::IpAddr;
 
@@ -118,27 +121,27 @@ impl Criterion {
                 value: false,
                 reasons: Reasons::one(Reject),
             },
-            Criterion::AuthenticatedUser => {
-                with_identity(input, |_| Verdict::new(true, UserOk, UserUnauthorized))
+            Criterion::AuthenticatedUser => with_user(input, UserOk, UserUnauthorized, |_| true),
+            Criterion::Email(m) => {
+                with_user(input, EmailOk, EmailUnauthorized, |id| m.matches(&id.email))
             }
-            Criterion::Email(m) => with_identity(input, |id| {
-                Verdict::new(m.matches(&id.email), EmailOk, EmailUnauthorized)
-            }),
-            Criterion::Domain(m) => with_identity(input, |id| {
+            Criterion::Domain(m) => with_user(input, DomainOk, DomainUnauthorized, |id| {
                 // Pomerium takes the part after the first `@`, up to any second one.
                 let domain = id.email.split('@').nth(1);
-                let ok = domain.is_some_and(|d| m.matches(d));
-                Verdict::new(ok, DomainOk, DomainUnauthorized)
+                domain.is_some_and(|d| m.matches(d))
             }),
-            Criterion::User(m) => with_identity(input, |id| {
-                Verdict::new(m.matches(&id.user), UserOk, UserUnauthorized)
+            Criterion::User(m) => {
+                with_user(input, UserOk, UserUnauthorized, |id| m.matches(&id.user))
+            }
+            Criterion::Groups(m) => with_user(input, GroupsOk, GroupsUnauthorized, |id| {
+                m.matches(&id.groups)
             }),
-            Criterion::Groups(m) => with_identity(input, |id| {
-                Verdict::new(m.matches(&id.groups), GroupsOk, GroupsUnauthorized)
-            }),
-            Criterion::Claim(c) => with_identity(input, |id| {
-                Verdict::new(c.matches(id), ClaimOk, ClaimUnauthorized)
-            }),
+            // Claims also decide for an identity without a user ID: a client_credentials
+            // token is allowed by `claim/cid: <client>` (Pomerium reads the session's claims).
+            Criterion::Claim(c) => match input.identity {
+                Some(id) => Verdict::new(c.matches(id), ClaimOk, ClaimUnauthorized),
+                None => Verdict::unauthenticated(),
+            },
             Criterion::HttpMethod(m) => {
                 Verdict::new(m.matches(req.method), HttpMethodOk, HttpMethodUnauthorized)
             }
@@ -166,10 +169,18 @@ impl Criterion {
     }
 }
 
-fn with_identity(input: &Input<'_>, f: impl FnOnce(&Identity) -> Verdict) -> Verdict {
+/// A criterion on the signed-in user: no identity asks for sign-in; an identity with an
+/// empty user ID is not a user and fails; otherwise `test` decides.
+fn with_user(
+    input: &Input<'_>,
+    pass: Reason,
+    fail: Reason,
+    test: impl FnOnce(&Identity) -> bool,
+) -> Verdict {
     match input.identity {
-        Some(id) => f(id),
         None => Verdict::unauthenticated(),
+        Some(id) if id.user.is_empty() => Verdict::new(false, pass, fail),
+        Some(id) => Verdict::new(test(id), pass, fail),
     }
 }
 

@@ -56,6 +56,7 @@ impl Default for Ctx {
 
 impl Ctx {
     fn decide(&self, policy: &Policy) -> Decision {
+        corpus_export::decided(policy, self);
         policy.evaluate(&Input {
             identity: self.identity.as_ref(),
             request: Request {
@@ -75,7 +76,81 @@ fn ts(s: &str) -> Timestamp {
 }
 
 fn policy(yaml: &str) -> Policy {
-    Policy::from_yaml(yaml).unwrap_or_else(|e| panic!("policy should compile: {e}\n{yaml}"))
+    let p =
+        Policy::from_yaml(yaml).unwrap_or_else(|e| panic!("policy should compile: {e}\n{yaml}"));
+    corpus_export::compiled(&p, yaml);
+    p
+}
+
+/// With `PPL_CORPUS_EXPORT=FILE`, every document these tests compile with [`policy`] (or
+/// refuse in `every_error_with_its_location`) is appended to FILE with each input it is
+/// decided for, in `portcullis policy eval`'s input format: the fixed cases of the PPL
+/// corpus (tests/data/ppl-corpus, made by e2e/ppl-corpus/generate). Unset: nothing.
+mod corpus_export {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::io::Write as _;
+    use std::sync::Mutex;
+
+    use serde_json::{Value, json};
+
+    use super::{Ctx, Policy};
+
+    thread_local! {
+        static SOURCES: RefCell<HashMap<usize, String>> = RefCell::new(HashMap::new());
+    }
+    static FILE: Mutex<()> = Mutex::new(());
+
+    fn enabled() -> Option<String> {
+        std::env::var("PPL_CORPUS_EXPORT").ok()
+    }
+
+    pub(super) fn compiled(p: &Policy, yaml: &str) {
+        if enabled().is_some() {
+            let key = std::sync::Arc::as_ptr(&p.inner) as usize;
+            SOURCES.with(|s| s.borrow_mut().insert(key, yaml.to_owned()));
+        }
+    }
+
+    pub(super) fn decided(p: &Policy, ctx: &Ctx) {
+        if enabled().is_none() {
+            return;
+        }
+        let key = std::sync::Arc::as_ptr(&p.inner) as usize;
+        if let Some(yaml) = SOURCES.with(|s| s.borrow().get(&key).cloned()) {
+            write(&yaml, ctx);
+        }
+    }
+
+    /// Also for documents that do not compile.
+    pub(super) fn write(yaml: &str, ctx: &Ctx) {
+        let Some(path) = enabled() else { return };
+        let identity = ctx.identity.as_ref().map(|id| {
+            json!({"user": id.user, "email": id.email, "groups": id.groups, "claims": id.claims})
+        });
+        let mut request =
+            json!({"method": ctx.method, "path": ctx.path, "host": "app.example.com"});
+        if let Some(ip) = ctx.source_ip {
+            request["source_ip"] = Value::String(ip.to_string());
+        }
+        if ctx.cors_preflight {
+            request["method"] = "OPTIONS".into();
+            request["headers"] = json!({"Origin": "https://other.example.com", "Access-Control-Request-Method": "POST"});
+        }
+        let test = std::thread::current().name().unwrap_or("").to_owned();
+        let line = json!({
+            "source": format!("src/policy/tests.rs {test}"),
+            "policy": yaml,
+            "input": {"identity": identity, "request": request, "time": ctx.now.to_string()},
+        });
+        let _guard = FILE.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        writeln!(f, "{line}").unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
 }
 
 fn anonymous(c: &mut Ctx) {
@@ -540,6 +615,90 @@ fn decision_order_and_sign_in() {
             "{yaml} anonymous={anon} {method}"
         );
     }
+}
+
+/// A client_credentials token (claims, no user ID), or with `user` the same identity as
+/// a user.
+fn service_identity(user: &str) -> Identity {
+    Identity {
+        user: user.into(),
+        email: "svc@example.com".into(),
+        groups: vec!["admins".into()],
+        claims: json!({"cid": "reporting", "scp": ["read"], "email": "svc@example.com"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+#[test]
+fn an_empty_user_id_is_not_a_user() {
+    use Outcome::*;
+    use Reason::*;
+    // Every identity criterion refuses an empty user ID, whatever the matcher: a plain
+    // deny, not a sign-in (it is signed in, just not as a user). Claims still decide.
+    // (criterion, decision without a user ID, decision with user ID u-123)
+    let cases: &[(&str, (Outcome, Reason), Outcome)] = &[
+        (
+            "{authenticated_user: true}",
+            (Deny, UserUnauthorized),
+            Allow,
+        ),
+        ("{email: svc@example.com}", (Deny, EmailUnauthorized), Allow),
+        (
+            "{email: {not: x@example.com}}",
+            (Deny, EmailUnauthorized),
+            Allow,
+        ),
+        ("{email: {not_in: []}}", (Deny, EmailUnauthorized), Allow),
+        ("{domain: example.com}", (Deny, DomainUnauthorized), Allow),
+        (
+            "{domain: {not: example.org}}",
+            (Deny, DomainUnauthorized),
+            Allow,
+        ),
+        ("{user: ''}", (Deny, UserUnauthorized), Deny),
+        ("{user: {not: u-1}}", (Deny, UserUnauthorized), Allow),
+        ("{groups: admins}", (Deny, GroupsUnauthorized), Allow),
+        (
+            "{groups: {exclude: contractors}}",
+            (Deny, GroupsUnauthorized),
+            Allow,
+        ),
+        ("{claim/cid: reporting}", (Allow, ClaimOk), Allow),
+        ("{claim/scp: {has: read}}", (Allow, ClaimOk), Allow),
+        ("{claim/cid: other}", (Deny, ClaimUnauthorized), Deny),
+        ("{claim/email: svc@example.com}", (Allow, ClaimOk), Allow),
+    ];
+    let mut failures = Vec::new();
+    for (criterion, (outcome, reason), as_user) in cases {
+        let p = policy(&format!("allow:\n  and:\n    - {criterion}\n"));
+        for (user, want) in [
+            ("", (*outcome, Reasons::one(*reason))),
+            ("u-123", (*as_user, Reasons::EMPTY)),
+        ] {
+            let ctx = Ctx {
+                identity: Some(service_identity(user)),
+                ..Ctx::default()
+            };
+            let got = ctx.decide(&p);
+            let reasons_ok = want.1.is_empty() || got.reasons == want.1;
+            if got.outcome != want.0 || !reasons_ok {
+                failures.push(format!(
+                    "{criterion} user={user:?}: got {} {}, want {} {}",
+                    got.outcome, got.reasons, want.0, want.1
+                ));
+            }
+        }
+    }
+    // Inverted, the refusal counts as false: `not: [authenticated_user]` lets it in.
+    let p = policy("allow: {not: [{authenticated_user: true}]}");
+    let ctx = Ctx {
+        identity: Some(service_identity("")),
+        ..Ctx::default()
+    };
+    assert_eq!(ctx.decide(&p).outcome, Allow);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
@@ -1073,6 +1232,7 @@ fn every_error_with_its_location() {
     ];
     let mut failures = Vec::new();
     for (yaml, location, message) in cases {
+        corpus_export::write(yaml, &Ctx::default());
         match Policy::from_yaml(yaml) {
             Ok(_) => failures.push(format!("{yaml:?}: compiled, want error at {location}")),
             Err(e) if e.location != *location || !e.message.contains(message) => failures.push(

@@ -13,6 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
+/// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`, what a dual-stack listener reports
+/// for IPv4 peers) as the IPv4 address, so IPv4 `source_ip` ranges match them.
+pub use crate::routes::reach::canonical;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The longest v1 header, `\r\n` included (the protocol's own limit).
@@ -232,12 +236,6 @@ fn v2_family(b: u8) -> Result<Family, ProxyError> {
             "address family is not UNSPEC, INET, INET6 or UNIX",
         )),
     }
-}
-
-/// IPv4-mapped IPv6 addresses (`::ffff:192.0.2.1`, what a dual-stack listener reports
-/// for IPv4 peers) as the IPv4 address, so IPv4 `source_ip` ranges match them.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
 }
 
 /// The client address of a request, as Envoy computes its "trusted client address"

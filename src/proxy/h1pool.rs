@@ -8,7 +8,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,10 +19,10 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::Body;
-use super::upstream::CONNECT_TIMEOUT;
+use super::reach::UpstreamGuard;
+use crate::routes::Reach;
 
 /// Idle connections are closed after this many reaper rounds (60–90 s idle).
 const IDLE_ROUNDS: u64 = 3;
@@ -32,8 +31,12 @@ const MAX_IDLE: usize = 1024;
 /// How often a worker closes its expired idle connections.
 pub const REAP_EVERY: Duration = Duration::from_secs(30);
 
+/// Idle connections are kept per endpoint address and reach: a tenant's endpoint never
+/// takes a connection opened for the operator's (which may reach loopback).
+type PoolKey = (Authority, Reach);
+
 thread_local! {
-    static IDLE: RefCell<HashMap<Authority, Vec<Idle>>> = RefCell::new(HashMap::new());
+    static IDLE: RefCell<HashMap<PoolKey, Vec<Idle>>> = RefCell::new(HashMap::new());
     /// Reaper rounds so far on this thread: the pool's clock, so that taking and
     /// returning a connection reads no clock.
     static ROUND: Cell<u64> = const { Cell::new(0) };
@@ -72,9 +75,16 @@ pub struct Failed {
 }
 
 /// Sends `req` (origin-form URI, `Host` already set) to `authority`, on an idle pooled
-/// connection or a new one. A request that a pooled connection closed before taking
-/// it (the upstream timed the idle connection out) goes again on another connection.
-pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Response<Body>, Failed> {
+/// connection or a new one that `guard` allows for `reach`. A request that a pooled
+/// connection closed before taking it (the upstream timed the idle connection out)
+/// goes again on another connection.
+pub async fn send(
+    authority: &Authority,
+    reach: Reach,
+    guard: &UpstreamGuard,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, Failed> {
+    let key: PoolKey = (authority.clone(), reach);
     let refused = |reason: String, unsent: Request<Body>| Failed {
         error: Error::Connect {
             authority: authority.clone(),
@@ -83,9 +93,9 @@ pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Respo
         unsent: Some(unsent),
     };
     loop {
-        let (mut sender, fresh) = match checkout(authority) {
+        let (mut sender, fresh) = match checkout(&key) {
             Some(s) => (s, false),
-            None => match connect(authority).await {
+            None => match connect(authority, reach, guard).await {
                 Ok(s) => (s, true),
                 Err(error) => {
                     return Err(Failed {
@@ -103,11 +113,10 @@ pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Respo
         }
         match sender.try_send_request(req).await {
             Ok(resp) => {
-                let authority = authority.clone();
                 return Ok(resp.map(|body| {
                     let body = Pooled {
                         inner: body,
-                        slot: Some((authority, sender)),
+                        slot: Some((key, sender)),
                     };
                     http_body_util::BodyExt::boxed(body)
                 }));
@@ -133,11 +142,11 @@ pub async fn send(authority: &Authority, mut req: Request<Body>) -> Result<Respo
 
 /// The most recently used live idle connection to `authority`, dropping closed and
 /// expired ones on the way.
-fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
+fn checkout(key: &PoolKey) -> Option<SendRequest<Body>> {
     let round = ROUND.with(Cell::get);
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(authority)?;
+        let list = idle.get_mut(key)?;
         while let Some(c) = list.pop() {
             if c.usable(round) {
                 return Some(c.sender);
@@ -150,7 +159,7 @@ fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
 /// Returns a connection to the pool once it can take a new request. Usually that is
 /// at once; a connection still sending the request body (the upstream answered before
 /// reading it all) is returned when it is done, so no request waits behind it.
-fn checkin(authority: Authority, mut sender: SendRequest<Body>) {
+fn checkin(key: PoolKey, mut sender: SendRequest<Body>) {
     if sender.is_closed() {
         return;
     }
@@ -158,7 +167,7 @@ fn checkin(authority: Authority, mut sender: SendRequest<Body>) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if sender.ready().await.is_ok() {
-                    checkin(authority, sender);
+                    checkin(key, sender);
                 }
             });
         }
@@ -166,7 +175,7 @@ fn checkin(authority: Authority, mut sender: SendRequest<Body>) {
     }
     let _ = IDLE.try_with(|idle| {
         let mut idle = idle.borrow_mut();
-        let list = idle.entry(authority).or_default();
+        let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE {
             list.push(Idle {
                 sender,
@@ -194,67 +203,43 @@ pub fn reap() {
     });
 }
 
-async fn connect(authority: &Authority) -> Result<SendRequest<Body>, Error> {
+async fn connect(
+    authority: &Authority,
+    reach: Reach,
+    guard: &UpstreamGuard,
+) -> Result<SendRequest<Body>, Error> {
     let failed = |reason: String| Error::Connect {
         authority: authority.clone(),
         reason,
     };
     let port = authority.port_u16().unwrap_or(80);
-    let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
-            .await
-            .map_err(|_| failed("name lookup timed out".into()))?
-            .map_err(|e| failed(format!("name lookup: {e}")))?
-            .collect(),
-    };
-    let mut reason = String::from("the name has no addresses");
-    for addr in addrs {
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                reason = format!("tcp connect to {addr}: {e}");
-                continue;
-            }
-            Err(_) => {
-                reason = format!("tcp connect to {addr} timed out");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new().with_time(Duration::from_secs(60));
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        return Ok(sender);
-    }
-    Err(failed(reason))
+    let stream = super::reach::connect(guard, reach, authority.host(), port)
+        .await
+        .map_err(failed)?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// A response body that returns its connection to the pool once it has ended. A body
 /// dropped before its end leaves the connection mid-message: it is closed instead.
 struct Pooled {
     inner: Incoming,
-    slot: Option<(Authority, SendRequest<Body>)>,
+    slot: Option<(PoolKey, SendRequest<Body>)>,
 }
 
 impl Pooled {
     /// Gives the connection back (once).
     fn release(&mut self) {
-        if let Some((authority, sender)) = self.slot.take() {
-            checkin(authority, sender);
+        if let Some((key, sender)) = self.slot.take() {
+            checkin(key, sender);
         }
     }
 }

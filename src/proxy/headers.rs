@@ -14,15 +14,27 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// Identity headers Portcullis (or Pomerium, which apps may still trust) sets; a client
-/// must never be able to send them.
-const IDENTITY_HEADERS: [HeaderName; 4] = [
-    HeaderName::from_static("x-forwarded-email"),
-    HeaderName::from_static("x-forwarded-user"),
-    HeaderName::from_static("x-forwarded-groups"),
-    HeaderName::from_static("x-forwarded-preferred-username"),
+/// Forwarding headers a client could use to speak for Portcullis: removed before
+/// Portcullis sets its own (`X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `X-Real-IP`).
+const CLIENT_FORWARDING: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-prefix",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
 ];
-const IDENTITY_PREFIXES: [&str; 2] = ["x-portcullis-", "x-pomerium-"];
+pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Whether a header name is an identity header a client may not send: ours,
+/// Pomerium's, oauth2-proxy's ([`crate::routes::reserved`], the one list), or one of
+/// `extra` (the configured `jwt_claims_headers`), in either `-` or `_` spelling.
+pub fn is_identity_header(name: &str, extra: &[HeaderName]) -> bool {
+    crate::routes::reserved::identity_header(name)
+        || extra
+            .iter()
+            .any(|e| crate::routes::reserved::same_name(name, e.as_str()))
+}
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -30,14 +42,15 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes every `Set-Cookie` of an upstream response that names a cookie of the
-/// family `base` (any chunk, any port, any `Domain`): an app may not plant or overwrite
-/// a Portcullis credential. Returns how many were removed.
+/// family `base` (any chunk, any port, any `Domain`), or names none (`=name=value`:
+/// browsers keep such a cookie and send it back as `name=value`): an app may not plant
+/// or overwrite a Portcullis credential. `Clear-Site-Data` loses `cookies` and `*`
+/// (they would wipe the whole site's sessions). Returns how many cookies were removed.
 pub fn drop_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
+    strip_clear_site_cookies(headers);
     let ours = |v: &HeaderValue| {
-        crate::auth::cookies::in_family(
-            crate::auth::cookies::set_cookie_name(v.as_bytes()),
-            base.as_bytes(),
-        )
+        let name = crate::auth::cookies::set_cookie_name(v.as_bytes());
+        name.is_empty() || crate::auth::cookies::in_family(name, base.as_bytes())
     };
     let total = headers.get_all(header::SET_COOKIE).iter().count();
     if total == 0 {
@@ -61,6 +74,30 @@ pub fn drop_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
         }
     }
     dropped
+}
+
+const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
+
+fn strip_clear_site_cookies(headers: &mut HeaderMap) {
+    let Some(value) = headers.get(&CLEAR_SITE_DATA).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    let kept: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && *t != "\"cookies\"" && *t != "\"*\"")
+        .collect();
+    if kept.len() == value.split(',').count() {
+        return;
+    }
+    match HeaderValue::from_str(&kept.join(", ")) {
+        Ok(v) if !kept.is_empty() => {
+            headers.insert(CLEAR_SITE_DATA, v);
+        }
+        _ => {
+            headers.remove(CLEAR_SITE_DATA);
+        }
+    }
 }
 
 /// Longest client-supplied request ID that is kept; longer ones are replaced.
@@ -116,8 +153,14 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 
 /// Removes every identity header a client may have sent.
 pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    strip_identity_headers_and(headers, &[]);
+}
+
+/// Removes every identity header a client may have sent, `extra` names included, and
+/// the forwarding headers Portcullis speaks for.
+pub fn strip_identity_headers_and(headers: &mut HeaderMap, extra: &[HeaderName]) {
     let spoofed = |k: &HeaderName| {
-        IDENTITY_HEADERS.contains(k) || IDENTITY_PREFIXES.iter().any(|p| k.as_str().starts_with(p))
+        is_identity_header(k.as_str(), extra) || CLIENT_FORWARDING.contains(&k.as_str())
     };
     if !headers.keys().any(spoofed) {
         return;
@@ -126,6 +169,28 @@ pub fn strip_identity_headers(headers: &mut HeaderMap) {
     for name in names {
         headers.remove(name);
     }
+}
+
+/// Sets `X-Forwarded-Port` and `X-Real-IP` to Portcullis's own values.
+pub fn set_forwarded_port_and_ip(headers: &mut HeaderMap, port: u16, client: std::net::IpAddr) {
+    headers.insert(X_FORWARDED_PORT, HeaderValue::from(port));
+    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        headers.insert(X_REAL_IP, v);
+    }
+}
+
+/// Whether an upgrade request asks for WebSocket (the only protocol Portcullis
+/// tunnels: anything else, `h2c` included, would skip per-request policy).
+pub fn upgrade_is_websocket(headers: &HeaderMap) -> bool {
+    let values: Vec<&str> = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    values.len() == 1 && values[0].eq_ignore_ascii_case("websocket")
 }
 
 /// The client's request ID when it is sane, else a new random one.
@@ -201,10 +266,22 @@ mod tests {
             "theme=dark; Path=/",
             "_portcullisx=1",
             "portcullis=1",
+            "=_portcullis=nameless; Domain=.example.com",
+            " =__Host-_portcullis_nonce=x",
+            "_portcullis",
         ] {
             h.append(header::SET_COOKIE, HeaderValue::from_static(v));
         }
-        assert_eq!(drop_set_cookies(&mut h, "_portcullis"), 7);
+        h.insert(
+            "clear-site-data",
+            HeaderValue::from_static("\"cache\", \"cookies\""),
+        );
+        assert_eq!(drop_set_cookies(&mut h, "_portcullis"), 10);
+        assert_eq!(h["clear-site-data"], "\"cache\"");
+        let mut wipe = HeaderMap::new();
+        wipe.insert("clear-site-data", HeaderValue::from_static("\"*\""));
+        drop_set_cookies(&mut wipe, "_portcullis");
+        assert!(wipe.get("clear-site-data").is_none());
         let left: Vec<_> = h
             .get_all(header::SET_COOKIE)
             .iter()
@@ -276,6 +353,51 @@ mod tests {
         strip_identity_headers(&mut h);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["x-forwarded-for"]);
+    }
+
+    #[test]
+    fn every_spelling_of_an_identity_header_goes() {
+        let claim = HeaderName::from_static("x-email");
+        let mut h = map(&[
+            ("x_forwarded_email", "ceo@example.com"),
+            ("X_Portcullis_Claim_User", "ceo"),
+            ("x-auth-request-email", "ceo@example.com"),
+            ("x-auth-request-groups", "admin"),
+            ("x-email", "ceo@example.com"),
+            ("x_email", "ceo@example.com"),
+            ("forwarded", "for=1.2.3.4;host=admin"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-emails", "kept"),
+            ("accept", "*/*"),
+        ]);
+        strip_identity_headers_and(&mut h, &[claim]);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-emails", "x-forwarded-for"]);
+        set_forwarded_port_and_ip(&mut h, 8443, "192.0.2.1".parse().unwrap());
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["x-real-ip"], "192.0.2.1");
+    }
+
+    #[test]
+    fn only_websocket_upgrades_tunnel() {
+        for (upgrade, ws) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("h2c", false),
+            ("foo", false),
+            ("websocket, h2c", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                upgrade_is_websocket(&map(&[("upgrade", upgrade)])),
+                ws,
+                "{upgrade}"
+            );
+        }
     }
 
     #[test]

@@ -4,10 +4,10 @@
 pub mod client_addr;
 pub mod conn;
 mod h1pool;
-mod handler;
 pub mod headers;
 pub mod idle;
-pub mod pages;
+pub mod reach;
+mod request;
 pub mod server;
 pub mod tls;
 pub mod upstream;
@@ -16,12 +16,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-pub use handler::ConnInfo;
+pub use request::{ConnInfo, LogFields};
 pub use server::{Limits, serve_https, serve_redirect};
 
 use crate::routes::LiveTable;
@@ -29,19 +27,7 @@ use crate::telemetry::Metrics;
 use tls::CertStore;
 use upstream::Upstreams;
 
-/// Errors of bodies in flight (upstream or client I/O, idle timeouts).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Every body Portcullis sends: upstream bodies passed through, or its own pages.
-pub type Body = BoxBody<Bytes, BoxError>;
-
-pub fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
-}
-
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
+pub use crate::reply::{Body, BoxError, empty, full, pages};
 
 pub fn boxed_incoming(body: Incoming) -> Body {
     body.map_err(BoxError::from).boxed()
@@ -66,6 +52,11 @@ pub struct Proxy {
     pub directory: Option<Arc<crate::directory::Directory>>,
     pub certs: Arc<ArcSwap<CertStore>>,
     pub metrics: Arc<Metrics>,
+    /// What the decision and access logs record.
+    pub logs: LogFields,
+    /// The header names `jwt_claims_headers` sets: no client may send them, whether or
+    /// not sign-in is configured.
+    pub claim_headers: Vec<http::HeaderName>,
     upstreams: Upstreams,
     clock: Instant,
 }
@@ -84,9 +75,18 @@ impl Proxy {
             directory,
             certs,
             metrics,
+            logs: LogFields::default(),
+            claim_headers: Vec::new(),
             upstreams: Upstreams::new(),
             clock: Instant::now(),
         }
+    }
+
+    /// Checks every upstream connection with `guard` (Portcullis's own listeners, and
+    /// what tenant endpoints may not reach).
+    pub fn with_upstream_guard(mut self, guard: reach::UpstreamGuard) -> Proxy {
+        self.upstreams.set_guard(guard);
+        self
     }
 
     /// Milliseconds on the monotonic clock that endpoint ejection uses.

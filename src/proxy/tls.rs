@@ -49,7 +49,65 @@ pub struct PemPair {
     pub key_pem: Vec<u8>,
 }
 
+/// A certificate that may serve only some of the names it holds: an Ingress' TLS
+/// Secret, for the `spec.tls[].hosts` its namespace owns.
+#[derive(Clone)]
+pub struct ScopedPair {
+    pub pair: PemPair,
+    /// Lower-case exact names and `*.parent` wildcards.
+    pub names: Vec<String>,
+}
+
 impl CertStore {
+    /// The controller's store. `trusted` pairs (the config file's) serve every name
+    /// they hold and the first is the default (else a generated one: never an Ingress'
+    /// Secret). Each `scoped` pair serves the names it lists that its certificate
+    /// covers; the first for a name wins. `pinned` exact names get the default rather
+    /// than a wildcard entry when nothing serves them exactly. Nothing that fails to
+    /// load takes the rest down; the errors say what was skipped.
+    pub fn scoped(
+        trusted: &[PemPair],
+        scoped: &[ScopedPair],
+        pinned: &[String],
+        fallback_names: &[String],
+    ) -> (CertStore, Vec<CertError>) {
+        let (mut store, mut errors) = CertStore::lenient(trusted, fallback_names);
+        for s in scoped {
+            let (key, sans) = match load_pair(&s.pair) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let key = Arc::new(key);
+            let sans: Vec<String> = sans.iter().map(|n| n.to_ascii_lowercase()).collect();
+            for name in &s.names {
+                if !covers(&sans, name) {
+                    errors.push(CertError {
+                        source_name: s.pair.source_name.clone(),
+                        message: format!(
+                            "the certificate does not cover `{name}`; not served for it"
+                        ),
+                    });
+                    continue;
+                }
+                let (map, name) = match name.strip_prefix("*.") {
+                    Some(parent) => (&mut store.wildcard, parent.to_string()),
+                    None => (&mut store.exact, name.clone()),
+                };
+                map.entry(name).or_insert_with(|| key.clone());
+            }
+        }
+        for name in pinned {
+            store
+                .exact
+                .entry(name.to_ascii_lowercase())
+                .or_insert_with(|| store.default.clone());
+        }
+        (store, errors)
+    }
+
     /// Indexes `pairs` by their SAN DNS names; the first pair is the default for clients
     /// without SNI or with unknown names. With no pairs, a self-signed certificate for
     /// `fallback_names` is generated (browsers will warn; configure real certificates).
@@ -123,6 +181,18 @@ impl CertStore {
     pub fn has_generated_default(&self) -> bool {
         self.generated_default
     }
+}
+
+/// Whether certificate names `sans` cover `name` (exact, or `x.parent` under
+/// `*.parent`; a `*.parent` name needs that very wildcard).
+fn covers(sans: &[String], name: &str) -> bool {
+    if sans.iter().any(|s| s == name) {
+        return true;
+    }
+    !name.starts_with("*.")
+        && name
+            .split_once('.')
+            .is_some_and(|(_, parent)| sans.iter().any(|s| s.strip_prefix("*.") == Some(parent)))
 }
 
 fn load_pair(pair: &PemPair) -> Result<(CertifiedKey, Vec<String>), CertError> {
@@ -251,6 +321,69 @@ mod tests {
             assert_eq!(names_of(&store.pick(sni)), [want], "{sni:?}");
         }
         assert!(!store.has_generated_default());
+    }
+
+    #[test]
+    fn scoped_pairs_serve_only_their_names_and_never_the_default() {
+        let victim = pair(&["grafana.corp.example"]);
+        let mut squatter = pair(&["grafana.corp.example", "b.corp.example"]);
+        squatter.source_name = "secret aaa/squat".into();
+        let wildcard = pair(&["*.corp.example"]);
+        let scoped = [
+            // Sorted first, but scoped to its own host only.
+            ScopedPair {
+                pair: squatter,
+                names: vec!["b.corp.example".into()],
+            },
+            ScopedPair {
+                pair: victim,
+                names: vec!["grafana.corp.example".into()],
+            },
+            ScopedPair {
+                pair: wildcard,
+                names: vec!["*.corp.example".into(), "other.example".into()],
+            },
+        ];
+        let pinned = ["owned-elsewhere.corp.example".to_string()];
+        let (store, errors) = CertStore::scoped(&[], &scoped, &pinned, &["default.test".into()]);
+        assert_eq!(errors.len(), 1, "the wildcard does not cover other.example");
+        assert!(errors[0].message.contains("other.example"));
+        let cases = [
+            (Some("grafana.corp.example"), "grafana.corp.example"),
+            (Some("b.corp.example"), "grafana.corp.example"),
+            (Some("x.corp.example"), "*.corp.example"),
+            // A name the wildcard's namespace does not own gets the default.
+            (Some("owned-elsewhere.corp.example"), "default.test"),
+            (Some("unknown.example"), "default.test"),
+            (None, "default.test"),
+        ];
+        for (sni, want) in cases {
+            assert_eq!(names_of(&store.pick(sni))[0], want, "{sni:?}");
+        }
+        assert!(
+            store.has_generated_default(),
+            "an Ingress Secret never becomes the default"
+        );
+    }
+
+    #[test]
+    fn trusted_pairs_keep_the_default_and_win_their_names() {
+        let config = pair(&["authenticate.corp.example", "*.corp.example"]);
+        let scoped = [ScopedPair {
+            pair: pair(&["*.corp.example"]),
+            names: vec!["*.corp.example".into()],
+        }];
+        let (store, errors) = CertStore::scoped(&[config], &scoped, &[], &[]);
+        assert!(errors.is_empty());
+        assert!(!store.has_generated_default());
+        assert_eq!(
+            names_of(&store.pick(None)),
+            ["authenticate.corp.example", "*.corp.example"]
+        );
+        assert_eq!(
+            names_of(&store.pick(Some("x.corp.example")))[0],
+            "authenticate.corp.example"
+        );
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::time::Duration;
 use http::Uri;
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -19,7 +18,8 @@ use rustls_pki_types::pem::PemObject;
 use tower_service::Service;
 
 use super::Body;
-use crate::routes::{UpstreamScheme, UpstreamTls};
+use super::reach::{GuardedConnector, UpstreamGuard};
+use crate::routes::{Reach, UpstreamScheme, UpstreamTls};
 
 /// Time allowed to open a TCP connection to an upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +28,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle pooled connections kept per upstream address.
 const POOL_MAX_IDLE_PER_HOST: usize = 1024;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub type UpstreamClient = Client<HttpsConnector<GuardedConnector>, Body>;
 
 /// The clients for one TLS setting: pooled HTTPS (HTTP/2 by ALPN), prior-knowledge
 /// HTTP/2 for h2c, and an HTTP/1.1-only connector for upgrades. Plain HTTP/1.1 goes
@@ -36,7 +36,7 @@ pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 pub struct Clients {
     pub pooled: UpstreamClient,
     pub h2c: UpstreamClient,
-    pub upgrade: HttpsConnector<HttpConnector>,
+    pub upgrade: HttpsConnector<GuardedConnector>,
 }
 
 /// Every upstream client, built lazily per thread and distinct TLS setting: each data
@@ -45,12 +45,17 @@ pub struct Clients {
 pub struct Upstreams {
     id: u64,
     roots: Arc<RootCertStore>,
+    /// What endpoints may connect to (checked on every resolved address).
+    guard: Arc<UpstreamGuard>,
 }
 
+/// One [`Upstreams`]' clients on one thread, by TLS setting and reach (a tenant's
+/// endpoint never reuses a connection opened for the operator's).
+type ClientsByKind = HashMap<(UpstreamTls, Reach), Arc<Clients>>;
+
 thread_local! {
-    /// This thread's clients, by [`Upstreams::id`] and TLS setting.
-    static CLIENTS: RefCell<HashMap<u64, HashMap<UpstreamTls, Arc<Clients>>>> =
-        RefCell::new(HashMap::new());
+    /// This thread's clients, by [`Upstreams::id`].
+    static CLIENTS: RefCell<HashMap<u64, ClientsByKind>> = RefCell::new(HashMap::new());
 }
 
 impl Upstreams {
@@ -67,19 +72,34 @@ impl Upstreams {
         Upstreams {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             roots: Arc::new(roots),
+            guard: Arc::default(),
         }
     }
 
-    /// This thread's clients for a TLS setting.
-    pub fn clients(&self, tls: &UpstreamTls) -> Arc<Clients> {
+    /// Checks connections with `guard` (set before the first request).
+    pub fn set_guard(&mut self, guard: UpstreamGuard) {
+        self.guard = Arc::new(guard);
+    }
+
+    pub fn guard(&self) -> &UpstreamGuard {
+        &self.guard
+    }
+
+    /// This thread's clients for a TLS setting and the reach of an endpoint.
+    pub fn clients(&self, tls: &UpstreamTls, reach: Reach) -> Arc<Clients> {
         CLIENTS.with(|all| {
             let mut all = all.borrow_mut();
             let mine = all.entry(self.id).or_default();
-            if let Some(c) = mine.get(tls) {
+            let key = (tls.clone(), reach);
+            if let Some(c) = mine.get(&key) {
                 return c.clone();
             }
-            let c = Arc::new(Clients::new(&self.roots, tls));
-            mine.insert(tls.clone(), c.clone());
+            let connector = GuardedConnector {
+                guard: self.guard.clone(),
+                reach,
+            };
+            let c = Arc::new(Clients::new(&self.roots, tls, connector));
+            mine.insert(key, c.clone());
             c
         })
     }
@@ -100,9 +120,9 @@ impl Default for Upstreams {
 }
 
 impl Clients {
-    fn new(roots: &Arc<RootCertStore>, tls: &UpstreamTls) -> Clients {
-        let pooled = connector(roots, tls, false);
-        let upgrade = connector(roots, tls, true);
+    fn new(roots: &Arc<RootCertStore>, tls: &UpstreamTls, tcp: GuardedConnector) -> Clients {
+        let pooled = connector(roots, tls, false, tcp.clone());
+        let upgrade = connector(roots, tls, true, tcp);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
@@ -146,7 +166,8 @@ fn connector(
     roots: &Arc<RootCertStore>,
     tls: &UpstreamTls,
     http1_only: bool,
-) -> HttpsConnector<HttpConnector> {
+    tcp: GuardedConnector,
+) -> HttpsConnector<GuardedConnector> {
     let b = HttpsConnectorBuilder::new()
         .with_tls_config(tls_config(roots, tls))
         .https_or_http();
@@ -159,19 +180,10 @@ fn connector(
         None => b,
     };
     if http1_only {
-        b.enable_http1().wrap_connector(http_connector())
+        b.enable_http1().wrap_connector(tcp)
     } else {
-        b.enable_all_versions().wrap_connector(http_connector())
+        b.enable_all_versions().wrap_connector(tcp)
     }
-}
-
-fn http_connector() -> HttpConnector {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    http
 }
 
 fn tls_config(roots: &Arc<RootCertStore>, tls: &UpstreamTls) -> ClientConfig {

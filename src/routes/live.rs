@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use super::{Diagnostic, Model, RoutingTable, build};
+use super::{Diagnostic, Model, RegexStats, RoutingTable, build};
 
 /// One published table and what its build reported.
 #[derive(Debug, Default)]
@@ -23,6 +23,8 @@ pub struct Applied {
     pub generation: u64,
     pub routes: usize,
     pub build_time: Duration,
+    /// Path regexes compiled by this build, and reused from the previous table.
+    pub regexes: RegexStats,
 }
 
 /// Holds the current snapshot; cheap to clone and share.
@@ -60,6 +62,7 @@ impl LiveTable {
             generation: snapshot.generation,
             routes: snapshot.table.len(),
             build_time: started.elapsed(),
+            regexes: snapshot.table.regex_stats(),
         };
         self.current.store(Arc::new(snapshot));
         applied

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use super::reach::Reach;
 use crate::policy::Policy;
 
 /// Everything the routing table is built from.
@@ -15,8 +16,15 @@ pub struct Model {
     pub routes: Vec<RouteSpec>,
     /// Served when no host rule matches, or a host's rules match no path.
     pub default_backend: Option<RouteSpec>,
-    /// The `authenticate_service_url` host, if sign-in is configured.
+    /// The `authenticate_service_url` host, if sign-in is configured. No route, wildcard,
+    /// catch-all or default backend ever answers on it (whatever the port: cookies do
+    /// not tell ports apart).
     pub authenticate_host: Option<HostPort>,
+    /// Lower-case exact host names that only their own exact routes may answer: no
+    /// wildcard and no catch-all rule (the default backend still answers their
+    /// unmatched paths). Hosts an admin assigned to a namespace that has no route on
+    /// them yet.
+    pub exclusive_hosts: Vec<String>,
 }
 
 /// A host name and an optional port a request must have arrived on.
@@ -82,6 +90,8 @@ pub struct EndpointSpec {
     /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
     pub port: u16,
+    /// Who chose it: which addresses it may connect to.
+    pub reach: Reach,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -139,6 +149,24 @@ pub struct RouteOptions {
     pub tls: UpstreamTls,
     /// `bearer_token_format` for this route; `None` takes the global setting.
     pub bearer_format: Option<BearerFormat>,
+    /// `path_normalization: lenient`: encoded slashes, repeated slashes and `;` are kept
+    /// as written (and routed) rather than refused (see [`crate::routes::path`]).
+    pub lenient_paths: bool,
+    /// Where the route's policy comes from, for the decision log (e.g.
+    /// `IdentityPolicy apps/admins, annotations`).
+    pub policy_source: std::sync::Arc<str>,
+}
+
+/// `path_normalization` (config key and annotation): `strict` (the default) or
+/// `lenient`; `Ok(true)` for lenient.
+pub fn parse_path_normalization(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "strict" => Ok(false),
+        "lenient" => Ok(true),
+        _ => Err(format!(
+            "`{text}` is not a path normalization; use strict or lenient"
+        )),
+    }
 }
 
 /// How `Authorization: Bearer` tokens are read (Pomerium's `bearer_token_format`).
@@ -189,6 +217,8 @@ impl Default for RouteOptions {
             pass_identity_headers: false,
             tls: UpstreamTls::default(),
             bearer_format: None,
+            lenient_paths: false,
+            policy_source: std::sync::Arc::from(""),
         }
     }
 }
@@ -262,7 +292,7 @@ impl PathMatch {
             }
             PathMatch::Regex(r) => super::table::compile_path_regex(r)
                 .map(|_| ())
-                .map_err(|e| format!("invalid path regex `{r}`: {e}")),
+                .map_err(|e| format!("invalid path regex: {e}")),
         }
     }
 }

@@ -1,12 +1,16 @@
 //! The compiled routing table and its lookup: host (exact, then one-label wildcard, then
 //! any host), then path (exact, then the longest prefix, then regexes in order, then the
 //! host's catch-all), then the default backend. Lookups never allocate.
+//!
+//! Path regexes are compiled with bounded sizes ([`compile_path_regex`]) once per
+//! distinct pattern, and carried from one table to the next like the backends, so a
+//! rebuild compiles only patterns it has not seen.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use regex::Regex;
+use regex_automata::meta::Regex;
 
 use super::model::*;
 use crate::policy::Policy;
@@ -17,6 +21,13 @@ pub const EJECT_AFTER_FAILURES: u32 = 5;
 pub const EJECT_FOR_MS: u64 = 10_000;
 /// Longest host name a lookup considers (DNS caps names at 253).
 const MAX_HOST_LEN: usize = 255;
+/// Largest compiled form (the NFA, each direction) of one path regex. Ordinary path
+/// patterns need a few KiB; Unicode classes cost more (`/(\w+)/(\w+)` about 110 KiB).
+pub const PATH_REGEX_SIZE_LIMIT: usize = 256 * 1024;
+/// Largest lazy-DFA cache one path regex may grow per searching thread.
+pub const PATH_REGEX_CACHE_LIMIT: usize = 256 * 1024;
+/// Longest path regex as written.
+pub const PATH_REGEX_MAX_LEN: usize = 4096;
 
 // === impl RoutingTable ===
 
@@ -32,6 +43,21 @@ pub struct RoutingTable {
     routes: Vec<Arc<Route>>,
     /// Live backends by spec, so a rebuild keeps balancing and ejection state.
     backends: HashMap<BackendSpec, Arc<Backend>>,
+    /// Compiled path regexes by pattern, so a rebuild reuses them.
+    regexes: HashMap<Box<str>, Arc<Regex>>,
+    /// Path regexes this build compiled, and those it took from the previous table.
+    regex_stats: RegexStats,
+}
+
+/// How a build came by its path regexes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegexStats {
+    /// Compiled by this build.
+    pub compiled: usize,
+    /// Taken from the previous table.
+    pub reused: usize,
+    /// Compiled before, by someone who still holds them (the index's size check).
+    pub shared: usize,
 }
 
 /// A route as served: its spec plus the shared, stateful backend.
@@ -66,7 +92,7 @@ struct HostRoutes {
     exact: Vec<(Box<str>, Arc<Route>)>,
     /// Longest first; equal lengths keep model order.
     prefixes: Vec<Prefix>,
-    regexes: Vec<(Regex, Arc<Route>)>,
+    regexes: Vec<(Arc<Regex>, Arc<Route>)>,
     catch_all: Vec<Arc<Route>>,
 }
 
@@ -99,12 +125,12 @@ pub fn build(model: &Model, previous: Option<&RoutingTable>) -> (RoutingTable, V
             continue;
         }
         let regex = match &spec.path {
-            PathMatch::Regex(r) => match compile_path_regex(r) {
+            PathMatch::Regex(r) => match table.regex(r, previous) {
                 Ok(re) => Some(re),
                 Err(e) => {
                     diagnostics.push(Diagnostic {
                         route_id: spec.id.clone(),
-                        message: format!("invalid path regex `{r}`: {e}"),
+                        message: format!("invalid path regex: {e}"),
                     });
                     continue;
                 }
@@ -124,6 +150,10 @@ pub fn build(model: &Model, previous: Option<&RoutingTable>) -> (RoutingTable, V
     if let Some(spec) = &model.default_backend {
         table.default_backend = Some(table.route(spec, previous));
     }
+    // An exact entry, even an empty one, keeps a host from wildcard and catch-all routes.
+    for host in &model.exclusive_hosts {
+        table.exact.entry(host.as_str().into()).or_default();
+    }
     for host in table
         .exact
         .values_mut()
@@ -140,9 +170,16 @@ pub fn build(model: &Model, previous: Option<&RoutingTable>) -> (RoutingTable, V
 impl RoutingTable {
     /// Finds the route for a request. `host` may carry any case and a trailing dot;
     /// `port` is the port the request was addressed to; `path` excludes the query.
+    /// Nothing answers on the authenticate host: its origin holds the sign-in cookie.
     pub fn lookup(&self, host: &str, port: u16, path: &str) -> Option<Match<'_>> {
         let mut buf = [0u8; MAX_HOST_LEN];
-        let hosts = match normalize_host(host, &mut buf) {
+        let normalized = normalize_host(host, &mut buf);
+        if let (Some(a), Some(h)) = (&self.authenticate_host, normalized)
+            && a.host == h
+        {
+            return None;
+        }
+        let hosts = match normalized {
             Some(host) => self
                 .exact
                 .get(host)
@@ -177,10 +214,12 @@ impl RoutingTable {
         let Some(host) = normalize_host(host, &mut buf) else {
             return false;
         };
-        self.exact.contains_key(host)
-            || host
+        match self.exact.get(host) {
+            Some(routes) => !routes.is_empty(),
+            None => host
                 .split_once('.')
-                .is_some_and(|(_, parent)| self.wildcard.contains_key(parent))
+                .is_some_and(|(_, parent)| self.wildcard.contains_key(parent)),
+        }
     }
 
     /// Every route in model order (the default backend last, if any).
@@ -194,6 +233,39 @@ impl RoutingTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How this build came by its path regexes.
+    pub fn regex_stats(&self) -> RegexStats {
+        self.regex_stats
+    }
+
+    /// The compiled `pattern`: this build's, the previous table's, or a new one.
+    fn regex(
+        &mut self,
+        pattern: &str,
+        previous: Option<&RoutingTable>,
+    ) -> Result<Arc<Regex>, String> {
+        if let Some(re) = self.regexes.get(pattern) {
+            return Ok(re.clone());
+        }
+        let re = match previous.and_then(|p| p.regexes.get(pattern)) {
+            Some(re) => {
+                self.regex_stats.reused += 1;
+                re.clone()
+            }
+            None => {
+                let (re, fresh) = shared_path_regex(pattern)?;
+                if fresh {
+                    self.regex_stats.compiled += 1;
+                } else {
+                    self.regex_stats.shared += 1;
+                }
+                re
+            }
+        };
+        self.regexes.insert(pattern.into(), re.clone());
+        Ok(re)
     }
 
     fn route(&mut self, spec: &RouteSpec, previous: Option<&RoutingTable>) -> Arc<Route> {
@@ -232,14 +304,90 @@ fn normalize_host<'b>(host: &'b str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<
     std::str::from_utf8(out).ok()
 }
 
-pub(crate) fn compile_path_regex(r: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?:{r})$"))
+/// An anchored path regex within [`PATH_REGEX_SIZE_LIMIT`] and
+/// [`PATH_REGEX_CACHE_LIMIT`]. The error says which limit, in words for an Event.
+pub fn compile_path_regex(r: &str) -> Result<Regex, String> {
+    if r.len() > PATH_REGEX_MAX_LEN {
+        return Err(format!(
+            "the pattern is {} bytes long; the limit is {PATH_REGEX_MAX_LEN}",
+            r.len()
+        ));
+    }
+    let config = regex_automata::meta::Config::new()
+        .nfa_size_limit(Some(PATH_REGEX_SIZE_LIMIT))
+        .onepass_size_limit(Some(PATH_REGEX_SIZE_LIMIT))
+        .dfa_size_limit(Some(PATH_REGEX_SIZE_LIMIT))
+        .hybrid_cache_capacity(PATH_REGEX_CACHE_LIMIT);
+    Regex::builder()
+        .configure(config)
+        .build(&format!("^(?:{r})$"))
+        .map_err(|e| match e.size_limit() {
+            Some(limit) => format!(
+                "`{r}` compiles to more than {} KiB (the limit per pattern); \
+                 prefer ASCII classes such as [a-z0-9_] to \\w and \\d, and fewer repetitions",
+                limit / 1024
+            ),
+            None => format!("`{r}` is not a valid regular expression: {e}"),
+        })
+}
+
+/// Compiled path regexes that someone holds, by pattern: the index compiles an
+/// Ingress' patterns to check their size, and the next table build takes those rather
+/// than compiling them again. Weak: a pattern nobody uses any more is freed. A memo
+/// of a pure function, not a source of truth.
+static SHARED_REGEXES: std::sync::Mutex<SharedRegexes> = std::sync::Mutex::new(SharedRegexes {
+    by_pattern: None,
+    prune_at: 64,
+});
+
+struct SharedRegexes {
+    by_pattern: Option<HashMap<Box<str>, std::sync::Weak<Regex>>>,
+    /// Dead entries are dropped when the map reaches this size, which then doubles.
+    prune_at: usize,
+}
+
+/// [`compile_path_regex`], through the shared memo: the compiled form someone already
+/// holds, or a new one (`true`: compiled now).
+pub fn shared_path_regex(pattern: &str) -> Result<(Arc<Regex>, bool), String> {
+    let lock = || SHARED_REGEXES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(re) = lock()
+        .by_pattern
+        .as_ref()
+        .and_then(|m| m.get(pattern))
+        .and_then(std::sync::Weak::upgrade)
+    {
+        return Ok((re, false));
+    }
+    // Compiled outside the lock: a large pattern must not hold up other builds.
+    let re = Arc::new(compile_path_regex(pattern)?);
+    let mut shared = lock();
+    let prune_at = shared.prune_at;
+    let map = shared.by_pattern.get_or_insert_with(HashMap::new);
+    map.insert(pattern.into(), Arc::downgrade(&re));
+    if map.len() >= prune_at {
+        map.retain(|_, w| w.strong_count() > 0);
+        let live = map.len();
+        shared.prune_at = (live * 2).max(64);
+    }
+    Ok((re, true))
+}
+
+/// How much memory a compiled path regex holds (its caches aside), for budgets.
+pub fn path_regex_memory(re: &Regex) -> usize {
+    re.memory_usage()
 }
 
 // === impl HostRoutes ===
 
 impl HostRoutes {
-    fn insert(&mut self, route: Arc<Route>, regex: Option<Regex>) {
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty()
+            && self.prefixes.is_empty()
+            && self.regexes.is_empty()
+            && self.catch_all.is_empty()
+    }
+
+    fn insert(&mut self, route: Arc<Route>, regex: Option<Arc<Regex>>) {
         match &route.path {
             PathMatch::Any => self.catch_all.push(route),
             PathMatch::Exact(p) => self.exact.push((p.as_str().into(), route)),

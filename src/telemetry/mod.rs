@@ -2,6 +2,7 @@
 //! `/debug/routes`).
 
 mod admin;
+pub mod fields;
 mod metrics;
 
 pub use admin::{AdminState, bind as bind_admin, serve_admin};

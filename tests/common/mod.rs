@@ -2,6 +2,7 @@
 //! a server certificate, and an HTTPS client that connects to 127.0.0.1 while sending
 //! any SNI and `Host` it is told to.
 #![allow(dead_code)]
+pub mod cluster;
 pub mod okta_api;
 pub mod signin_env;
 

@@ -1,5 +1,6 @@
 //! Ingress service backends to upstream addresses: ready EndpointSlice addresses, an
-//! ExternalName, or the Service's own DNS name (`service-upstream`).
+//! ExternalName, or the Service's own DNS name (`service-upstream`). Every address and
+//! name goes through [`UpstreamRules`]; a refused one refuses the backend.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -9,11 +10,40 @@ use k8s_openapi::api::networking::v1::IngressServiceBackend;
 
 use super::report::reasons;
 use super::store::Store;
+use super::upstreams::UpstreamRules;
 use super::{ObjectKey, SERVICE_NAME_LABEL};
-use crate::routes::{EndpointSpec, UpstreamScheme};
+use crate::routes::{EndpointSpec, Reach, UpstreamScheme};
 
 /// `spec.type` of a Service that is a DNS alias.
 const EXTERNAL_NAME: &str = "ExternalName";
+/// `addressType` of EndpointSlices whose addresses are DNS names.
+const FQDN: &str = "FQDN";
+
+/// A backend's endpoints, or why there are none.
+#[derive(Debug, Default)]
+pub(super) struct Resolution {
+    pub endpoints: Vec<EndpointSpec>,
+    /// Nothing to route to (yet): a warning; the route is made and answers 503.
+    pub warning: Option<(&'static str, String)>,
+    /// An upstream the namespace may not use: the Ingress is rejected.
+    pub refusal: Option<(&'static str, String)>,
+}
+
+impl Resolution {
+    fn warn(reason: &'static str, message: String) -> Self {
+        Resolution {
+            warning: Some((reason, message)),
+            ..Resolution::default()
+        }
+    }
+
+    fn refuse(reason: &'static str, message: String) -> Self {
+        Resolution {
+            refusal: Some((reason, message)),
+            ..Resolution::default()
+        }
+    }
+}
 
 /// Services and their EndpointSlices, grouped once per translation.
 pub(super) struct Services<'a> {
@@ -21,6 +51,7 @@ pub(super) struct Services<'a> {
     /// `(namespace, service name)` → its slices, in slice-name order.
     slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
     cluster_domain: &'a str,
+    rules: &'a UpstreamRules<'a>,
 }
 
 /// How the upstream of one backend is reached.
@@ -35,6 +66,7 @@ impl<'a> Services<'a> {
         services: &'a Store<Service>,
         slices: &'a Store<EndpointSlice>,
         cluster_domain: &'a str,
+        rules: &'a UpstreamRules<'a>,
     ) -> Self {
         let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
         for (key, slice) in &slices.items {
@@ -54,25 +86,22 @@ impl<'a> Services<'a> {
             services,
             slices: by_service,
             cluster_domain,
+            rules,
         }
     }
 
-    /// The endpoints of `backend` in `namespace`, sorted. A warning (reason, message) when
-    /// there are none to be had; the route is still made and answers 503.
+    /// The endpoints of `backend` in `namespace`, sorted, or why there are none.
     pub fn resolve(
         &self,
         namespace: &str,
         backend: &IngressServiceBackend,
         up: Upstream,
-    ) -> (Vec<EndpointSpec>, Option<(&'static str, String)>) {
+    ) -> Resolution {
         let name = &backend.name;
         let Some(service) = self.services.get(&ObjectKey::new(namespace, name)) else {
-            return (
-                Vec::new(),
-                Some((
-                    reasons::SERVICE_NOT_FOUND,
-                    format!("Service {namespace}/{name} not found"),
-                )),
+            return Resolution::warn(
+                reasons::SERVICE_NOT_FOUND,
+                format!("Service {namespace}/{name} not found"),
             );
         };
         let spec = service.spec.as_ref();
@@ -93,25 +122,22 @@ impl<'a> Services<'a> {
             (None, None) => "(none given)".to_string(),
         };
         let port_missing = || {
-            (
-                Vec::new(),
-                Some((
-                    reasons::SERVICE_PORT_NOT_FOUND,
-                    format!("Service {namespace}/{name} has no port {port_text}"),
-                )),
+            Resolution::warn(
+                reasons::SERVICE_PORT_NOT_FOUND,
+                format!("Service {namespace}/{name} has no port {port_text}"),
             )
         };
-
-        // A DNS name with a port: the Service's port, or the number as written.
-        let dns_endpoint = |host: String| {
-            let port = service_port.map(|p| p.port).or(by_number);
-            port.and_then(|p| u16::try_from(p).ok())
-                .map(|port| EndpointSpec {
-                    scheme: up.scheme,
-                    host,
-                    port,
-                })
+        let endpoint = |host: String, port: u16| EndpointSpec {
+            scheme: up.scheme,
+            host,
+            port,
+            reach: Reach::Tenant,
         };
+        // A DNS name with a port: the Service's port, or the number as written.
+        let dns_port = service_port
+            .map(|p| p.port)
+            .or(by_number)
+            .and_then(|p| u16::try_from(p).ok());
 
         let external = spec.and_then(|s| {
             (s.type_.as_deref() == Some(EXTERNAL_NAME))
@@ -119,15 +145,38 @@ impl<'a> Services<'a> {
                 .flatten()
         });
         if let Some(external) = external {
-            return match dns_endpoint(external.trim_end_matches('.').to_ascii_lowercase()) {
-                Some(e) => (vec![e], None),
-                None => port_missing(),
+            let what = format!("Service {namespace}/{name} (ExternalName `{external}`)");
+            if !self.rules.tenancy.allow_external_names {
+                return Resolution::refuse(
+                    reasons::EXTERNAL_NAME_NOT_ALLOWED,
+                    format!(
+                        "{what} is not followed: ExternalName Services are off unless the controller runs with --allow-external-name-services"
+                    ),
+                );
+            }
+            let Some(port) = dns_port else {
+                return port_missing();
+            };
+            let host = external.trim_end_matches('.').to_ascii_lowercase();
+            if let Err(why) = self.rules.check_name(&host, port, namespace) {
+                return Resolution::refuse(reasons::UPSTREAM_REFUSED, format!("{what}: {why}"));
+            }
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            return Resolution {
+                endpoints: vec![endpoint(host, port)],
+                ..Resolution::default()
             };
         }
         if up.service_upstream {
             let host = format!("{name}.{namespace}.svc.{}", self.cluster_domain);
-            return match dns_endpoint(host) {
-                Some(e) => (vec![e], None),
+            return match dns_port {
+                Some(port) => Resolution {
+                    endpoints: vec![endpoint(host, port)],
+                    ..Resolution::default()
+                },
                 None => port_missing(),
             };
         }
@@ -137,7 +186,7 @@ impl<'a> Services<'a> {
         };
         // Slices name their ports as the Service does; an unnamed port is "".
         let port_name = service_port.name.as_deref().unwrap_or_default();
-        let mut addresses: BTreeSet<(&str, u16)> = BTreeSet::new();
+        let mut addresses: BTreeSet<(String, u16)> = BTreeSet::new();
         for slice in self
             .slices
             .get(&(namespace, name.as_str()))
@@ -152,30 +201,52 @@ impl<'a> Services<'a> {
                 .and_then(|p| p.port)
                 .and_then(|p| u16::try_from(p).ok());
             let Some(port) = port else { continue };
+            let slice_name = slice.metadata.name.as_deref().unwrap_or_default();
+            let fqdn = slice.address_type == FQDN;
+            if fqdn && !self.rules.tenancy.allow_external_names {
+                return Resolution::refuse(
+                    reasons::EXTERNAL_NAME_NOT_ALLOWED,
+                    format!(
+                        "EndpointSlice {namespace}/{slice_name} holds DNS names (addressType FQDN), followed only with --allow-external-name-services"
+                    ),
+                );
+            }
             for endpoint in slice.endpoints.iter().filter(|e| ready(e)) {
                 for address in &endpoint.addresses {
-                    addresses.insert((address.as_str(), port));
+                    let address = address.trim().to_ascii_lowercase();
+                    let checked = if fqdn {
+                        self.rules.check_name(&address, port, namespace)
+                    } else {
+                        match address.parse() {
+                            Ok(ip) => self.rules.check_ip(ip, port, namespace),
+                            Err(_) => Err(format!("`{address}` is not an IP address")),
+                        }
+                    };
+                    if let Err(why) = checked {
+                        return Resolution::refuse(
+                            reasons::UPSTREAM_REFUSED,
+                            format!(
+                                "Service {namespace}/{name}: EndpointSlice {namespace}/{slice_name} address {why}"
+                            ),
+                        );
+                    }
+                    addresses.insert((address, port));
                 }
             }
         }
         if addresses.is_empty() {
-            return (
-                Vec::new(),
-                Some((
-                    reasons::NO_READY_ENDPOINTS,
-                    format!("Service {namespace}/{name} port {port_text} has no ready endpoints"),
-                )),
+            return Resolution::warn(
+                reasons::NO_READY_ENDPOINTS,
+                format!("Service {namespace}/{name} port {port_text} has no ready endpoints"),
             );
         }
-        let endpoints = addresses
-            .into_iter()
-            .map(|(host, port)| EndpointSpec {
-                scheme: up.scheme,
-                host: host.to_string(),
-                port,
-            })
-            .collect();
-        (endpoints, None)
+        Resolution {
+            endpoints: addresses
+                .into_iter()
+                .map(|(host, port)| endpoint(host, port))
+                .collect(),
+            ..Resolution::default()
+        }
     }
 }
 

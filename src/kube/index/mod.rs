@@ -14,10 +14,12 @@
 //! `Relist` is [`Relist::scoped`] so its re-list replaces only its own namespace's objects.
 
 mod backend;
+pub mod ownership;
 mod report;
 mod selector;
 mod store;
 mod translate;
+mod upstreams;
 
 #[cfg(test)]
 mod tests;
@@ -32,7 +34,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 
 use super::crd::IdentityPolicy;
+use crate::routes::AddressPolicy;
 
+pub use ownership::{HostGrant, HostOwnership, Reserved};
 pub use report::{
     ConditionState, IdentityPolicyReport, IngressReport, Note, NoteType, Translation, reasons,
 };
@@ -63,6 +67,8 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     /// Suffix of Service DNS names for `service-upstream`.
     pub cluster_domain: String,
+    /// What one namespace's Ingresses may reach (docs/security.md).
+    pub tenancy: Tenancy,
 }
 
 impl Default for Settings {
@@ -72,7 +78,47 @@ impl Default for Settings {
             class_name: DEFAULT_CLASS_NAME.to_string(),
             namespaces: Vec::new(),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
+            tenancy: Tenancy::default(),
         }
+    }
+}
+
+/// The boundaries between namespaces that the cluster admin sets (controller flags and
+/// Helm values). The defaults are the safe ones: first-come host ownership, no
+/// catch-all rules or default backend anywhere, no ExternalName Services.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tenancy {
+    /// Who owns a host (`--host-owner`, `--shared-hosts`).
+    pub hosts: HostOwnership,
+    /// Namespaces whose Ingresses may have rules without a host and `defaultBackend`
+    /// (`--catch-all-namespace`; `*`: every namespace).
+    pub catch_all_namespaces: Vec<String>,
+    /// Hosts no Ingress may name: the `authenticate_service_url` host and the config
+    /// file's route hosts.
+    pub reserved: Reserved,
+    /// Header names of `jwt_claims_headers`: identity headers no annotation may set.
+    pub claim_headers: Vec<String>,
+    /// `--allow-external-name-services`: follow ExternalName Services (and FQDN
+    /// EndpointSlices). Even then, the address rules apply.
+    pub allow_external_names: bool,
+    /// Addresses backends may not reach (`--blocked-upstream-cidr`, and the test-only
+    /// loopback flag).
+    pub upstreams: AddressPolicy,
+    /// Ports of Portcullis's own listeners, refused on loopback even with the test flag.
+    pub own_ports: Vec<u16>,
+    /// The controller's own namespace: short names resolve there.
+    pub controller_namespace: String,
+}
+
+/// Every namespace, in `--catch-all-namespace`.
+pub const ANY_NAMESPACE: &str = "*";
+
+impl Tenancy {
+    /// Whether Ingresses of `namespace` may have host-less rules and `defaultBackend`.
+    pub fn may_catch_all(&self, namespace: &str) -> bool {
+        self.catch_all_namespaces
+            .iter()
+            .any(|n| n == namespace || n == ANY_NAMESPACE)
     }
 }
 

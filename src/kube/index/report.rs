@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::proxy::tls::PemPair;
+use crate::proxy::tls::ScopedPair;
 use crate::routes::Model;
 
 use super::ObjectKey;
@@ -14,8 +14,12 @@ use super::ObjectKey;
 pub struct Translation {
     pub model: Model,
     /// TLS pairs from `spec.tls[].secretName` of our Ingresses, named `secret ns/name`,
-    /// deduplicated, in name order.
-    pub certificates: Vec<PemPair>,
+    /// deduplicated, in name order, each with the names it may serve: the
+    /// `spec.tls[].hosts` its namespace owns.
+    pub certificates: Vec<ScopedPair>,
+    /// Exact hosts a wildcard Secret of another namespace covers: they get the default
+    /// certificate unless their owner's Secret names them.
+    pub default_certificate_hosts: Vec<String>,
     /// One per Ingress of our class, by key. Ingresses of other classes have none.
     pub ingresses: Vec<IngressReport>,
     /// One per IdentityPolicy, by key.
@@ -28,11 +32,12 @@ impl fmt::Debug for Translation {
         let certificates: Vec<&str> = self
             .certificates
             .iter()
-            .map(|c| c.source_name.as_str())
+            .map(|c| c.pair.source_name.as_str())
             .collect();
         f.debug_struct("Translation")
             .field("model", &self.model)
             .field("certificates", &certificates)
+            .field("default_certificate_hosts", &self.default_certificate_hosts)
             .field("ingresses", &self.ingresses)
             .field("policies", &self.policies)
             .finish()
@@ -130,6 +135,15 @@ pub mod reasons {
     pub const UNSUPPORTED_BACKEND: &str = "UnsupportedBackend";
     pub const INVALID_HOST: &str = "InvalidHost";
     pub const INVALID_PATH: &str = "InvalidPath";
+    /// Tenancy (docs/security.md): what a namespace may not do.
+    pub const RESERVED_HOST: &str = "ReservedHost";
+    pub const HOST_OWNED_ELSEWHERE: &str = "HostOwnedElsewhere";
+    pub const HOST_NOT_ASSIGNED: &str = "HostNotAssigned";
+    pub const CATCH_ALL_NOT_ALLOWED: &str = "CatchAllNotAllowed";
+    pub const EXTERNAL_NAME_NOT_ALLOWED: &str = "ExternalNameNotAllowed";
+    pub const UPSTREAM_REFUSED: &str = "UpstreamRefused";
+    pub const RESERVED_HEADER: &str = "ReservedHeader";
+    pub const PATH_REGEX_LIMIT: &str = "PathRegexLimit";
 
     // Warnings that leave the Ingress served.
     pub const NO_POLICY: &str = "NoPolicy";
@@ -141,6 +155,9 @@ pub mod reasons {
     pub const DEFAULT_BACKEND_CONFLICT: &str = "DefaultBackendConflict";
     pub const ROUTE_CONFLICT: &str = "RouteConflict";
     pub const RULE_WITHOUT_PATHS: &str = "RuleWithoutPaths";
+    /// A `spec.tls[].hosts` name the namespace does not own: its Secret is not served
+    /// for it.
+    pub const TLS_HOST_NOT_OWNED: &str = "TLSHostNotOwned";
 
     /// IdentityPolicy `Accepted=False`: `ingressSelector` cannot be evaluated (an
     /// unknown operator, `In` without values, ...). It then selects no Ingress.

@@ -105,6 +105,69 @@ impl<E: Content> Store<E> {
 pub(super) struct IngressEntry {
     pub ingress: Ingress,
     pub annotations: Parsed,
+    /// Its path regexes, compiled once per change to check their size.
+    pub regexes: PathRegexes,
+}
+
+/// Path regexes (`ImplementationSpecific` paths with `path-regex`) one Ingress may have.
+pub(super) const MAX_PATH_REGEXES: usize = 32;
+/// What all path regexes of one Ingress may hold once compiled, together.
+pub(super) const MAX_PATH_REGEX_BYTES: usize = 256 * 1024;
+
+/// What checking an Ingress' path regexes found.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PathRegexes {
+    /// `(rule, path)` → why that regex cannot be used.
+    pub errors: BTreeMap<(usize, usize), String>,
+    /// A limit the Ingress as a whole exceeds.
+    pub over_budget: Option<String>,
+    /// The compiled patterns, held so that the table build takes them from the shared
+    /// memo instead of compiling them again.
+    pub compiled: Vec<std::sync::Arc<regex_automata::meta::Regex>>,
+}
+
+/// Compiles each distinct path regex of `ingress` once (with the table's size limits)
+/// and adds up their size against the per-Ingress budget.
+fn check_path_regexes(ingress: &Ingress, path_regex: bool) -> PathRegexes {
+    let mut out = PathRegexes::default();
+    if !path_regex {
+        return out;
+    }
+    let mut sizes: BTreeMap<&str, Result<usize, String>> = BTreeMap::new();
+    let mut count = 0;
+    let rules = ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
+    for (i, rule) in rules.into_iter().flatten().enumerate() {
+        for (j, p) in rule.http.iter().flat_map(|h| h.paths.iter()).enumerate() {
+            let pattern = p.path.as_deref().unwrap_or_default();
+            if p.path_type != "ImplementationSpecific" || pattern.is_empty() {
+                continue;
+            }
+            count += 1;
+            let size = sizes.entry(pattern).or_insert_with(|| {
+                crate::routes::shared_path_regex(pattern).map(|(re, _)| {
+                    let size = crate::routes::path_regex_memory(&re);
+                    out.compiled.push(re);
+                    size
+                })
+            });
+            if let Err(why) = size {
+                out.errors.insert((i, j), why.clone());
+            }
+        }
+    }
+    let total: usize = sizes.values().filter_map(|s| s.as_ref().ok()).sum();
+    if count > MAX_PATH_REGEXES {
+        out.over_budget = Some(format!(
+            "{count} path regexes; an Ingress may have {MAX_PATH_REGEXES}"
+        ));
+    } else if total > MAX_PATH_REGEX_BYTES {
+        out.over_budget = Some(format!(
+            "its path regexes compile to {} KiB together; an Ingress may use {} KiB (prefer ASCII classes such as [a-z0-9_] to \\w and \\d)",
+            total / 1024,
+            MAX_PATH_REGEX_BYTES / 1024
+        ));
+    }
+    out
 }
 
 /// An IdentityPolicy with its rules compiled and its selector checked, once per change.
@@ -185,11 +248,13 @@ pub(super) fn admit_ingress(
             .as_ref()
             .unwrap_or(&BTreeMap::new()),
     );
+    let regexes = check_path_regexes(&obj, annotations.values.path_regex);
     Ok((
         key,
         Some(IngressEntry {
             ingress: obj,
             annotations,
+            regexes,
         }),
     ))
 }

@@ -4,18 +4,28 @@
 //! namespace/name), which is the model order, so on an identical host and path the
 //! established Ingress keeps the traffic and the newcomer is told (`RouteConflict`), and
 //! the oldest `defaultBackend` wins. Reports are sorted by namespace/name.
+//!
+//! Tenancy (docs/security.md): host ownership is decided first ([`Owners`]); a rule on
+//! a host its namespace neither owns nor was delegated, a rule without a host or a
+//! `defaultBackend` outside the admin's catch-all namespaces, a refused upstream or a
+//! reserved header rejects the Ingress, and the offending routes are left out rather
+//! than made to deny, so they cannot cover another namespace's paths. Owners' routes go
+//! before delegates', so an owner's route wins an identical path.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{HTTPIngressPath, Ingress, IngressBackend, IngressSpec};
 
-use super::backend::{Services, Upstream};
+use super::backend::{Resolution, Services, Upstream};
+use super::ownership::{Claim, Owners, Standing};
 use super::report::{
     ConditionState, IdentityPolicyReport, IngressReport, Note, NoteType, Translation, reasons,
 };
 use super::selector::Selector;
 use super::store::{CA_KEY, IngressEntry, TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE};
+use super::upstreams::UpstreamRules;
 use super::{DEFAULT_CLASS_ANNOTATION, Index, LEGACY_CLASS_ANNOTATION, ObjectKey};
 use crate::kube::annotations::{AnnotationErrorKind, IngressAnnotations};
 use crate::kube::crd::{
@@ -23,17 +33,46 @@ use crate::kube::crd::{
     REASON_VALID,
 };
 use crate::policy::Policy;
-use crate::proxy::tls::PemPair;
-use crate::routes::{
-    BackendSpec, EndpointSpec, HostMatch, Model, PathMatch, RouteOptions, RouteSpec,
-};
+use crate::proxy::tls::{PemPair, ScopedPair};
+use crate::routes::reserved::reserved_request_header_with;
+use crate::routes::{BackendSpec, HostMatch, Model, PathMatch, RouteOptions, RouteSpec};
 
 // === impl Index ===
 
 impl Index {
     /// Translates everything indexed into one snapshot. Pure and deterministic.
     pub fn translate(&self) -> Translation {
-        Translator::new(self).run()
+        let rules = self.upstream_rules();
+        Translator::new(self, &rules).run()
+    }
+
+    /// The namespaces and ClusterIPs the upstream checks compare against.
+    fn upstream_rules(&self) -> UpstreamRules<'_> {
+        let namespaces: BTreeSet<&str> = (self.ingresses.items.keys())
+            .chain(self.services.items.keys())
+            .chain(self.slices.items.keys())
+            .chain(self.secrets.items.keys())
+            .chain(self.policies.items.keys())
+            .map(|k| k.namespace.as_str())
+            .collect();
+        let mut cluster_ips: HashMap<IpAddr, &ObjectKey> = HashMap::new();
+        for (key, svc) in &self.services.items {
+            let spec = svc.spec.as_ref();
+            let ips = spec
+                .and_then(|s| s.cluster_ips.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .chain(spec.and_then(|s| s.cluster_ip.as_ref()));
+            for ip in ips.filter_map(|ip| ip.parse().ok()) {
+                cluster_ips.insert(ip, key);
+            }
+        }
+        UpstreamRules::new(
+            &self.settings.tenancy,
+            &self.settings.cluster_domain,
+            namespaces,
+            cluster_ips,
+        )
     }
 
     /// Whether an Ingress belongs to this controller (DESIGN.md section 4): its
@@ -90,9 +129,13 @@ struct Translator<'a> {
 /// One Ingress, translated.
 struct IngressOut<'a> {
     report: IngressReport,
+    /// Routes on hosts its namespace owns (or without a host).
     routes: Vec<RouteSpec>,
+    /// Routes on hosts another namespace delegated.
+    delegated_routes: Vec<RouteSpec>,
     default_backend: Option<RouteSpec>,
-    certificates: Vec<(ObjectKey, PemPair)>,
+    /// TLS Secrets, with the names each may serve.
+    certificates: Vec<(ObjectKey, PemPair, Vec<String>)>,
     attached: BTreeSet<&'a ObjectKey>,
 }
 
@@ -105,10 +148,12 @@ struct Draft<'a> {
     host: HostMatch,
     path: PathMatch,
     backend: &'a IngressBackend,
+    /// On a host another namespace owns and delegated.
+    delegated: bool,
 }
 
 impl<'a> Translator<'a> {
-    fn new(index: &'a Index) -> Self {
+    fn new(index: &'a Index, rules: &'a UpstreamRules<'a>) -> Self {
         let mut by_target: HashMap<(&str, &str), Vec<&ObjectKey>> = HashMap::new();
         let mut by_selector: HashMap<&str, Vec<(&ObjectKey, &Selector)>> = HashMap::new();
         for (key, entry) in &index.policies.items {
@@ -135,6 +180,7 @@ impl<'a> Translator<'a> {
                 &index.services,
                 &index.slices,
                 &index.settings.cluster_domain,
+                rules,
             ),
             by_target,
             by_selector,
@@ -157,30 +203,52 @@ impl<'a> Translator<'a> {
             age(a).cmp(&age(b)).then_with(|| ka.cmp(kb))
         });
 
-        let mut outs: Vec<IngressOut<'_>> = ours.iter().map(|(k, e)| self.ingress(k, e)).collect();
+        let tenancy = &self.index.settings.tenancy;
+        let claims: Vec<Claim<'_>> = ours.iter().map(|(k, e)| claim(k, e)).collect();
+        let owners = Owners::decide(&tenancy.hosts, &tenancy.reserved, &claims);
+        let mut outs: Vec<IngressOut<'_>> = ours
+            .iter()
+            .map(|(k, e)| self.ingress(k, e, &owners))
+            .collect();
 
-        let mut model = Model::default();
+        let mut model = Model {
+            exclusive_hosts: owners.exclusive_hosts(),
+            ..Model::default()
+        };
         let mut claimed: HashMap<(HostMatch, PathMatch), String> = HashMap::new();
         let mut default_owner: Option<ObjectKey> = None;
-        for out in &mut outs {
-            for route in std::mem::take(&mut out.routes) {
-                match claimed.get(&(route.host.clone(), route.path.clone())) {
-                    Some(first) => push_note(
-                        &mut out.report.notes,
-                        NoteType::Warning,
-                        reasons::ROUTE_CONFLICT,
-                        format!(
-                            "route {} is shadowed by {first}, an older route with the same host and path",
-                            route.id
-                        ),
+        // Owners' routes first: on an identical host and path the owner wins.
+        let mut order: Vec<(usize, RouteSpec)> = Vec::new();
+        for (i, out) in outs.iter_mut().enumerate() {
+            order.extend(std::mem::take(&mut out.routes).into_iter().map(|r| (i, r)));
+        }
+        for (i, out) in outs.iter_mut().enumerate() {
+            order.extend(
+                std::mem::take(&mut out.delegated_routes)
+                    .into_iter()
+                    .map(|r| (i, r)),
+            );
+        }
+        for (i, route) in order {
+            let out = &mut outs[i];
+            match claimed.get(&(route.host.clone(), route.path.clone())) {
+                Some(first) => push_note(
+                    &mut out.report.notes,
+                    NoteType::Warning,
+                    reasons::ROUTE_CONFLICT,
+                    format!(
+                        "route {} is shadowed by {first}, which has the same host and path and goes first (it is older, or its namespace owns the host)",
+                        route.id
                     ),
-                    None => {
-                        claimed.insert((route.host.clone(), route.path.clone()), route.id.clone());
-                    }
+                ),
+                None => {
+                    claimed.insert((route.host.clone(), route.path.clone()), route.id.clone());
                 }
-                out.report.routes.push(route.id.clone());
-                model.routes.push(route);
             }
+            out.report.routes.push(route.id.clone());
+            model.routes.push(route);
+        }
+        for out in &mut outs {
             if let Some(route) = out.default_backend.take() {
                 match &default_owner {
                     Some(owner) => push_note(
@@ -201,14 +269,29 @@ impl<'a> Translator<'a> {
             }
         }
 
-        let mut certificates = BTreeMap::new();
+        // One entry per Secret, serving the union of the names its Ingresses may give it.
+        let mut certificates: BTreeMap<ObjectKey, ScopedPair> = BTreeMap::new();
         let mut attached_count: HashMap<&ObjectKey, i32> = HashMap::new();
         for out in &mut outs {
-            certificates.extend(out.certificates.drain(..));
+            for (key, pair, names) in out.certificates.drain(..) {
+                let entry = certificates.entry(key).or_insert_with(|| ScopedPair {
+                    pair,
+                    names: Vec::new(),
+                });
+                for n in names {
+                    if !entry.names.contains(&n) {
+                        entry.names.push(n);
+                    }
+                }
+            }
             for key in &out.attached {
                 *attached_count.entry(key).or_default() += 1;
             }
         }
+        for c in certificates.values_mut() {
+            c.names.sort();
+        }
+        let default_certificate_hosts = pinned_hosts(&certificates, &claims, &owners);
         let policies = self.policy_reports(&ours, &attached_count);
 
         let mut ingresses: Vec<IngressReport> = outs.into_iter().map(|o| o.report).collect();
@@ -216,15 +299,17 @@ impl<'a> Translator<'a> {
         Translation {
             model,
             certificates: certificates.into_values().collect(),
+            default_certificate_hosts,
             ingresses,
             policies,
         }
     }
 
-    fn ingress(&self, key: &ObjectKey, entry: &'a IngressEntry) -> IngressOut<'a> {
+    fn ingress(&self, key: &ObjectKey, entry: &'a IngressEntry, owners: &Owners) -> IngressOut<'a> {
         let ingress = &entry.ingress;
         let ann = &entry.annotations.values;
         let ns = key.namespace.as_str();
+        let tenancy = &self.index.settings.tenancy;
         static NO_SPEC: IngressSpec = IngressSpec {
             default_backend: None,
             ingress_class_name: None,
@@ -245,6 +330,25 @@ impl<'a> Translator<'a> {
                 AnnotationErrorKind::Invalid => reasons::INVALID_ANNOTATION,
             };
             reject(reason, e.to_string());
+        }
+        let header_names = (ann.options.set_request_headers.iter().map(|(n, _)| n))
+            .map(|n| ("set-request-headers", n))
+            .chain(
+                ann.options
+                    .remove_request_headers
+                    .iter()
+                    .map(|n| ("remove-request-headers", n)),
+            );
+        for (annotation, name) in header_names {
+            if let Some(why) = reserved_request_header_with(name.as_str(), &tenancy.claim_headers) {
+                reject(
+                    reasons::RESERVED_HEADER,
+                    format!("annotation {annotation}: `{name}` is {why}"),
+                );
+            }
+        }
+        if let Some(why) = &entry.regexes.over_budget {
+            reject(reasons::PATH_REGEX_LIMIT, format!("spec.rules: {why}"));
         }
 
         // IdentityPolicies: by targetRefs, by ingressSelector, by annotation.
@@ -315,15 +419,33 @@ impl<'a> Translator<'a> {
         }
 
         // Routes: host × path, and rules without paths to this Ingress' defaultBackend.
+        // Rules on hosts the namespace may not use are left out altogether.
+        let may_catch_all = tenancy.may_catch_all(ns);
         let mut drafts: Vec<Draft<'a>> = Vec::new();
         let mut hosts: BTreeSet<String> = BTreeSet::new();
         for (i, rule) in spec.rules.iter().flatten().enumerate() {
-            let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
-                None => HostMatch::Any,
+            let (host, delegated) = match rule.host.as_deref().filter(|h| !h.is_empty()) {
+                None if !may_catch_all => {
+                    reject(
+                        reasons::CATCH_ALL_NOT_ALLOWED,
+                        format!(
+                            "spec.rules[{i}] has no host, so it would answer every host no Ingress names; only namespaces the cluster admin designates (--catch-all-namespace) may have such rules"
+                        ),
+                    );
+                    continue;
+                }
+                None => (HostMatch::Any, false),
                 Some(h) => match HostMatch::parse(h) {
                     Ok(m) => {
                         hosts.insert(h.trim().to_ascii_lowercase());
-                        m
+                        match owners.standing(ns, &m) {
+                            Standing::Owner => (m, false),
+                            Standing::Delegated { .. } => (m, true),
+                            Standing::Refused { reason, message } => {
+                                reject(reason, format!("spec.rules[{i}]: {message}"));
+                                continue;
+                            }
+                        }
                     }
                     Err(why) => {
                         reject(
@@ -342,12 +464,13 @@ impl<'a> Translator<'a> {
                         host,
                         path: PathMatch::Any,
                         backend: b,
+                        delegated,
                     });
                 }
                 continue;
             };
             for (j, p) in http.paths.iter().enumerate() {
-                let path = match path_match(p, ann) {
+                let path = match path_match(p, ann, entry.regexes.errors.get(&(i, j))) {
                     Ok(m) => m,
                     Err(why) => {
                         reject(
@@ -363,19 +486,61 @@ impl<'a> Translator<'a> {
                     host: host.clone(),
                     path,
                     backend: &p.backend,
+                    delegated,
                 });
             }
         }
-        let default_draft = spec.default_backend.as_ref().map(|b| Draft {
-            id: format!("{key}/defaultBackend"),
-            host: HostMatch::Any,
-            path: PathMatch::Any,
-            backend: b,
-        });
+        let default_draft = match &spec.default_backend {
+            Some(_) if !may_catch_all => {
+                reject(
+                    reasons::CATCH_ALL_NOT_ALLOWED,
+                    "spec.defaultBackend would answer unmatched paths of every host, other namespaces' included; only namespaces the cluster admin designates (--catch-all-namespace) may have one (route `/` of your own host instead)".to_string(),
+                );
+                None
+            }
+            Some(b) => Some(Draft {
+                id: format!("{key}/defaultBackend"),
+                host: HostMatch::Any,
+                path: PathMatch::Any,
+                backend: b,
+                delegated: false,
+            }),
+            None => None,
+        };
         for d in drafts.iter().chain(default_draft.iter()) {
             if let Err(why) = check_backend(d.backend) {
                 reject(reasons::UNSUPPORTED_BACKEND, format!("{}: {why}", d.id));
             }
+        }
+
+        // Backends, resolved once per distinct service and port; a refused upstream
+        // rejects the Ingress.
+        let upstream = Upstream {
+            scheme: ann.backend_protocol,
+            service_upstream: ann.service_upstream,
+        };
+        let mut resolved: HashMap<BackendRef<'_>, Resolution> = HashMap::new();
+        for d in drafts.iter().chain(default_draft.iter()) {
+            let Some(svc) = &d.backend.service else {
+                continue;
+            };
+            let port = svc.port.as_ref();
+            let k = (
+                svc.name.as_str(),
+                port.and_then(|p| p.number),
+                port.and_then(|p| p.name.as_deref()),
+            );
+            if resolved.contains_key(&k) {
+                continue;
+            }
+            let r = self.services.resolve(ns, svc, upstream);
+            if let Some((reason, message)) = &r.refusal {
+                reject(reason, message.clone());
+            }
+            if let Some((reason, message)) = &r.warning {
+                push_note(&mut notes, NoteType::Warning, reason, message.clone());
+            }
+            resolved.insert(k, r);
         }
 
         // Who may pass: the union of every source, or nobody when anything failed.
@@ -402,13 +567,7 @@ impl<'a> Translator<'a> {
         };
         let policy = Arc::new(policy);
 
-        // Backends, resolved once per distinct service and port.
-        let upstream = Upstream {
-            scheme: ann.backend_protocol,
-            service_upstream: ann.service_upstream,
-        };
-        let mut resolved: HashMap<BackendRef<'_>, Vec<EndpointSpec>> = HashMap::new();
-        let mut route = |d: Draft<'a>, notes: &mut Vec<Note>| -> RouteSpec {
+        let route = |d: Draft<'a>| -> (RouteSpec, bool) {
             let (endpoints, options) = match (accepted, &d.backend.service) {
                 (true, Some(svc)) => {
                     let port = svc.port.as_ref();
@@ -418,20 +577,14 @@ impl<'a> Translator<'a> {
                         port.and_then(|p| p.name.as_deref()),
                     );
                     let endpoints = resolved
-                        .entry(k)
-                        .or_insert_with(|| {
-                            let (endpoints, warning) = self.services.resolve(ns, svc, upstream);
-                            if let Some((reason, message)) = warning {
-                                push_note(notes, NoteType::Warning, reason, message);
-                            }
-                            endpoints
-                        })
-                        .clone();
+                        .get(&k)
+                        .map(|r| r.endpoints.clone())
+                        .unwrap_or_default();
                     (endpoints, options.clone())
                 }
                 _ => (Vec::new(), RouteOptions::default()),
             };
-            RouteSpec {
+            let spec = RouteSpec {
                 id: d.id,
                 host: d.host,
                 port: None,
@@ -442,18 +595,60 @@ impl<'a> Translator<'a> {
                 },
                 policy: policy.clone(),
                 options,
-            }
+            };
+            (spec, d.delegated)
         };
-        let routes: Vec<RouteSpec> = drafts.into_iter().map(|d| route(d, &mut notes)).collect();
-        let default_backend = default_draft.map(|d| route(d, &mut notes));
+        let mut routes = Vec::new();
+        let mut delegated_routes = Vec::new();
+        for (r, delegated) in drafts.into_iter().map(route) {
+            if delegated {
+                delegated_routes.push(r);
+            } else {
+                routes.push(r);
+            }
+        }
+        let default_backend = default_draft.map(|d| route(d).0);
 
-        // Certificates: a missing or unusable Secret is a warning, not a rejection.
+        // Certificates: a Secret serves the `spec.tls[].hosts` its namespace owns. A
+        // missing or unusable Secret is a warning, not a rejection.
         let mut certificates = Vec::new();
         for (i, tls) in spec.tls.iter().flatten().enumerate() {
             let Some(name) = tls.secret_name.as_deref().filter(|n| !n.is_empty()) else {
                 continue;
             };
             let skey = ObjectKey::new(ns, name);
+            let mut names = Vec::new();
+            for host in tls.hosts.iter().flatten() {
+                let host = host.trim().to_ascii_lowercase();
+                match HostMatch::parse(&host) {
+                    Ok(m @ (HostMatch::Exact(_) | HostMatch::Wildcard(_)))
+                        if owners.owns(ns, &m) =>
+                    {
+                        names.push(host)
+                    }
+                    _ => push_note(
+                        &mut notes,
+                        NoteType::Warning,
+                        reasons::TLS_HOST_NOT_OWNED,
+                        format!(
+                            "spec.tls[{i}]: namespace {ns} does not own host `{host}`; Secret {skey} is not served for it"
+                        ),
+                    ),
+                }
+            }
+            if names.is_empty() {
+                if tls.hosts.as_ref().is_none_or(Vec::is_empty) {
+                    push_note(
+                        &mut notes,
+                        NoteType::Warning,
+                        reasons::TLS_HOST_NOT_OWNED,
+                        format!(
+                            "spec.tls[{i}] lists no hosts, so Secret {skey} serves none; list the hosts it is for"
+                        ),
+                    );
+                }
+                continue;
+            }
             match self.index.secrets.get(&skey).map(tls_pair) {
                 None => push_note(
                     &mut notes,
@@ -478,6 +673,7 @@ impl<'a> Translator<'a> {
                         cert_pem: cert.to_vec(),
                         key_pem: key_pem.to_vec(),
                     },
+                    names,
                 )),
             }
         }
@@ -489,7 +685,7 @@ impl<'a> Translator<'a> {
                 reasons::ACCEPTED,
                 format!(
                     "serving {} route(s) for {}",
-                    routes.len() + usize::from(default_backend.is_some()),
+                    routes.len() + delegated_routes.len() + usize::from(default_backend.is_some()),
                     if hosts.is_empty() {
                         "any host".to_string()
                     } else {
@@ -514,6 +710,7 @@ impl<'a> Translator<'a> {
                 shorthand_annotations: has_shorthands,
             },
             routes,
+            delegated_routes,
             default_backend,
             certificates,
             attached,
@@ -603,7 +800,12 @@ fn push_note(notes: &mut Vec<Note>, type_: NoteType, reason: &'static str, messa
 
 /// An Ingress path with Kubernetes' meaning; `ImplementationSpecific` is a prefix, or an
 /// anchored regex with `path-regex`.
-fn path_match(p: &HTTPIngressPath, ann: &IngressAnnotations) -> Result<PathMatch, String> {
+/// `regex_error` is what admission found compiling this path's regex, if anything.
+fn path_match(
+    p: &HTTPIngressPath,
+    ann: &IngressAnnotations,
+    regex_error: Option<&String>,
+) -> Result<PathMatch, String> {
     let path = p.path.as_deref().unwrap_or_default();
     let m = match p.path_type.as_str() {
         "Exact" => PathMatch::Exact(path.to_string()),
@@ -617,8 +819,80 @@ fn path_match(p: &HTTPIngressPath, ann: &IngressAnnotations) -> Result<PathMatch
             ));
         }
     };
-    m.validate()?;
-    Ok(m)
+    match (&m, regex_error) {
+        (PathMatch::Regex(_), Some(why)) => Err(format!("invalid path regex: {why}")),
+        // Compiled once at admission; not again on every translation.
+        (PathMatch::Regex(_), None) => Ok(m),
+        _ => m.validate().map(|()| m),
+    }
+}
+
+/// What an Ingress says about hosts, for [`Owners::decide`]. Delegations count only
+/// from an Ingress whose annotations are all valid.
+fn claim<'e>(key: &'e ObjectKey, entry: &'e IngressEntry) -> Claim<'e> {
+    let rules = entry.ingress.spec.as_ref().and_then(|s| s.rules.as_ref());
+    let hosts = rules
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.host.as_deref())
+        .filter_map(|h| match HostMatch::parse(h) {
+            Ok(HostMatch::Any) | Err(_) => None,
+            Ok(m) => Some(m),
+        })
+        .collect();
+    let delegates: &[String] = if entry.annotations.errors.is_empty() {
+        &entry.annotations.values.delegates
+    } else {
+        &[]
+    };
+    Claim {
+        namespace: &key.namespace,
+        hosts,
+        delegates,
+    }
+}
+
+/// Exact hosts that must get the default certificate rather than a wildcard Secret of
+/// a namespace that does not own them.
+fn pinned_hosts(
+    certificates: &BTreeMap<ObjectKey, ScopedPair>,
+    claims: &[Claim<'_>],
+    owners: &Owners,
+) -> Vec<String> {
+    // Wildcard parent → namespaces whose Secrets serve `*.parent`.
+    let mut wildcards: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for (key, c) in certificates {
+        for n in &c.names {
+            if let Some(parent) = n.strip_prefix("*.") {
+                wildcards
+                    .entry(parent)
+                    .or_default()
+                    .insert(key.namespace.as_str());
+            }
+        }
+    }
+    let exact = claims
+        .iter()
+        .flat_map(|c| c.hosts.iter())
+        .filter_map(|h| match h {
+            HostMatch::Exact(h) => Some(h.clone()),
+            _ => None,
+        })
+        .chain(owners.exclusive_hosts());
+    let mut pinned: BTreeSet<String> = BTreeSet::new();
+    for host in exact {
+        let Some((_, parent)) = host.split_once('.') else {
+            continue;
+        };
+        let Some(namespaces) = wildcards.get(parent) else {
+            continue;
+        };
+        let m = HostMatch::Exact(host.clone());
+        if namespaces.iter().any(|ns| !owners.owns(ns, &m)) {
+            pinned.insert(host);
+        }
+    }
+    pinned.into_iter().collect()
 }
 
 fn check_backend(b: &IngressBackend) -> Result<(), String> {

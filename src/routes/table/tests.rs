@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::routes::Reach;
 
 fn backend(name: &str) -> BackendSpec {
     BackendSpec {
@@ -12,6 +13,7 @@ fn backend(name: &str) -> BackendSpec {
             scheme: UpstreamScheme::Http,
             host: name.to_string(),
             port: 8080,
+            reach: Reach::Operator,
         }],
         balance: Balance::RoundRobin,
     }
@@ -352,11 +354,13 @@ fn two_endpoints(balance: Balance) -> Backend {
                 scheme: UpstreamScheme::Http,
                 host: "a".into(),
                 port: 1,
+                reach: Reach::Operator,
             },
             EndpointSpec {
                 scheme: UpstreamScheme::Http,
                 host: "::1".into(),
                 port: 2,
+                reach: Reach::Operator,
             },
         ],
         balance,
@@ -422,4 +426,170 @@ fn rebuild_keeps_backend_state() {
     let a = &first.lookup("h", 443, "/").unwrap().route.backend;
     let b = &second.lookup("h", 443, "/").unwrap().route.backend;
     assert!(Arc::ptr_eq(a, b));
+}
+
+#[test]
+fn rebuild_reuses_compiled_path_regexes() {
+    // Patterns of this test alone: the memo is shared with tests running beside it.
+    let model = Model {
+        routes: vec![
+            route("a", "h", regex("/api/v[0-9]+/rebuild")),
+            // The same pattern on another host is compiled once.
+            route("b", "g", regex("/api/v[0-9]+/rebuild")),
+            route("c", "h", regex("/other/[a-z]+/rebuild")),
+        ],
+        ..Model::default()
+    };
+    let (first, diags) = build(&model, None);
+    assert!(diags.is_empty());
+    assert_eq!(
+        first.regex_stats(),
+        RegexStats {
+            compiled: 2,
+            reused: 0,
+            shared: 0
+        }
+    );
+    let mut changed = model.clone();
+    changed
+        .routes
+        .push(route("d", "h", regex("/new/rebuild/.*")));
+    let (second, _) = build(&changed, Some(&first));
+    assert_eq!(
+        second.regex_stats(),
+        RegexStats {
+            compiled: 1,
+            reused: 2,
+            shared: 0
+        }
+    );
+    let compiled = |t: &RoutingTable, p: &str| t.regexes.get(p).unwrap().clone();
+    assert!(Arc::ptr_eq(
+        &compiled(&first, "/api/v[0-9]+/rebuild"),
+        &compiled(&second, "/api/v[0-9]+/rebuild")
+    ));
+    // A pattern no route uses any more is dropped with the old table.
+    let (third, _) = build(&Model::default(), Some(&second));
+    assert!(third.regexes.is_empty());
+    assert_eq!(
+        second
+            .lookup("h", 80, "/new/rebuild/x")
+            .unwrap()
+            .route
+            .id
+            .as_ref(),
+        "d"
+    );
+}
+
+#[test]
+fn path_regexes_have_bounded_sizes() {
+    let cases: &[(&str, bool)] = &[
+        ("/api/v[0-9]+/users/[^/]+", true),
+        ("/(foo|bar|baz)/.*\\.(png|jpg)", true),
+        ("/(\\w+)/(\\w+)", true),
+        ("/\\w{1,30}/\\w{1,30}/\\w{1,30}", false),
+        ("/[a-z]{1,1000}{1,1000}", false),
+        ("(unclosed", false),
+    ];
+    for (pattern, ok) in cases {
+        let got = compile_path_regex(pattern);
+        assert_eq!(got.is_ok(), *ok, "{pattern}: {:?}", got.err());
+    }
+    let long = format!("/{}", "a".repeat(PATH_REGEX_MAX_LEN));
+    assert!(
+        compile_path_regex(&long)
+            .unwrap_err()
+            .contains("bytes long")
+    );
+    let too_big = compile_path_regex("/\\w{1,30}/\\w{1,30}/\\w{1,30}").unwrap_err();
+    assert!(too_big.contains("KiB"), "{too_big}");
+}
+
+#[test]
+fn nothing_answers_on_the_authenticate_host() {
+    let model = Model {
+        routes: vec![
+            route("wild", "*.corp.example", PathMatch::Any),
+            route("any", "*", PathMatch::Any),
+        ],
+        default_backend: Some(route("default", "*", PathMatch::Any)),
+        authenticate_host: Some(HostPort {
+            host: "authenticate.corp.example".into(),
+            port: Some(8443),
+        }),
+        ..Model::default()
+    };
+    let (table, _) = build(&model, None);
+    for port in [443, 8443] {
+        assert!(
+            table
+                .lookup("Authenticate.Corp.Example.", port, "/b")
+                .is_none(),
+            "{port}"
+        );
+    }
+    assert_eq!(
+        table
+            .lookup("x.corp.example", 443, "/")
+            .unwrap()
+            .route
+            .id
+            .as_ref(),
+        "wild"
+    );
+}
+
+#[test]
+fn exclusive_hosts_are_not_answered_by_wildcards_or_catch_alls() {
+    let model = Model {
+        routes: vec![
+            route("wild", "*.corp.example", PathMatch::Any),
+            route("any", "*", PathMatch::Any),
+        ],
+        exclusive_hosts: vec!["grafana.corp.example".into()],
+        ..Model::default()
+    };
+    check(
+        &model,
+        &[
+            ("grafana.corp.example", "/", None),
+            ("other.corp.example", "/", Some("wild")),
+            ("elsewhere.example", "/", Some("any")),
+        ],
+    );
+    let (table, _) = build(&model, None);
+    assert!(!table.knows_host("grafana.corp.example"));
+    // The admin-designated default backend still answers unmatched paths.
+    let with_default = Model {
+        default_backend: Some(route("default", "*", PathMatch::Any)),
+        ..model
+    };
+    check(
+        &with_default,
+        &[("grafana.corp.example", "/", Some("default"))],
+    );
+}
+
+#[test]
+fn a_pattern_someone_holds_is_not_compiled_again() {
+    let (held, fresh) = shared_path_regex("/held/[a-z]+/shared").unwrap();
+    assert!(fresh);
+    let model = Model {
+        routes: vec![route("a", "h", regex("/held/[a-z]+/shared"))],
+        ..Model::default()
+    };
+    let (table, _) = build(&model, None);
+    assert_eq!(
+        table.regex_stats(),
+        RegexStats {
+            compiled: 0,
+            reused: 0,
+            shared: 1
+        }
+    );
+    assert!(Arc::ptr_eq(&held, &table.regexes["/held/[a-z]+/shared"]));
+    // Once nobody holds it, it is compiled anew.
+    drop((held, table));
+    assert!(shared_path_regex("/held/[a-z]+/shared").unwrap().1);
 }

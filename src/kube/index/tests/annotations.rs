@@ -114,6 +114,7 @@ const EVERY_KEY: &[(&str, &str, Check)] = &[
     ("load-balancing", "least_request", |a| {
         a.load_balancing == Balance::LeastRequest
     }),
+    ("path-normalization", "lenient", |a| a.options.lenient_paths),
     ("bearer-token-format", "idp_access_token", |a| {
         a.options.bearer_format == Some(crate::routes::BearerFormat::IdpAccessToken)
     }),
@@ -224,6 +225,7 @@ fn invalid_values() {
         ("portcullis.dev/load-balancing", "ring_hash"),
         ("portcullis.dev/service-upstream", "maybe"),
         ("portcullis.dev/bearer-token-format", "jwt"),
+        ("portcullis.dev/path-normalization", "loose"),
         ("ingress.pomerium.io/secure_upstream", "sure"),
     ];
     for (annotation, value) in cases {
@@ -320,7 +322,7 @@ fn a_typo_rejects_the_ingress_with_deny_routes() {
         json!({"portcullis.dev/allowed-users": "a@example.com", "portcullis.dev/timeout": "forever"}),
     ];
     for ann in cases {
-        let mut ix = index();
+        let mut ix = catch_all_index();
         // A catch-all of another Ingress must not take the rejected Ingress' traffic.
         ix.apply_ingress(ingress_spec(
             "catch-all",

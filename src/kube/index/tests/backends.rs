@@ -3,7 +3,8 @@
 use serde_json::json;
 
 use super::*;
-use crate::routes::{Balance, EndpointSpec, UpstreamScheme};
+use crate::kube::index::Tenancy;
+use crate::routes::{Balance, EndpointSpec, Reach, UpstreamScheme};
 
 fn to_port(port: serde_json::Value, annotations: serde_json::Value) -> Ingress {
     let mut ing = ingress_spec(
@@ -24,6 +25,7 @@ fn ep(host: &str, port: u16) -> EndpointSpec {
         scheme: UpstreamScheme::Http,
         host: host.into(),
         port,
+        reach: Reach::Tenant,
     }
 }
 
@@ -180,7 +182,10 @@ fn missing_service_is_a_warning() {
 
 #[test]
 fn external_name() {
-    let mut ix = index();
+    let mut ix = index_with(Tenancy {
+        allow_external_names: true,
+        ..Tenancy::default()
+    });
     ix.apply_service(from(json!({
         "metadata": {"name": "api", "namespace": "apps"},
         "spec": {"type": "ExternalName", "externalName": "API.example.net.",
@@ -203,7 +208,8 @@ fn external_name() {
             [EndpointSpec {
                 scheme: UpstreamScheme::Https,
                 host: "api.example.net".into(),
-                port: want
+                port: want,
+                reach: Reach::Tenant,
             }]
         );
     }

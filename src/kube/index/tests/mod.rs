@@ -8,6 +8,7 @@ mod namespaces;
 mod paths;
 mod policies;
 mod scale;
+mod tenancy;
 mod tls;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -15,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde_json::{Value, json};
 
-use super::{Index, IngressReport, NoteType, Settings, Translation};
+use super::{Index, IngressReport, NoteType, Settings, Tenancy, Translation};
 use crate::kube::crd::IdentityPolicy;
 use crate::routes::RouteSpec;
 
@@ -38,7 +39,23 @@ pub(super) fn class(name: &str, controller: &str, default: bool) -> IngressClass
 /// An index with our IngressClass `portcullis`, and Service `apps/web` (port 80 `http`)
 /// with one ready endpoint.
 pub(super) fn index() -> Index {
-    let mut ix = Index::new(Settings::default());
+    index_with(Tenancy::default())
+}
+
+/// [`index`] where every namespace may have host-less rules and a default backend.
+pub(super) fn catch_all_index() -> Index {
+    index_with(Tenancy {
+        catch_all_namespaces: vec!["*".into()],
+        ..Tenancy::default()
+    })
+}
+
+/// [`index`] with other tenancy settings.
+pub(super) fn index_with(tenancy: Tenancy) -> Index {
+    let mut ix = Index::new(Settings {
+        tenancy,
+        ..Settings::default()
+    });
     ix.apply_ingress_class(class("portcullis", super::CONTROLLER_NAME, false))
         .unwrap();
     ix.apply_service(service(

@@ -112,7 +112,7 @@ fn bad_paths_reject_with_a_deny_over_the_host() {
 
 #[test]
 fn hosts_and_wildcards() {
-    let mut ix = index();
+    let mut ix = catch_all_index();
     let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
     let paths = json!({"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]});
     ix.apply_ingress(ingress_spec(
@@ -158,7 +158,7 @@ fn invalid_host_rejects() {
 
 #[test]
 fn rule_without_http_goes_to_the_ingress_default_backend() {
-    let mut ix = index();
+    let mut ix = catch_all_index();
     ix.apply_ingress(ingress_spec(
         "a",
         json!({
@@ -182,7 +182,7 @@ fn rule_without_http_goes_to_the_ingress_default_backend() {
 
 #[test]
 fn oldest_default_backend_wins() {
-    let mut ix = index();
+    let mut ix = catch_all_index();
     let with_default = |name: &str, ns: &str, created: &str| -> Ingress {
         from(json!({
             "metadata": {"name": name, "namespace": ns, "creationTimestamp": created},

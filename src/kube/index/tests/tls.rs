@@ -45,11 +45,13 @@ fn tls_secrets_present_missing_invalid() {
     let names: Vec<&str> = t
         .certificates
         .iter()
-        .map(|c| c.source_name.as_str())
+        .map(|c| c.pair.source_name.as_str())
         .collect();
     assert_eq!(names, ["secret apps/a-tls"]);
-    assert_eq!(t.certificates[0].cert_pem, b"CERT");
-    assert_eq!(t.certificates[0].key_pem, b"KEY");
+    assert_eq!(t.certificates[0].pair.cert_pem, b"CERT");
+    assert_eq!(t.certificates[0].pair.key_pem, b"KEY");
+    // Both Ingresses list a.example.com, which their namespace owns.
+    assert_eq!(t.certificates[0].names, ["a.example.com"]);
     let rep = report(&t, "apps/a");
     assert!(
         rep.accepted,

@@ -96,7 +96,10 @@ fn respond(
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(super::headers::X_REQUEST_ID, request_id.clone());
+    h.insert(
+        http::HeaderName::from_static("x-request-id"),
+        request_id.clone(),
+    );
     resp
 }
 

@@ -121,6 +121,7 @@ async fn time_to_close<S: AsyncRead + Unpin>(s: &mut S, limit: Duration) -> Dura
 }
 
 fn assert_between(d: Duration, lo: Duration, hi: Duration, what: &str) {
+    println!("{what}: closed after {d:?}");
     assert!(
         d >= lo && d <= hi,
         "{what}: closed after {d:?}, want {lo:?}..{hi:?}"
@@ -145,7 +146,8 @@ async fn silent_clients_are_closed_within_the_header_read_timeout() {
     for alpn in [&[&b"http/1.1"[..]][..], &[], &[b"h2"]] {
         let mut s = tls_connect(addr, HOST, env.tls(alpn)).await;
         let took = time_to_close(&mut s, Duration::from_secs(10)).await;
-        assert_between(took, lo, hi, &format!("silent client with ALPN {alpn:?}"));
+        let names: Vec<_> = alpn.iter().map(|p| String::from_utf8_lossy(p)).collect();
+        assert_between(took, lo, hi, &format!("silent client with ALPN {names:?}"));
     }
     // HTTP/2 with its preface and SETTINGS, but never a request.
     let s = tls_connect(addr, HOST, env.tls(&[b"h2"])).await;

@@ -137,6 +137,7 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
             listener,
             port,
             settings.limits,
+            metrics.clone(),
             shutdown_rx.clone(),
         ));
         tracing::info!(address = ?http_addr, "HTTP listener ready (redirects to HTTPS)");

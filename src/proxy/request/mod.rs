@@ -41,6 +41,13 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The port assumed when the client's `Host` names none.
     pub default_port: u16,
+    /// The connection's client: the source in the load balancer's PROXY header with
+    /// `use_proxy_protocol` (when it names one), else the peer's address; IPv4-mapped
+    /// IPv6 addresses as IPv4. A request's client is [`ConnInfo::client_ip`].
+    pub client: std::net::IpAddr,
+    /// `xff_num_trusted_hops`: how many `X-Forwarded-For` entries, from the right,
+    /// were written by trusted proxies (see `client_addr::client_ip`).
+    pub xff_trusted_hops: u32,
 }
 
 /// One request as the phases see it: decided once, early, and only added to after.
@@ -49,6 +56,9 @@ struct RequestCtx {
     pub started: Instant,
     pub now: jiff::Timestamp,
     pub conn: ConnInfo,
+    /// This request's client: the connection's, or the trusted `X-Forwarded-For`
+    /// entry with `xff_num_trusted_hops` (what `source_ip` and the logs see).
+    pub client: std::net::IpAddr,
     pub method: Method,
     /// The client asked for JSON (errors answer in kind).
     pub wants_json: bool,
@@ -106,6 +116,7 @@ impl RequestCtx {
             started: Instant::now(),
             now: jiff::Timestamp::now(),
             conn,
+            client: conn.client_ip(req.headers()),
             method: req.method().clone(),
             wants_json: super::pages::wants_json(req.headers()),
             host: String::new(),

@@ -17,4 +17,5 @@ pub mod policy;
 pub mod proxy;
 pub mod reply;
 pub mod routes;
+pub mod server;
 pub mod telemetry;

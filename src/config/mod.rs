@@ -156,9 +156,9 @@ pub struct ConnectionSettings {
 }
 
 impl Default for ConnectionSettings {
-    /// The data plane's own defaults (one source: `proxy::Limits`).
+    /// The data plane's own defaults (one source: `server::Limits`).
     fn default() -> Self {
-        let l = crate::proxy::Limits::default();
+        let l = crate::server::Limits::default();
         ConnectionSettings {
             use_proxy_protocol: l.proxy_protocol,
             xff_num_trusted_hops: l.xff_num_trusted_hops,

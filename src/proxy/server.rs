@@ -19,63 +19,13 @@ use super::conn::{self, ClientIo, ConnState, Deadlines, Supervisor, Tracked};
 use super::{Body, ConnInfo, Proxy, empty};
 use crate::telemetry::Metrics;
 
-/// Protocol limits, timeouts and client-address settings of the client side.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Time a client has to finish its TLS handshake (and to send its PROXY header
-    /// first, with `proxy_protocol`).
-    pub tls_handshake_timeout: Duration,
-    /// Time a client has to send its first request's headers after the handshake;
-    /// for HTTP/1.1 also the time a keep-alive connection waits for the next request's
-    /// headers (`timeout_header_read`; zero: none).
-    pub header_read_timeout: Duration,
-    /// Time a connection with no request in flight stays open (`timeout_idle`,
-    /// Pomerium's; zero: none).
-    pub idle_timeout: Duration,
-    /// Largest request head accepted, in bytes.
-    pub max_header_bytes: usize,
-    /// Time in-flight requests get to finish after shutdown starts.
-    pub drain_timeout: Duration,
-    /// Connections one worker serves at once (TLS handshakes included); a full
-    /// worker stops accepting until one closes (`max_connections_per_worker`).
-    pub max_connections_per_worker: usize,
-    /// HTTP/2 streams a client may have open on one connection
-    /// (`http2_max_concurrent_streams`).
-    pub http2_max_concurrent_streams: u32,
-    /// Requests one client connection may have in flight, from its headers to the end
-    /// of its response body; more wait (`max_concurrent_requests_per_connection`).
-    pub max_concurrent_requests_per_connection: usize,
-    /// Every connection starts with a PROXY protocol header (v1 or v2) from a load
-    /// balancer; one that does not is closed (`use_proxy_protocol`).
-    pub proxy_protocol: bool,
-    /// Trusted proxies in front that append to `X-Forwarded-For`
-    /// (`xff_num_trusted_hops`).
-    pub xff_num_trusted_hops: u32,
-}
+use crate::server::limits_nonzero as nonzero;
+pub use crate::server::{Limits, accept, bind, stopped};
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            tls_handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(300),
-            max_header_bytes: 64 * 1024,
-            drain_timeout: Duration::from_secs(30),
-            max_connections_per_worker: 4096,
-            http2_max_concurrent_streams: 100,
-            max_concurrent_requests_per_connection: 100,
-            proxy_protocol: false,
-            xff_num_trusted_hops: 0,
-        }
-    }
-}
-
-impl Limits {
-    fn deadlines(&self) -> Deadlines {
-        Deadlines {
-            first_request: self.header_read_timeout,
-            idle: self.idle_timeout,
-        }
+fn deadlines(limits: &Limits) -> Deadlines {
+    Deadlines {
+        first_request: limits.header_read_timeout,
+        idle: limits.idle_timeout,
     }
 }
 
@@ -97,10 +47,6 @@ fn builders(limits: &Limits) -> Builders {
         .max_concurrent_streams(limits.http2_max_concurrent_streams.max(1))
         .keep_alive_interval(Duration::from_secs(30));
     Builders { h1, h2 }
-}
-
-fn nonzero(d: Duration) -> Option<Duration> {
-    (!d.is_zero()).then_some(d)
 }
 
 /// Connection slots of one listener (or worker), and the drain that waits for them.
@@ -278,7 +224,7 @@ pub async fn serve_https(
             let io = TokioIo::new(stream);
             let mut sup = Supervisor {
                 state,
-                deadlines: limits.deadlines(),
+                deadlines: deadlines(&limits),
                 shutdown,
             };
             let done = if h2 {
@@ -353,7 +299,7 @@ pub async fn serve_redirect(
             let c = builders.h1.serve_connection(TokioIo::new(io), service);
             let mut sup = Supervisor {
                 state,
-                deadlines: limits.deadlines(),
+                deadlines: deadlines(&limits),
                 shutdown,
             };
             let _ = sup.drive(c, |c| c.graceful_shutdown()).await;
@@ -405,32 +351,6 @@ fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
     resp
 }
 
-/// The next connection, or `None` once shutdown starts. Accept errors (such as running
-/// out of file descriptors) are logged and retried after a pause, never fatal.
-pub async fn accept(
-    listener: &TcpListener,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<(tokio::net::TcpStream, SocketAddr)> {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => return Some(a),
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = stopped(shutdown) => return None,
-        }
-    }
-}
-
-/// Resolves once `shutdown` holds true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
-}
-
-/// Binds a listener with a message naming the config key when that fails.
 /// Serves `listener` from `workers` threads, each running its own single-threaded
 /// runtime: a connection, its requests and its upstream connections stay on one
 /// thread, with no hand-offs between threads on the way. Every worker accepts from the
@@ -482,12 +402,6 @@ pub fn spawn_workers(
         done.push(rx);
     }
     Ok(done)
-}
-
-pub async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {key} {addr}: {e}"))
 }
 
 #[cfg(test)]

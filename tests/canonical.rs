@@ -124,6 +124,10 @@ async fn start(extra: &str) -> Env {
     let pki = pki(&["*.example.test"]);
     let cert = dir.write("tls.crt", &pki.server.cert_pem);
     let key = dir.write("tls.key", &pki.server.key_pem);
+    // site.example.test has a certificate of its own (the others share the wildcard).
+    let site = common::issue(&pki, &["site.example.test"]);
+    let site_cert = dir.write("site.crt", &site.cert_pem);
+    let site_key = dir.write("site.key", &site.key_pem);
     let (public_addr, public) = upstream(ok).await;
     let (private_addr, private) = upstream(ok).await;
     let (hostile_addr, hostile) = upstream(|s| match s.target.as_str() {
@@ -137,7 +141,7 @@ async fn start(extra: &str) -> Env {
     let config = format!(
         "address: 127.0.0.1:{port}\n\
          metrics_address: 127.0.0.1:{admin}\n\
-         certificates:\n  - cert: {cert}\n    key: {key}\n\
+         certificates:\n  - cert: {cert}\n    key: {key}\n  - cert: {site_cert}\n    key: {site_key}\n\
          jwt_claims_headers:\n  X-Email: email\n\
          {extra}\
          routes:\n\
@@ -167,6 +171,8 @@ async fn start(extra: &str) -> Env {
          \x20   allow_public_unauthenticated_access: true\n",
         cert = cert.display(),
         key = key.display(),
+        site_cert = site_cert.display(),
+        site_key = site_key.display(),
     );
     let config_path = dir.write("config.yaml", config.as_bytes());
     let log = std::fs::File::create(dir.0.join("portcullis.log")).unwrap();
@@ -381,6 +387,22 @@ async fn the_routed_host_is_the_forwarded_host() {
     )
     .await;
     assert_eq!(s, 400);
+    // A host the connection's certificate does not serve: 421 (another certificate is
+    // the one for it); one the same certificate serves is fine (HTTP/2 coalescing).
+    let (s, _) = raw(
+        &env,
+        "site.example.test",
+        "GET /x HTTP/1.1\r\nhost: ws.example.test\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 421);
+    let (s, _) = raw(
+        &env,
+        "ws.example.test",
+        "GET /x HTTP/1.1\r\nhost: hostile.example.test\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 200);
     // Case and a trailing dot are the same host.
     let (s, _) = get1(&env, "SITE.example.test.", "/public/y").await;
     assert_eq!(s, 200);

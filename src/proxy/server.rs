@@ -190,12 +190,18 @@ pub async fn serve_https(
                     }
                 };
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let sni: Option<Arc<str>> = stream
+                .get_ref()
+                .1
+                .server_name()
+                .map(|n| n.to_ascii_lowercase().into());
             proxy.metrics.connection_opened();
             let conn = ConnInfo {
                 peer,
                 default_port,
                 client: super::client_addr::canonical(client),
                 xff_trusted_hops: limits.xff_num_trusted_hops,
+                sni,
             };
             let state = Arc::new(ConnState::new(
                 limits.max_concurrent_requests_per_connection,
@@ -208,6 +214,7 @@ pub async fn serve_https(
                 service_fn(move |req: Request<Incoming>| {
                     let proxy = proxy.clone();
                     let state = state.clone();
+                    let conn = conn.clone();
                     async move {
                         let in_flight = state.begin(peer).await;
                         // HTTP/2 header lists are decoded up to 4× the limit so that

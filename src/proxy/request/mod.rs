@@ -36,7 +36,7 @@ pub use log::LogFields;
 type Answered = Box<Response<Body>>;
 
 /// What the server knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The port assumed when the client's `Host` names none.
@@ -48,6 +48,9 @@ pub struct ConnInfo {
     /// `xff_num_trusted_hops`: how many `X-Forwarded-For` entries, from the right,
     /// were written by trusted proxies (see `client_addr::client_ip`).
     pub xff_trusted_hops: u32,
+    /// The TLS server name the client sent (lower-case), if any: a request for a host
+    /// another certificate would serve is misdirected (421).
+    pub sni: Option<Arc<str>>,
 }
 
 /// One request as the phases see it: decided once, early, and only added to after.
@@ -111,16 +114,18 @@ impl AccessExtra {
 
 impl RequestCtx {
     fn new(req: &Request<Incoming>, conn: ConnInfo) -> RequestCtx {
+        let port = conn.default_port;
+        let client = conn.client_ip(req.headers());
         RequestCtx {
             request_id: super::headers::request_id(req.headers()),
             started: Instant::now(),
             now: jiff::Timestamp::now(),
             conn,
-            client: conn.client_ip(req.headers()),
+            client,
             method: req.method().clone(),
             wants_json: super::pages::wants_json(req.headers()),
             host: String::new(),
-            port: conn.default_port,
+            port,
             explicit_port: false,
             canonical_path: None,
             path_error: None,

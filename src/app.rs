@@ -135,6 +135,7 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         let port = settings.redirect_https_port.unwrap_or(https_addr.port());
         tasks.spawn(proxy::serve_redirect(
             listener,
+            proxy.clone(),
             port,
             settings.limits,
             metrics.clone(),

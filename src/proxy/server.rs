@@ -252,10 +252,13 @@ pub async fn serve_https(
     slots.drain(limits.drain_timeout).await;
 }
 
-/// Answers every plain-HTTP request with a redirect to the same URL over HTTPS.
-/// `https_port` is added to the target unless it is 443.
+/// Answers every plain-HTTP request with a redirect to the same URL over HTTPS —
+/// except ACME HTTP-01 challenges for routes written for them, which `proxy` serves
+/// (cert-manager's solver Ingresses). `https_port` is added to the target unless it is
+/// 443.
 pub async fn serve_redirect(
     listener: TcpListener,
+    proxy: Arc<Proxy>,
     https_port: u16,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -273,15 +276,16 @@ pub async fn serve_redirect(
         let builders = builders.clone();
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
+        let proxy = proxy.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let io = match tokio::time::timeout(
+            let (io, client) = match tokio::time::timeout(
                 limits.tls_handshake_timeout,
                 front(stream, peer, &limits, &metrics),
             )
             .await
             {
-                Ok(Some((io, _client))) => io,
+                Ok(Some((io, client))) => (io, client),
                 Ok(None) => return,
                 Err(_) => {
                     metrics.connection_timeout("handshake");
@@ -292,13 +296,30 @@ pub async fn serve_redirect(
                 limits.max_concurrent_requests_per_connection,
                 metrics.clone(),
             ));
+            let conn = ConnInfo {
+                peer,
+                default_port: 80,
+                client: super::client_addr::canonical(client),
+                xff_trusted_hops: limits.xff_num_trusted_hops,
+                sni: None,
+            };
             let service = {
                 let state = state.clone();
+                let proxy = proxy.clone();
                 service_fn(move |req: Request<Incoming>| {
                     let state = state.clone();
+                    let proxy = proxy.clone();
+                    let conn = conn.clone();
                     async move {
                         let in_flight = state.begin(peer).await;
-                        let resp = redirect_to_https(&req, https_port);
+                        let resp = if super::request::may_be_acme(req.uri().path()) {
+                            match proxy.serve_acme(req, conn).await {
+                                Ok(resp) => resp,
+                                Err(req) => redirect_to_https(&req, https_port),
+                            }
+                        } else {
+                            redirect_to_https(&req, https_port)
+                        };
                         Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
                     }
                 })

@@ -11,6 +11,7 @@
 //! 6. [`respond`]: the response filter, and the one error renderer.
 //! 7. [`log`]: metrics, the access log and the decision log.
 
+mod acme;
 mod authorize;
 mod early;
 mod forward;
@@ -29,6 +30,7 @@ use hyper::body::Incoming;
 use super::{Body, Proxy};
 use crate::routes::path::PathError;
 
+pub use acme::may_be_acme;
 pub use log::LogFields;
 
 /// A phase's own answer, ending the request early (rare, so boxed: the common path's

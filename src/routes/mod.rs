@@ -6,6 +6,7 @@ pub mod certs;
 mod describe;
 mod live;
 pub mod model;
+pub mod options;
 pub mod path;
 pub mod reach;
 pub mod reserved;

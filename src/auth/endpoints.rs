@@ -439,7 +439,7 @@ impl Auth {
         let ttl = (handoff.expires_at.as_second() - ctx.now).max(1) as u64 + 5;
         if !self
             .store
-            .first_use_shared(&handoff.jti, ttl)
+            .first_use_shared(&handoff.jti, &handoff.sid, ttl)
             .await
             .unwrap_or(false)
         {

@@ -56,8 +56,8 @@ pub struct AuthSettings {
     pub cookie_same_site: SameSite,
     pub cookie_secret: CookieSecret,
     pub signing_key: SigningKey,
-    /// `redis://…` for server-side sessions; `None` keeps them in the cookie.
-    pub session_store: Option<String>,
+    /// Redis for server-side sessions; `None` keeps them in the cookie.
+    pub session_store: Option<super::store::StoreSettings>,
     /// Default for routes: also send `X-Portcullis-Claim-*` and `X-Forwarded-*` headers.
     pub jwt_claims_headers: Vec<(HeaderName, String)>,
     /// `allowed_return_domains`: when not empty, sign-in returns only to hosts matching
@@ -162,7 +162,7 @@ impl Auth {
             settings.cookie_domain.as_deref(),
             settings.cookie_same_site,
         )?;
-        let store = Store::connect(settings.session_store.as_deref()).await?;
+        let store = Store::start(settings.session_store)?;
         Ok(Auth {
             authenticate_url: settings.authenticate_url.trim_end_matches('/').to_string(),
             authenticate_host,
@@ -190,6 +190,16 @@ impl Auth {
             decoded_keys: std::hash::RandomState::new(),
             signed_out_tokens: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// With Redis, a flag that turns true once the store has answered (`/readyz`).
+    pub fn store_answered(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        self.store.answered()
+    }
+
+    /// Adds the session store's metrics to `registry`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.store.register_metrics(registry);
     }
 
     pub fn signer(&self) -> &SigningKey {

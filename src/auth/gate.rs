@@ -563,7 +563,10 @@ impl Auth {
                 }
                 return Ok(None);
             }
-            // Redis unreachable: refresh here (the store can't hold the result anyway).
+            // Redis unreachable: don't refresh (a rotated refresh token whose successor
+            // can't be stored would end the session); keep the session as it is, as in a
+            // provider outage — its tokens are still valid for a while.
+            Err(_) if self.store.is_redis() => return Ok(None),
             Err(_) => None,
         };
         let result = self.refresh_holding(session, now).await;

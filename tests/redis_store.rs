@@ -141,17 +141,30 @@ async fn signs_in_and_stores(env: &Env, keys: impl Fn() -> String) {
     );
 }
 
+/// A TLS-only `redis-server` (asking for client certificates or not), and its port.
+fn tls_redis(dir: &Dir, tls: &TlsFiles, clients: bool) -> (Server, u16) {
+    let port = common::free_port();
+    let mut args = base_args(port, dir);
+    args.extend(tls.server_args(port, clients));
+    (Server::start(dir, port, args), port)
+}
+
+/// [`signs_in_and_stores`] against a TLS Redis, read back with `redis-cli --tls`.
+async fn signs_in_over_tls(env: &Env, tls: &TlsFiles, port: u16) {
+    let options = tls.cli_options();
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    signs_in_and_stores(env, || {
+        cli_with(port, &options, &["--scan", "--pattern", "portcullis:*"])
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn rediss_with_a_test_ca_and_the_server_name_checked() {
     let _serial = SERIAL.lock().await;
     let dir = Dir::new("redis-tls");
     let tls = TlsFiles::new(&dir);
-    let port = common::free_port();
-    let _redis = Server::start(&dir, port, {
-        let mut a = base_args(port, &dir);
-        a.extend(tls.server_args(port, false));
-        a
-    });
+    let (_redis, port) = tls_redis(&dir, &tls, false);
     let ca = format!("session_store_ca_file: {}\n", tls.ca.display());
     let env = portcullis(
         &format!("session_store: rediss://127.0.0.1:{port}/0\n{ca}"),
@@ -159,12 +172,7 @@ async fn rediss_with_a_test_ca_and_the_server_name_checked() {
         true,
     )
     .await;
-    let options = tls.cli_options();
-    let options: Vec<&str> = options.iter().map(String::as_str).collect();
-    signs_in_and_stores(&env, || {
-        cli_with(port, &options, &["--scan", "--pattern", "portcullis:*"])
-    })
-    .await;
+    signs_in_over_tls(&env, &tls, port).await;
 
     // The certificate names 127.0.0.1, not localhost: refused, and said so.
     let mut wrong_name = portcullis(
@@ -194,12 +202,7 @@ async fn rediss_with_a_client_certificate() {
     let _serial = SERIAL.lock().await;
     let dir = Dir::new("redis-mtls");
     let tls = TlsFiles::new(&dir);
-    let port = common::free_port();
-    let _redis = Server::start(&dir, port, {
-        let mut a = base_args(port, &dir);
-        a.extend(tls.server_args(port, true));
-        a
-    });
+    let (_redis, port) = tls_redis(&dir, &tls, true);
     let base = format!(
         "session_store: rediss://127.0.0.1:{port}/0\nsession_store_ca_file: {}\n",
         tls.ca.display()
@@ -214,12 +217,7 @@ async fn rediss_with_a_client_certificate() {
         true,
     )
     .await;
-    let options = tls.cli_options();
-    let options: Vec<&str> = options.iter().map(String::as_str).collect();
-    signs_in_and_stores(&env, || {
-        cli_with(port, &options, &["--scan", "--pattern", "portcullis:*"])
-    })
-    .await;
+    signs_in_over_tls(&env, &tls, port).await;
     // Without the certificate Redis ends the handshake: never ready.
     let mut without = portcullis(&base, &LONG_TOKENS, false).await;
     stays_unready(&mut without, 3).await;
@@ -398,13 +396,7 @@ async fn cluster_sign_in_refresh_sign_out_and_the_handoff_guard() {
     assert!(env.events("refresh_error").await.is_empty());
 
     // Sign-out ends the session everywhere at once.
-    let csrf = sign_out_csrf(&alice, &env.url("app", "/.portcullis/sign_out")).await;
-    let r = alice
-        .post(env.url("app", "/.portcullis/sign_out"))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let r = sign_out(&alice, &env.url("app", "/.portcullis/sign_out")).await;
     assert_eq!(r.status(), 302);
     let (r, hops) = follow(&alice, &location(&r), None).await;
     assert_eq!(r.status(), 200, "{hops:#?}");

@@ -639,3 +639,13 @@ pub async fn balancer(backends: Vec<SocketAddr>) -> u16 {
     });
     port
 }
+
+/// Signs `c` out at `url` (the sign-out form's own CSRF token, POSTed back).
+pub async fn sign_out(c: &reqwest::Client, url: &str) -> reqwest::Response {
+    let csrf = sign_out_csrf(c, url).await;
+    c.post(url)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+}

@@ -439,9 +439,23 @@ async fn redis_paused_then_restarted_with_aof_under_load() {
         Instant::now() + Duration::from_secs(40),
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let sign_out_url = env.url("app", "/.portcullis/sign_out");
+    let csrf = sign_out_csrf(&browsers[0], &sign_out_url).await;
     redis.signal("STOP");
     let stopped = Instant::now();
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    // Past the 5 s a decoded credential is remembered: the user page and a sign-out
+    // need the store, and say so (a sign-out is never reported done unrecorded).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let user = api(&browsers[0], &env.url("app", "/.portcullis/user")).await;
+    let r = browsers[0]
+        .post(&sign_out_url)
+        .form(&[("csrf", csrf.as_str())])
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((user, r.status().as_u16()), (Some(503), 503));
+    tokio::time::sleep(stopped + Duration::from_secs(30) - Instant::now()).await;
     redis.signal("CONT");
     let resumed = Instant::now();
     let samples = load.await.unwrap();

@@ -101,6 +101,13 @@ pub struct Auth {
     signed_out_tokens: Mutex<HashMap<[u8; 32], i64>>,
 }
 
+/// Why a bearer token was not accepted.
+enum BearerRefused {
+    Provider(ProviderError),
+    /// The session store could not say whether it was signed out.
+    Store(StoreError),
+}
+
 /// Who a request comes from, and cookies to set on the response.
 #[derive(Default)]
 pub struct Identified {
@@ -232,7 +239,15 @@ impl Auth {
                     identity: Some(Arc::new(identity_from_claims(&claims))),
                     ..Identified::default()
                 },
-                Err(e) => {
+                // Whether the token was signed out is unknown: 503, not a guess.
+                Err(BearerRefused::Store(e)) => {
+                    tracing::warn!(error = %e, "session store unavailable");
+                    Identified {
+                        store_error: Some(e),
+                        ..Identified::default()
+                    }
+                }
+                Err(BearerRefused::Provider(e)) => {
                     tracing::debug!(error = %e, "bearer token refused");
                     Identified::default()
                 }
@@ -247,8 +262,12 @@ impl Auth {
         token: &str,
         format: BearerFormat,
         now: i64,
-    ) -> Result<serde_json::Map<String, Value>, ProviderError> {
-        let claims = self.provider.verify_bearer(token, format).await?;
+    ) -> Result<serde_json::Map<String, Value>, BearerRefused> {
+        let claims = self
+            .provider
+            .verify_bearer(token, format)
+            .await
+            .map_err(BearerRefused::Provider)?;
         let digest = token_digest(token);
         let in_memory = {
             let mut revoked = self
@@ -259,16 +278,16 @@ impl Auth {
             revoked.contains_key(&digest)
         };
         // With Redis, every replica knows; an unreadable store fails closed.
-        if in_memory
+        let signed_out = in_memory
             || self
                 .store
                 .is_token_signed_out(&digest)
                 .await
-                .unwrap_or(true)
-        {
-            return Err(ProviderError::InvalidToken(
+                .map_err(BearerRefused::Store)?;
+        if signed_out {
+            return Err(BearerRefused::Provider(ProviderError::InvalidToken(
                 "the token's session has signed out".into(),
-            ));
+            )));
         }
         Ok(claims)
     }

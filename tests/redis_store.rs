@@ -562,14 +562,18 @@ async fn started_while_redis_is_down_it_becomes_ready_when_redis_comes_up() {
     let _serial = SERIAL.lock().await;
     let dir = Dir::new("redis-late");
     let port = common::free_port();
+    // With a password, which no log line may show.
+    let password = "pw-that-must-stay-secret";
     let mut env = portcullis(
-        &format!("session_store: redis://127.0.0.1:{port}/0\n"),
+        &format!("session_store: redis://:{password}@127.0.0.1:{port}/0\n"),
         &LONG_TOKENS,
         false,
     )
     .await;
     stays_unready(&mut env, 3).await;
-    let _redis = Server::start(&dir, port, base_args(port, &dir));
+    let mut args = base_args(port, &dir);
+    args.extend(["--requirepass".to_string(), password.to_string()]);
+    let _redis = Server::start(&dir, port, args);
     let listening = Instant::now();
     let mut ready = None;
     while Instant::now() < listening + Duration::from_secs(10) {
@@ -586,4 +590,10 @@ async fn started_while_redis_is_down_it_becomes_ready_when_redis_comes_up() {
     );
     let b = signed_in(&env, 1).await.remove(0);
     assert_eq!(api(&b, &env.url("app", "/api")).await, Some(200));
+    let text = log(&env);
+    assert!(
+        text.contains("cannot connect to the session store"),
+        "{text}"
+    );
+    assert!(!text.contains(password), "the password is in the log");
 }

@@ -7,12 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use portcullis::app::DataPlaneSink;
 use portcullis::app::{self, Settings};
 use portcullis::auth::gate::{Auth, AuthSettings};
 use portcullis::auth::provider::ProviderSettings;
 use portcullis::auth::{CookieSecret, SigningKey};
 use portcullis::config::Config;
-use portcullis::kube::DataPlaneSink;
 use portcullis::kube::controller::ControllerSettings;
 use portcullis::kube::index as kube_index;
 use portcullis::kube::status::{Leadership, Publish, StatusSettings};
@@ -286,7 +286,7 @@ fn run(config: Option<PathBuf>, workers: usize, kube: Box<KubeArgs>) -> anyhow::
             http_redirect_address: config.http_redirect_address,
             metrics_address: config.metrics_address,
             certificates: certificates.clone(),
-            limits: Limits::default(),
+            limits: limits(&config.connections),
             redirect_https_port: None,
             auth,
             directory: config.directory.clone(),
@@ -317,6 +317,20 @@ fn run(config: Option<PathBuf>, workers: usize, kube: Box<KubeArgs>) -> anyhow::
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// The data plane's client-side limits from the config's connection keys.
+fn limits(c: &portcullis::config::ConnectionSettings) -> Limits {
+    Limits {
+        header_read_timeout: c.timeout_header_read,
+        idle_timeout: c.timeout_idle,
+        max_connections_per_worker: c.max_connections_per_worker,
+        max_concurrent_requests_per_connection: c.max_concurrent_requests_per_connection,
+        http2_max_concurrent_streams: c.http2_max_concurrent_streams,
+        proxy_protocol: c.use_proxy_protocol,
+        xff_num_trusted_hops: c.xff_num_trusted_hops,
+        ..Limits::default()
+    }
 }
 
 /// Connects to the cluster and starts the watchers and the status writer beside the

@@ -1,4 +1,4 @@
-//! The session trust boundary, attacked through the real binary (DESIGN.md section 8,
+//! The session trust boundary, attacked through the real binary (docs/design.md,
 //! "a signed-in user … never able to carry a credential from one host to another, sign
 //! another user in or out"): the Okta-shaped provider (e2e/oidc), `portcullis run` with
 //! several route hosts, both session stores, and — for refresh-token rotation with Redis

@@ -1,4 +1,4 @@
-//! Sign-in and sessions (DESIGN.md section 6).
+//! Sign-in and sessions (docs/design.md).
 //!
 //! Building blocks, each pure and small:
 //! - [`keys`]: `cookie_secret` and the HKDF subkeys derived from it;

@@ -293,6 +293,35 @@ pub(crate) fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Dura
     }
 }
 
+/// A whole number in `min..=max` (written as a number, or as text from the
+/// environment).
+pub(crate) fn count(node: &Node, path: &str, min: u64, max: u64, p: &mut Problems) -> Option<u64> {
+    let n = match &node.value {
+        Value::Int(i) => Some(*i),
+        Value::Str(s) => s.trim().parse::<i128>().ok(),
+        _ => None,
+    };
+    let Some(n) = n else {
+        p.push(
+            &node.origin,
+            path,
+            format!("expected a whole number, found {}", node.kind()),
+        );
+        return None;
+    };
+    match u64::try_from(n) {
+        Ok(v) if (min..=max).contains(&v) => Some(v),
+        _ => {
+            p.push(
+                &node.origin,
+                path,
+                format!("must be between {min} and {max}, found {n}"),
+            );
+            None
+        }
+    }
+}
+
 /// Go's `time.ParseDuration`, minus negative values (no timeout here can be negative).
 pub(crate) fn parse_go_duration(text: &str) -> Result<Duration, String> {
     const UNITS: &str = "use ns, us, ms, s, m or h, as in `30s` or `1m30s`";

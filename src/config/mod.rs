@@ -1,7 +1,7 @@
 //! The config file in Pomerium's format (same key names and meaning where Pomerium has
 //! the key), environment overrides (`COOKIE_SECRET=...` beats the file, as in Pomerium),
 //! validation with errors that name the file, line and key path, and conversion into the
-//! plain routing [`Model`](crate::routes::Model). See DESIGN.md section 3.
+//! plain routing [`Model`](crate::routes::Model). See docs/design.md.
 //!
 //! Reading is in two steps: [`yaml`] parses the text into a tree that remembers where
 //! each node was written; the readers here and in [`route`] walk that tree, refusing
@@ -86,6 +86,13 @@ const TOP_KEYS: &[&str] = &[
     "pass_identity_headers",
     "jwt_claims_headers",
     "metrics_address",
+    "use_proxy_protocol",
+    "xff_num_trusted_hops",
+    "timeout_header_read",
+    "timeout_idle",
+    "max_connections_per_worker",
+    "max_concurrent_requests_per_connection",
+    "http2_max_concurrent_streams",
     "log_level",
     "log_format",
     "routes",
@@ -125,12 +132,49 @@ pub struct Config {
     /// `allowed_return_domains`: hosts sign-in may return to besides needing a route
     /// (`example.com` exactly, `*.example.com` any subdomain); empty: any routed host.
     pub allowed_return_domains: Vec<String>,
+    /// Client connections: PROXY protocol, trusted hops, deadlines and limits.
+    pub connections: ConnectionSettings,
     /// `authorize_log_fields`: the decision log's fields (all by default; `[]` off).
     pub authorize_log_fields:
         crate::telemetry::fields::Fields<crate::telemetry::fields::DecisionField>,
     /// `access_log_fields`: the access log's fields (none by default: debug level only).
     pub access_log_fields: crate::telemetry::fields::Fields<crate::telemetry::fields::AccessField>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// The client side of the listeners (`use_proxy_protocol`, `xff_num_trusted_hops`,
+/// `timeout_idle` as in Pomerium; the others ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// Every connection to the HTTPS and HTTP listeners starts with a PROXY protocol
+    /// header (v1 or v2); one without is closed.
+    pub use_proxy_protocol: bool,
+    /// Trusted proxies in front that append to `X-Forwarded-For`.
+    pub xff_num_trusted_hops: u32,
+    /// From the TLS handshake to the first request's headers; for HTTP/1.1 also from
+    /// one response to the next request's headers. Zero: none.
+    pub timeout_header_read: Duration,
+    /// A connection with no request in flight is closed after this. Zero: never.
+    pub timeout_idle: Duration,
+    pub max_connections_per_worker: usize,
+    pub max_concurrent_requests_per_connection: usize,
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for ConnectionSettings {
+    /// The data plane's own defaults (one source: `server::Limits`).
+    fn default() -> Self {
+        let l = crate::server::Limits::default();
+        ConnectionSettings {
+            use_proxy_protocol: l.proxy_protocol,
+            xff_num_trusted_hops: l.xff_num_trusted_hops,
+            timeout_header_read: l.header_read_timeout,
+            timeout_idle: l.idle_timeout,
+            max_connections_per_worker: l.max_connections_per_worker,
+            max_concurrent_requests_per_connection: l.max_concurrent_requests_per_connection,
+            http2_max_concurrent_streams: l.http2_max_concurrent_streams,
+        }
+    }
 }
 
 /// `bearer_token_format`, `idp_access_token_allowed_audiences` (Pomerium's keys) and
@@ -400,6 +444,7 @@ fn read_config(
     let allowed_return_domains = f
         .read("allowed_return_domains", p, settings::read_return_domains)
         .unwrap_or_default();
+    let connections = settings::read_connections(&f, p);
     let authorize_log_fields = f
         .read("authorize_log_fields", p, settings::read_log_fields)
         .unwrap_or_else(crate::telemetry::fields::Fields::all);
@@ -476,6 +521,7 @@ fn read_config(
         jwt_claims_headers,
         bearer,
         allowed_return_domains,
+        connections,
         authorize_log_fields,
         access_log_fields,
         routes,

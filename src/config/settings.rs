@@ -438,6 +438,38 @@ pub(super) fn read_return_domains(
     Some(out)
 }
 
+/// The client-connection keys; each absent one keeps its default.
+pub(super) fn read_connections(f: &Fields<'_>, p: &mut Problems) -> ConnectionSettings {
+    let d = ConnectionSettings::default();
+    let count = |key: &str, min: u64, max: u64, p: &mut Problems| {
+        f.read(key, p, |n, path, p| fields::count(n, path, min, max, p))
+    };
+    ConnectionSettings {
+        use_proxy_protocol: f
+            .read("use_proxy_protocol", p, fields::boolean)
+            .unwrap_or(d.use_proxy_protocol),
+        xff_num_trusted_hops: count("xff_num_trusted_hops", 0, u64::from(u32::MAX), p)
+            .map_or(d.xff_num_trusted_hops, |n| n as u32),
+        timeout_header_read: f
+            .read("timeout_header_read", p, fields::duration)
+            .unwrap_or(d.timeout_header_read),
+        timeout_idle: f
+            .read("timeout_idle", p, fields::duration)
+            .unwrap_or(d.timeout_idle),
+        max_connections_per_worker: count("max_connections_per_worker", 1, 1_000_000, p)
+            .map_or(d.max_connections_per_worker, |n| n as usize),
+        max_concurrent_requests_per_connection: count(
+            "max_concurrent_requests_per_connection",
+            1,
+            100_000,
+            p,
+        )
+        .map_or(d.max_concurrent_requests_per_connection, |n| n as usize),
+        http2_max_concurrent_streams: count("http2_max_concurrent_streams", 1, 100_000, p)
+            .map_or(d.http2_max_concurrent_streams, |n| n as u32),
+    }
+}
+
 /// `authorize_log_fields` / `access_log_fields`: a list of field names (`[]`: none).
 pub(super) fn read_log_fields<F: crate::telemetry::fields::Field>(
     node: &Node,

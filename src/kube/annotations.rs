@@ -1,4 +1,4 @@
-//! Ingress annotations (DESIGN.md section 4): `portcullis.dev/<key>`, and the same keys
+//! Ingress annotations (docs/annotations.md): `portcullis.dev/<key>`, and the same keys
 //! under Pomerium's prefix with underscores (`ingress.pomerium.io/allowed_users`), read
 //! into typed values with the meaning the config file gives the matching route keys.
 //!
@@ -55,7 +55,7 @@ pub enum Key {
     PathNormalization,
 }
 
-/// Our key names (after [`PREFIX`]), as DESIGN.md section 4 lists them.
+/// Our key names (after [`PREFIX`]), as docs/annotations.md lists them.
 const KEYS: &[(&str, Key)] = &[
     ("policy", Key::Policy),
     ("identity-policy", Key::IdentityPolicy),

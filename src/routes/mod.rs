@@ -2,6 +2,7 @@
 //! swapped atomically. Pure: no I/O, no async, no Kubernetes types.
 
 pub mod authority;
+pub mod certs;
 mod describe;
 mod live;
 pub mod model;

@@ -1,7 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/debug/routes`. Plain HTTP
 //! on its own address (keep it off the public network).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +9,6 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -28,29 +25,30 @@ pub struct AdminState {
     pub debug_routes: Box<dyn Fn() -> serde_json::Value + Send + Sync>,
 }
 
-/// Serves the admin endpoints until `shutdown` flips to true.
+/// Serves the admin endpoints until `shutdown` flips to true, with the same header-read
+/// timeout and drain as every listener ([`crate::server::serve_plain`]).
 pub async fn serve_admin(
     listener: TcpListener,
     state: Arc<AdminState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let addr = listener.local_addr().ok();
     tracing::info!(address = ?addr, "admin listener (metrics, health, debug) ready");
-    loop {
-        let Some((stream, _)) = crate::proxy::server::accept(&listener, &mut shutdown).await else {
-            return;
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(answer(&state, &req)) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let limits = crate::server::Limits {
+        drain_timeout: std::time::Duration::from_secs(5),
+        ..crate::server::Limits::default()
+    };
+    crate::server::serve_plain(
+        listener,
+        "admin",
+        limits,
+        move |req| {
+            let state = state.clone();
+            async move { answer(&state, &req) }
+        },
+        shutdown,
+    )
+    .await;
 }
 
 fn answer(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {

@@ -15,6 +15,15 @@ which override the file.
   "idp_provider_url" .Values.idp.url
   "idp_client_id" .Values.idp.clientId
 }}
+{{- with .Values.connections }}
+{{- $_ := set $c "use_proxy_protocol" .proxyProtocol }}
+{{- $_ := set $c "xff_num_trusted_hops" (int .xffNumTrustedHops) }}
+{{- $_ := set $c "timeout_header_read" (toString .headerReadTimeout) }}
+{{- $_ := set $c "timeout_idle" (toString .idleTimeout) }}
+{{- $_ := set $c "max_connections_per_worker" (int .maxPerWorker) }}
+{{- $_ := set $c "max_concurrent_requests_per_connection" (int .maxConcurrentRequests) }}
+{{- $_ := set $c "http2_max_concurrent_streams" (int .http2MaxConcurrentStreams) }}
+{{- end }}
 {{- with .Values.idp.scopes }}{{ $_ := set $c "idp_scopes" . }}{{ end }}
 {{- with .Values.cookie.domain }}{{ $_ := set $c "cookie_domain" . }}{{ end }}
 {{- with .Values.cookie.expire }}{{ $_ := set $c "cookie_expire" . }}{{ end }}

@@ -72,6 +72,9 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     }
     let certs = Arc::new(ArcSwap::from_pointee(certs));
     let mut metrics = Metrics::new();
+    if let Some(auth) = &settings.auth {
+        auth.register_metrics(metrics.registry_mut());
+    }
     let directory = match &settings.directory {
         Some(d) => Some(
             crate::directory::Directory::start(d, metrics.registry_mut())
@@ -149,6 +152,7 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         let state = Arc::new(AdminState {
             metrics: metrics.clone(),
             ready: ready.clone(),
+            session_store: settings.auth.as_ref().and_then(|a| a.store_answered()),
             debug_routes: Box::new(move || {
                 let snapshot = debug_table.load_full();
                 serde_json::json!({

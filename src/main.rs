@@ -538,13 +538,38 @@ fn auth_settings(config: &Config) -> anyhow::Result<Option<AuthSettings>> {
         cookie_same_site: config.cookie.same_site,
         cookie_secret,
         signing_key,
-        session_store: match &config.session_store {
-            portcullis::config::SessionStore::Cookie => None,
-            portcullis::config::SessionStore::Redis(url) => Some(url.expose().clone()),
-        },
+        session_store: store_settings(&config.session_store)?,
         jwt_claims_headers: config.jwt_claims_headers.clone(),
         allowed_return_domains: config.allowed_return_domains.clone(),
         bearer_format: config.bearer.format,
+    }))
+}
+
+/// The Redis session store's settings with its TLS files read; `None`: the cookie store.
+fn store_settings(
+    store: &portcullis::config::SessionStore,
+) -> anyhow::Result<Option<portcullis::auth::store::StoreSettings>> {
+    let portcullis::config::SessionStore::Redis(redis) = store else {
+        return Ok(None);
+    };
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {key} {}", path.display()))
+    };
+    let ca_pem = match &redis.ca_file {
+        Some(p) => Some(read("session_store_ca_file", p)?),
+        None => None,
+    };
+    let client_cert = match (&redis.cert_file, &redis.key_file) {
+        (Some(cert), Some(key)) => Some((
+            read("session_store_cert_file", cert)?,
+            read("session_store_key_file", key)?,
+        )),
+        _ => None,
+    };
+    Ok(Some(portcullis::auth::store::StoreSettings {
+        url: redis.url.clone(),
+        ca_pem,
+        client_cert,
     }))
 }
 

@@ -13,6 +13,7 @@ pub(crate) mod fields;
 mod route;
 mod secret;
 mod settings;
+mod store_url;
 mod yaml;
 
 #[cfg(test)]
@@ -30,12 +31,13 @@ pub use check::{Warning, check};
 pub use error::{ConfigError, Problem};
 pub use route::RouteConfig;
 pub use secret::Secret;
+pub use store_url::{StoreUrl, Topology, host_port};
 
 use error::Problems;
 use fields::Fields;
 use settings::{
     read_certificates, read_claim_headers, read_cookie, read_directory, read_idp,
-    read_session_store, read_signing_key, secret_bytes,
+    read_session_store_settings, read_signing_key, secret_bytes,
 };
 use yaml::{Node, Origin, Value};
 
@@ -76,6 +78,10 @@ const TOP_KEYS: &[&str] = &[
     "shared_secret",
     "signing_key",
     "session_store",
+    "session_store_password",
+    "session_store_ca_file",
+    "session_store_cert_file",
+    "session_store_key_file",
     "directory",
     "pass_identity_headers",
     "jwt_claims_headers",
@@ -235,8 +241,21 @@ pub enum SessionStore {
     /// An AEAD-encrypted session in the cookie itself.
     #[default]
     Cookie,
-    /// `redis://` or `rediss://` URL (may hold a password, hence the wrapper).
-    Redis(Secret<String>),
+    /// Redis, Sentinel or Cluster (`session_store` and the `session_store_*` keys).
+    Redis(Box<RedisSettings>),
+}
+
+/// A Redis session store: where it is, and the TLS files for `rediss…://` URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// The URL, with `session_store_password` in it when that is set.
+    pub url: StoreUrl,
+    /// `session_store_ca_file`: the CA bundle that signed the servers' certificates
+    /// (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// `session_store_cert_file` and `session_store_key_file`: a client certificate.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// Keys that sign and bind things (`shared_secret`, `signing_key`).
@@ -395,9 +414,7 @@ fn read_config(
     });
     let idp = read_idp(&f, p);
     let cookie = read_cookie(&f, p);
-    let session_store = f
-        .read("session_store", p, read_session_store)
-        .unwrap_or_default();
+    let session_store = read_session_store_settings(&f, p);
     let signing = SigningSettings {
         shared_secret: f.read("shared_secret", p, |n, path, p| {
             secret_bytes(n, path, p).map(Secret::new)

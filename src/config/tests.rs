@@ -720,6 +720,48 @@ fn check_prints_a_summary() {
 }
 
 #[test]
+fn session_store_keys_beside_the_url() {
+    let c = parse_ok(
+        "session_store: rediss+cluster://n1:7000,n2:7000\nsession_store_password: s3cret\n\
+         session_store_ca_file: /etc/redis/ca.pem\nsession_store_cert_file: /c.pem\n\
+         session_store_key_file: /k.pem\n",
+    );
+    let SessionStore::Redis(r) = &c.session_store else {
+        panic!("not redis");
+    };
+    assert_eq!(r.url.topology, Topology::Cluster);
+    assert_eq!(r.url.password.as_ref().unwrap().expose(), "s3cret");
+    assert_eq!(
+        r.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/redis/ca.pem"))
+    );
+    assert!(r.cert_file.is_some() && r.key_file.is_some());
+    assert!(!format!("{c:?}").contains("s3cret"));
+    for (text, want) in [
+        (
+            "session_store: redis://r\nsession_store_ca_file: /ca.pem",
+            "needs a TLS session_store",
+        ),
+        (
+            "session_store: rediss://r\nsession_store_cert_file: /c.pem",
+            "needs session_store_key_file",
+        ),
+        (
+            "session_store_password: hunter2",
+            "needs a Redis `session_store`",
+        ),
+        (
+            "session_store: redis+sentinel://:hunter2@s1,s2",
+            "the URL needs the master's name",
+        ),
+    ] {
+        let err = parse_err(text);
+        assert!(err.contains(want), "{text}: {err}");
+        assert!(!err.contains("hunter2"), "{text}: {err}");
+    }
+}
+
+#[test]
 fn connection_keys() {
     assert_eq!(parse_ok("").connections, ConnectionSettings::default());
     type Check = fn(&ConnectionSettings) -> bool;

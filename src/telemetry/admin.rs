@@ -19,6 +19,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Set once the first full configuration is in the routing table.
     pub ready: Arc<AtomicBool>,
+    /// With the Redis session store: true once it has answered (ready waits for it).
+    pub session_store: Option<Arc<AtomicBool>>,
     /// Renders the live routing table (no secrets).
     pub debug_routes: Box<dyn Fn() -> serde_json::Value + Send + Sync>,
 }
@@ -57,6 +59,18 @@ fn answer(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             state.metrics.encode(),
         ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz"
+            if state
+                .session_store
+                .as_ref()
+                .is_some_and(|s| !s.load(Ordering::Acquire)) =>
+        {
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready: the session store has not answered yet\n".into(),
+            )
+        }
         "/readyz" if state.ready.load(Ordering::Acquire) => {
             reply(StatusCode::OK, "text/plain", "ready\n".into())
         }

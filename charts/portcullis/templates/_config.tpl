@@ -33,6 +33,11 @@ which override the file.
 {{- with .Values.bearer.format }}{{ $_ := set $c "bearer_token_format" . }}{{ end }}
 {{- with .Values.bearer.allowedAudiences }}{{ $_ := set $c "idp_access_token_allowed_audiences" . }}{{ end }}
 {{- with .Values.bearer.allowedClients }}{{ $_ := set $c "idp_access_token_allowed_clients" . }}{{ end }}
+{{- with .Values.sessionStoreSecrets.ca.secretName }}{{ $_ := set $c "session_store_ca_file" (printf "/etc/portcullis/session-store-ca/%s" $.Values.sessionStoreSecrets.ca.key) }}{{ end }}
+{{- if .Values.sessionStoreSecrets.clientCertificate.secretName }}
+{{- $_ := set $c "session_store_cert_file" "/etc/portcullis/session-store-client/tls.crt" }}
+{{- $_ := set $c "session_store_key_file" "/etc/portcullis/session-store-client/tls.key" }}
+{{- end }}
 {{- if .Values.passIdentityHeaders }}{{ $_ := set $c "pass_identity_headers" true }}{{ end }}
 {{- if .Values.directory.enabled }}
 {{- $d := dict "provider" .Values.directory.provider }}

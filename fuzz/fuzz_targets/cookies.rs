@@ -5,8 +5,10 @@
 //! Asserts: nothing panics; [`strip_family`] keeps every pair outside the family byte
 //! for byte and in order, and leaves none inside it; after [`strip_cookies`] and after
 //! [`strip_family`], [`read_chunked`] finds nothing; a value written by
-//! [`SessionCookie::set`] reads back as written, even among the fuzzed cookies once ours
-//! are stripped; [`set_cookie_name`] returns a trimmed name without `;`.
+//! [`SessionCookie::set`] reads back as written (plainly and with
+//! [`SessionCookie::read_unique`]), even among the fuzzed cookies once ours are
+//! stripped; a unique read is the plain read or nothing; [`set_cookie_name`] returns a
+//! trimmed name without `;`.
 #![no_main]
 
 use http::header::{COOKIE, HeaderMap, HeaderValue};
@@ -97,6 +99,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cookie) = SessionCookie::new(name) else {
         return;
     };
+    // A unique read is the plain read, or nothing (a chunk name came twice).
+    if let Some(unique) = cookie.read_unique(&headers) {
+        assert_eq!(Some(unique), read_chunked(&headers, name), "{headers:?}");
+    }
     let value: String = data
         .iter()
         .filter(|b| b.is_ascii_alphanumeric() || **b == b'-' || **b == b'_')
@@ -116,9 +122,11 @@ fuzz_target!(|data: &[u8]| {
         COOKIE,
         HeaderValue::from_str(&browser.join("; ")).expect("valid cookie pairs"),
     );
-    assert_eq!(
-        cookie.read(&with_ours).as_deref(),
-        Some(value.as_str()),
-        "read back among {with_ours:?}"
-    );
+    for read in [cookie.read(&with_ours), cookie.read_unique(&with_ours)] {
+        assert_eq!(
+            read.as_deref(),
+            Some(value.as_str()),
+            "read back among {with_ours:?}"
+        );
+    }
 });

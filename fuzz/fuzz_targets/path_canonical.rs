@@ -7,7 +7,13 @@
 //! - in a table with a segment prefix `/public`, a segment prefix `/admin` and a
 //!   catch-all, a path looked up by its canonical form is matched by a prefix exactly
 //!   when that canonical form lies inside it, and an upstream that decodes `%2F`, drops
-//!   `;` parameters and merges slashes ([`interpreted`]) reads it inside the same prefix.
+//!   `;` parameters and merges slashes ([`interpreted`]) reads it inside the same prefix;
+//! - the lookup phase as `proxy/request/lookup.rs` does it (the strict form, else the
+//!   lenient form on a `lenient_paths` route when [`interpreted`] lands on the same
+//!   route; `/public` is such a route here) never forwards a path that an upstream which
+//!   percent-decodes, splits on `/` and `\`, drops `;` parameters and resolves
+//!   dot-segments ([`upstream_reads`], written independently of `routes::path`) would
+//!   route elsewhere.
 #![no_main]
 
 use std::sync::{Arc, LazyLock};
@@ -42,7 +48,13 @@ static TABLE: LazyLock<RoutingTable> = LazyLock::new(|| {
     };
     let model = Model {
         routes: vec![
-            route("/public", PathMatch::SegmentPrefix("/public".into())),
+            RouteSpec {
+                options: RouteOptions {
+                    lenient_paths: true,
+                    ..RouteOptions::default()
+                },
+                ..route("/public", PathMatch::SegmentPrefix("/public".into()))
+            },
             route("/admin", PathMatch::SegmentPrefix("/admin/".into())),
             route("catch-all", PathMatch::Any),
         ],
@@ -65,6 +77,67 @@ fn route_of(path: &str) -> String {
         .lookup(HOST, 443, path)
         .map(|m| m.route.id.to_string())
         .expect("the catch-all takes every path")
+}
+
+/// The route and the forwarded path, as the lookup phase decides them; `None` when it
+/// refuses the path (400).
+fn lookup_phase(raw: &str) -> Option<(String, String)> {
+    match canonical(raw) {
+        Ok(c) => return Some((route_of(&c), c.into_owned())),
+        Err(e) if !e.lenient_keeps() => return None,
+        Err(_) => {}
+    }
+    let l = lenient(raw).ok()?;
+    let m = TABLE.lookup(HOST, 443, &l)?;
+    let same = TABLE
+        .lookup(HOST, 443, &interpreted(&l))
+        .is_some_and(|other| Arc::ptr_eq(other.route, m.route));
+    (m.route.options.lenient_paths && same).then(|| (m.route.id.to_string(), l.into_owned()))
+}
+
+/// How a decoding upstream (Tomcat, Spring, many frameworks) reads a path: every escape
+/// decoded once, `/` and `\` both separators, `;…` dropped from each segment, empty and
+/// `.` segments skipped, `..` going up. Independent of `routes::path` on purpose.
+fn upstream_reads(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut decoded = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                decoded.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                decoded.push(c);
+                i += 1;
+            }
+        }
+    }
+    let mut out: Vec<&[u8]> = Vec::new();
+    for segment in decoded.split(|c| *c == b'/' || *c == b'\\') {
+        let segment = segment.split(|c| *c == b';').next().unwrap_or_default();
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut read = String::new();
+    for s in out {
+        read.push('/');
+        read.push_str(&String::from_utf8_lossy(s));
+    }
+    if read.is_empty() {
+        read.push('/');
+    }
+    read
 }
 
 fn assert_canonical_shape(raw: &str, c: &str) {
@@ -138,6 +211,17 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(again) = canonical(&read) {
             assert_eq!(*again, *read, "interpreted is canonical: {raw:?} -> {l:?}");
         }
+    }
+
+    // Whatever the lookup phase forwards, a decoding upstream reads on the same route.
+    if let Some((route, forwarded)) = lookup_phase(raw) {
+        let read = upstream_reads(&forwarded);
+        let read_route = route_of(&read);
+        assert_eq!(
+            route, read_route,
+            "{raw:?} is forwarded to {route} as {forwarded:?}, which an upstream reads as \
+             {read:?} ({read_route})"
+        );
     }
 
     let Ok(c) = strict else {

@@ -4,6 +4,7 @@
 mod admin;
 pub mod fields;
 mod metrics;
+mod text;
 mod writer;
 
 pub use admin::{AdminState, bind as bind_admin, serve_admin};
@@ -34,7 +35,7 @@ pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer::Sink);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(text::TextFields).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;

@@ -24,11 +24,13 @@ pub enum LogFormat {
 /// Installs the global subscriber, writing to stderr (the per-request logs in batches:
 /// [`writer`]; [`flush_logs`] at exit). `level` is a level (`info`) or a filter directive
 /// (`info,portcullis::proxy=debug`); `RUST_LOG`, when set, wins.
-pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+pub fn init_logging(level: &str, format: LogFormat) -> Result<(), LogError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => EnvFilter::try_new(v)?,
+        Ok(v) if !v.is_empty() => {
+            EnvFilter::try_new(&v).map_err(|e| LogError::Filter("RUST_LOG", v.clone(), e))?
+        }
         _ => EnvFilter::try_new(directive(level))
-            .map_err(|e| anyhow::anyhow!("log_level `{level}` is not a valid level: {e}"))?,
+            .map_err(|e| LogError::Filter("log_level", level.to_string(), e))?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -38,7 +40,7 @@ pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Text => builder.fmt_fields(text::TextFields).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
+    result.map_err(|e| LogError::Install(e.to_string()))?;
     // A panic's message comes after the lines logged before it.
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -46,6 +48,19 @@ pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         previous(info);
     }));
     Ok(())
+}
+
+/// Why logging could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{0} `{1}` is not a valid level or filter: {2}")]
+    Filter(
+        &'static str,
+        String,
+        #[source] tracing_subscriber::filter::ParseError,
+    ),
+    #[error("installing the log subscriber: {0}")]
+    Install(String),
 }
 
 /// The filter for a `log_level`. rustls warns about what clients send (an IP address

@@ -307,6 +307,16 @@ impl Replica {
         identity: &str,
         options: &ReplicaOptions<'_>,
     ) -> Replica {
+        Replica::start_through(cluster, identity, options, &cluster.kubeconfig).await
+    }
+
+    /// A replica that reaches the API server as `kubeconfig` says (e.g. through a proxy).
+    pub async fn start_through(
+        cluster: &Cluster,
+        identity: &str,
+        options: &ReplicaOptions<'_>,
+        kubeconfig: &std::path::Path,
+    ) -> Replica {
         let (https, admin) = (free_port(), free_port());
         let dir = &cluster.dir;
         let mut text = format!(
@@ -338,7 +348,7 @@ impl Replica {
             ])
             .args(options.args)
             .args(["--pod-name", identity])
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("LOG_LEVEL", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -462,4 +472,28 @@ pub async fn status_of(
         .body(Default::default())
         .unwrap();
     c.send(req).await.ok().map(|a| a.status)
+}
+
+/// The first `status.loadBalancer.ingress[].ip` of an Ingress.
+pub fn ingress_address(ing: &Ingress) -> Option<String> {
+    ing.status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .first()?
+        .ip
+        .clone()
+}
+
+/// The field managers of the Ingress's status subresource.
+pub fn status_managers(ing: &Ingress) -> Vec<String> {
+    ing.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .filter_map(|m| m.manager.clone())
+        .collect()
 }

@@ -106,6 +106,7 @@ fn main() -> ExitCode {
             command: PolicyCommand::Eval { policy, input },
         } => policy_eval(&policy, &input),
     };
+    telemetry::flush_logs();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
 """Turns the raw results of e2e/bench/run into markdown tables and writes them into
-docs/benchmarks.md between `<!-- results:begin -->` and `<!-- results:end -->` (the
-prose around the markers is kept). With OUT = "-" the tables go to stdout.
+docs/benchmarks.md between `<!-- results:begin -->` and `<!-- results:end -->` (compare,
+scale, churn) and between `<!-- cost:begin -->` and `<!-- cost:end -->` (the cost part);
+a block is rewritten only when its parts ran, and the prose around the markers is kept.
+With OUT = "-" the tables go to stdout.
 
 usage: report.py RESULTS_DIR OUT
 """
 
 import json
+import os
 import re
 import statistics
 import sys
 from pathlib import Path
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+COST_BEGIN, COST_END = "<!-- cost:begin -->", "<!-- cost:end -->"
+# The current build's variants in the cost part (after the baselines).
+COST_VARIANTS = [
+    ("log-off", "now, decision log off (`authorize_log_fields: []`)"),
+    ("log-on", "now, decision log on (text, the config file's default)"),
+    ("log-on-json", "now, decision log on (`log_format: json`, the chart's default)"),
+]
 TARGETS = [
     ("1-upstream", "1. upstream direct (ceiling, plain HTTP)"),
     ("2-nginx", "2. nginx, TLS reverse proxy, no auth"),
@@ -44,6 +54,9 @@ def parse_wrk(path):
     cpu = path.with_suffix(".cpu")
     if cpu.exists() and out["requests"]:
         out["cpu_us"] = float(cpu.read_text()) / out["requests"] * 1e6
+    io = path.with_suffix(".io")
+    if io.exists() and io.read_text().split():
+        out["io"] = [int(v) for v in io.read_text().split()]
     m = re.search(r"^churn: (.*)$", t, re.M)
     if m:
         out["churn"] = dict(kv.split("=", 1) for kv in m.group(1).split())
@@ -227,6 +240,125 @@ def churn_section(results):
             f"| p50 / p99 | {lat_fmt(w['p50'])} ms / {lat_fmt(w['p99'])} ms |"]
 
 
+# The gate (issue 13): the current build with the decision log off against the first
+# baseline, on the authenticated route; instructions when callgrind ran, else CPU.
+LIMIT = float(os.environ.get("BENCH_COST_LIMIT", "1.03"))
+GATE = {}
+
+
+def pct(ratio):
+    return f"{(ratio - 1) * 100:+.1f}%"
+
+
+def cost_section(results):
+    base_file = results / "cost_baselines.tsv"
+    if not base_file.exists():
+        return []
+    baselines = [line.split("\t") for line in base_file.read_text().splitlines() if line]
+    short = lambda s: s if len(s) <= 60 else s[:59].rstrip() + "…"  # noqa: E731
+    variants = [(name, f"baseline `{sha[:7]}` ({short(subject)})")
+                for name, sha, subject in baselines]
+    variants += COST_VARIANTS
+    base = baselines[0][0]
+    out = []
+
+    # Instructions (callgrind): windows of SMALL and N requests per repeat, in order.
+    cg = results / "callgrind.tsv"
+    per_req = {}
+    if cg.exists() and cg.read_text().strip():
+        windows = {}
+        for line in cg.read_text().splitlines():
+            name, target, count, ir = line.split("\t")
+            windows.setdefault((name, target), []).append((int(count), int(ir)))
+        for key, ws in windows.items():
+            small = min(c for c, _ in ws)
+            smalls = [ir for c, ir in ws if c == small]
+            larges = [(c, ir) for c, ir in ws if c != small]
+            per_req[key] = [(ir - s) / (c - small) for (c, ir), s in zip(larges, smalls)]
+        n = max(c for ws in windows.values() for c, _ in ws)
+        out += ["Instructions per request (callgrind, user space of every thread): the proxy "
+                f"under valgrind, {n:,} sequential GETs on one keep-alive TLS connection "
+                "between `callgrind_control --zero` and `--dump`, minus a window of "
+                f"{min(c for ws in windows.values() for c, _ in ws)} (the handshake cancels "
+                "out); median (min–max) of the repeats, and the ratio to the baseline. "
+                "Deterministic for a binary and its inputs, whatever else the machine runs.", "",
+                "| build | authenticated (cookie, group policy) | vs baseline "
+                "| public route | vs baseline |", "|---|---:|---:|---:|---:|"]
+        for name, label in variants:
+            cells = []
+            for target in ("auth", "public"):
+                v = per_req.get((name, target))
+                b = per_req.get((base, target))
+                cells.append(spread(v, lambda x: f"{x:,.0f}") if v else "–")
+                cells.append(pct(statistics.median(v) / statistics.median(b)) if v and b else "–")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        out.append("")
+        off, b = per_req.get(("log-off", "auth")), per_req.get((base, "auth"))
+        if off and b:
+            GATE.update(measure="callgrind instructions per authenticated request",
+                        ratio=statistics.median(off) / statistics.median(b))
+        on = per_req.get(("log-on", "auth"))
+        if off and on:
+            d = statistics.median(on) - statistics.median(off)
+            out += [f"Decision log on (text) vs off: {d:+,.0f} instructions per authenticated "
+                    f"request ({pct(statistics.median(on) / statistics.median(off))}).", ""]
+
+    # Timed rounds: CPU per request, round by round against the baseline.
+    timed = {(name, t): runs(results, f"cost-{name}-{t}") for name, _ in variants
+             for t in ("auth", "public")}
+    if any(timed.values()):
+        rounds = max(len(r) for r in timed.values())
+        out += [f"Proxy CPU per request (user + system, /proc) over {rounds} interleaved wrk "
+                "rounds (the order of the builds rotated each round); median (min–max); the "
+                "ratio is the median of the per-round ratios to the baseline. Write calls: "
+                "write-family system calls per request (/proc/PID/io `syscw`), all threads.", "",
+                "| build | auth CPU µs | vs baseline | public CPU µs | vs baseline "
+                "| auth req/s | public req/s | write calls/request (auth) |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, label in variants:
+            cells = []
+            for t in ("auth", "public"):
+                r, b = timed[(name, t)], timed[(base, t)]
+                cells.append(spread([x["cpu_us"] for x in r if "cpu_us" in x], cpu_fmt))
+                ratios = [x["cpu_us"] / y["cpu_us"] for x, y in zip(r, b)
+                          if "cpu_us" in x and "cpu_us" in y]
+                cells.append(pct(statistics.median(ratios)) if ratios and name != base else "–")
+            for t in ("auth", "public"):
+                cells.append(spread([x["rps"] for x in timed[(name, t)]], rps_fmt))
+            writes = [x["io"][1] / x["requests"] for x in timed[(name, "auth")]
+                      if "io" in x and x["requests"]]
+            cells.append(spread(writes, lambda v: f"{v:.2f}"))
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        if "ratio" not in GATE:
+            ratios = [x["cpu_us"] / y["cpu_us"] for x, y in zip(timed[("log-off", "auth")],
+                                                               timed[(base, "auth")])
+                      if "cpu_us" in x and "cpu_us" in y]
+            if ratios:
+                GATE.update(measure="proxy CPU per authenticated request (median of the "
+                            "per-round ratios)", ratio=statistics.median(ratios))
+        errors = sum(x["non2xx"] + x["sockerr"] for r in timed.values() for x in r)
+        out += ["", f"Errors (non-2xx + socket errors) over all timed runs: {errors}.", ""]
+
+    if "ratio" in GATE:
+        GATE["ok"] = GATE["ratio"] <= LIMIT
+        out += [f"**Gate: {GATE['measure']}, decision log off, against `{baselines[0][1][:7]}`: "
+                f"{GATE['ratio']:.3f}× ({pct(GATE['ratio'])}; limit {pct(LIMIT)}) — "
+                f"{'pass' if GATE['ok'] else 'FAIL'}.**", ""]
+    meta = read_meta(results)
+    out += [f"Run {meta.get('date')} on {meta.get('nproc')} shared CPUs; current build "
+            f"{meta.get('portcullis')}; baselines: "
+            + ", ".join(f"`{sha[:12]}`" for _, sha, _ in baselines)
+            + f"; {meta.get('cost_settings')}."]
+    return out
+
+
+def read_meta(results):
+    f = results / "meta.env"
+    if not f.exists():
+        return {}
+    return dict(line.split("=", 1) for line in f.read_text().splitlines() if "=" in line)
+
+
 def meta_section(results):
     meta = dict(line.split("=", 1) for line in (results / "meta.env").read_text().splitlines()
                 if "=" in line)
@@ -243,25 +375,54 @@ def meta_section(results):
             f"churn: {meta.get('churn_seconds')} s."]
 
 
+def block(begin, end, sections):
+    if not sections:
+        return None
+    body = []
+    for part in sections:
+        body += part + [""]
+    return "\n".join([begin, ""] + body + [end])
+
+
+def replace_block(old, begin, end, text):
+    if begin not in old or end not in old:
+        old = old.rstrip() + f"\n\n{begin}\n{end}\n"
+    head, rest = old.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return head + text + tail
+
+
 def main():
     results, out = Path(sys.argv[1]), sys.argv[2]
-    body = []
-    for section in (compare_section, scale_section, churn_section, meta_section):
-        part = section(results)
-        if part:
-            body += part + [""]
-    text = "\n".join([BEGIN, ""] + body + [END])
+    parts = [p for p in (compare_section(results), scale_section(results), churn_section(results)) if p]
+    blocks = []
+    if parts:
+        blocks.append((BEGIN, END, block(BEGIN, END, parts + [meta_section(results)])))
+    cost = cost_section(results)
+    if cost:
+        blocks.append((COST_BEGIN, COST_END, block(COST_BEGIN, COST_END, [cost])))
     if out == "-":
-        print(text)
+        print("\n\n".join(text for _, _, text in blocks))
+        gate()
         return
     path = Path(out)
-    old = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in old or END not in old:
-        old = old.rstrip() + f"\n\n{BEGIN}\n{END}\n"
-    head, rest = old.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(head + text + tail)
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    for begin, end, new in blocks:
+        text = replace_block(text, begin, end, new)
+    path.write_text(text)
     print(f"wrote {path}", file=sys.stderr)
+    gate()
+
+
+def gate():
+    """Exits 3 when the cost gate ran and failed (after the report is written)."""
+    if "ratio" not in GATE:
+        return
+    verdict = "pass" if GATE["ok"] else "FAIL"
+    print(f"cost gate: {GATE['measure']}, log off / baseline = {GATE['ratio']:.4f} "
+          f"(limit {LIMIT}): {verdict}", file=sys.stderr)
+    if not GATE["ok"]:
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -150,6 +150,26 @@ impl CookieNames {
         }
     }
 
+    /// Calls `f` with [`CookieNames::route_name`], built on the stack off port 443
+    /// (the request path reads this name on every request).
+    pub fn with_route_name<R>(&self, binding: &Binding<'_>, f: impl FnOnce(&str) -> R) -> R {
+        const ROOM: usize = 96;
+        let base = self.host_base.as_bytes();
+        match binding {
+            Binding::Host { port, .. } if *port != DEFAULT_PORT && base.len() + 7 <= ROOM => {
+                let mut buf = [0u8; ROOM];
+                buf[..base.len()].copy_from_slice(base);
+                buf[base.len()..base.len() + 2].copy_from_slice(b"_p");
+                let mut decimal = itoa::Buffer::new();
+                let digits = decimal.format(*port).as_bytes();
+                let end = base.len() + 2 + digits.len();
+                buf[base.len() + 2..end].copy_from_slice(digits);
+                f(std::str::from_utf8(&buf[..end]).expect("a cookie name and digits"))
+            }
+            _ => f(&self.route_name(binding)),
+        }
+    }
+
     /// The credential cookie for `binding`.
     pub fn route(&self, binding: &Binding<'_>) -> SessionCookie {
         let cookie = SessionCookie::new(&self.route_name(binding))
@@ -278,6 +298,10 @@ mod tests {
         let b8443 = n.binding("app", 8443);
         assert_eq!(n.route_name(&b443), "__Host-_portcullis");
         assert_eq!(n.route_name(&b8443), "__Host-_portcullis_p8443");
+        for port in [1, 9, 10, 443, 8443, 65535] {
+            let b = Binding::Host { host: "a", port };
+            n.with_route_name(&b, |name| assert_eq!(name, n.route_name(&b), "{port}"));
+        }
         assert_eq!(
             n.authenticate(443).name(),
             "__Host-_portcullis_authenticate"

@@ -173,9 +173,52 @@ pub fn strip_identity_headers_and(headers: &mut HeaderMap, extra: &[HeaderName])
 
 /// Sets `X-Forwarded-Port` and `X-Real-IP` to Portcullis's own values.
 pub fn set_forwarded_port_and_ip(headers: &mut HeaderMap, port: u16, client: std::net::IpAddr) {
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(port));
-    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+    headers.insert(X_FORWARDED_PORT, port_value(port));
+    let mut ip = Vec::with_capacity(39);
+    write_ip(&mut ip, client);
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(ip)) {
         headers.insert(X_REAL_IP, v);
+    }
+}
+
+/// `port` as a header value: a worker's requests nearly all name the same port, so its
+/// value is made once per thread and shared.
+fn port_value(port: u16) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u16, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((p, v)) if *p == port => v.clone(),
+        _ => {
+            let v = HeaderValue::from(port);
+            *last = Some((port, v.clone()));
+            v
+        }
+    })
+}
+
+/// Appends `ip` as text (IPv4 without the formatting machinery: once or twice a request).
+fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        std::net::IpAddr::V6(_) => {
+            use std::io::Write;
+            let _ = write!(out, "{ip}");
+        }
     }
 }
 
@@ -212,7 +255,6 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 
 /// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
 pub fn set_forwarded(headers: &mut HeaderMap, peer: std::net::IpAddr, host: &str) {
-    use std::io::Write;
     let prior = headers
         .get(&X_FORWARDED_FOR)
         .map(|v| v.as_bytes())
@@ -222,7 +264,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: std::net::IpAddr, host: &str
         xff.extend_from_slice(prior);
         xff.extend_from_slice(b", ");
     }
-    let _ = write!(xff, "{peer}");
+    write_ip(&mut xff, peer);
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR, v);
     }
@@ -419,5 +461,33 @@ mod tests {
         assert_eq!(h.get("x-forwarded-for").unwrap(), "203.0.113.9, 127.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "app.example.com");
+    }
+
+    #[test]
+    fn addresses_and_ports_as_std_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "127.0.0.1",
+            "192.168.100.255",
+            "9.99.199.250",
+            "::1",
+            "2001:db8::7",
+            "::ffff:10.1.2.3",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            write_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().into_bytes(), "{ip}");
+        }
+        for port in [443, 8443, 443, 1] {
+            let mut h = HeaderMap::new();
+            set_forwarded_port_and_ip(&mut h, port, "10.2.3.4".parse().unwrap());
+            assert_eq!(
+                h.get("x-forwarded-port").unwrap(),
+                port.to_string().as_str()
+            );
+            assert_eq!(h.get("x-real-ip").unwrap(), "10.2.3.4");
+        }
     }
 }

@@ -4,9 +4,12 @@
 mod admin;
 pub mod fields;
 mod metrics;
+mod text;
+mod writer;
 
 pub use admin::{AdminState, bind as bind_admin, serve_admin};
 pub use metrics::{Metrics, RouteLabel};
+pub use writer::flush as flush_logs;
 
 use tracing_subscriber::EnvFilter;
 
@@ -18,7 +21,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `level` is a level (`info`) or a filter directive
+/// Installs the global subscriber, writing to stderr (the per-request logs in batches:
+/// [`writer`]; [`flush_logs`] at exit). `level` is a level (`info`) or a filter directive
 /// (`info,portcullis::proxy=debug`); `RUST_LOG`, when set, wins.
 pub fn init_logging(level: &str, format: LogFormat) -> Result<(), LogError> {
     let filter = match std::env::var("RUST_LOG") {
@@ -31,12 +35,19 @@ pub fn init_logging(level: &str, format: LogFormat) -> Result<(), LogError> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer::Sink);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(text::TextFields).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    result.map_err(|e| LogError::Install(e.to_string()))
+    result.map_err(|e| LogError::Install(e.to_string()))?;
+    // A panic's message comes after the lines logged before it.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        writer::flush();
+        previous(info);
+    }));
+    Ok(())
 }
 
 /// Why logging could not start.

@@ -13,8 +13,10 @@ impl Auth {
         now: i64,
     ) -> Identified {
         let binding = self.names.binding(host, port);
-        let name = self.names.route_name(&binding);
-        let Some(pieces) = crate::auth::cookies::Pieces::of_unique(headers, &name) else {
+        let found = self.names.with_route_name(&binding, |name| {
+            crate::auth::cookies::Pieces::of_unique(headers, name)
+        });
+        let Some(pieces) = found else {
             return Identified::default();
         };
         // The common case: the same cookie was decoded a moment ago for this same

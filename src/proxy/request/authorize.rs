@@ -100,13 +100,17 @@ impl Proxy {
                 decision = anonymous;
                 identified.identity = None;
             } else {
-                ctx.decision = Some(log::Decided::directory(&identified, reason));
+                if self.logs_decisions() {
+                    ctx.decision = Some(log::Decided::directory(&identified, reason));
+                }
                 tracing::info!(route = %route.id, %reason, "request denied by the directory");
                 let resp = respond::error(ctx, StatusCode::FORBIDDEN, reason);
                 return Err(with_cookies(resp, identified));
             }
         }
-        ctx.decision = Some(log::Decided::policy(&decision, &identified));
+        if self.logs_decisions() {
+            ctx.decision = Some(log::Decided::policy(&decision, &identified));
+        }
         match (decision.outcome, &self.auth) {
             (Outcome::Allow, _) => Ok(Authorized {
                 identity: identified.identity,

@@ -70,7 +70,7 @@ impl Proxy {
                 ctx.now,
             );
         }
-        let client_host = client_authority(ctx);
+        let client_host = client_authority(ctx, &parts.headers);
         // X-Forwarded-For gets the connection's client appended, as Envoy does;
         // X-Real-IP is the request's client.
         headers::set_forwarded(&mut parts.headers, ctx.conn.client, &ctx.host);
@@ -281,18 +281,60 @@ impl Proxy {
 
 /// The authority the client addressed, canonical: what the upstream's `Host` is unless
 /// the route rewrites it (for an absolute-form target, the target's, RFC 9112 §3.2.2).
-fn client_authority(ctx: &RequestCtx) -> HeaderValue {
-    let host = if ctx.host.contains(':') {
-        format!("[{}]", ctx.host)
+fn client_authority(ctx: &RequestCtx, headers: &http::HeaderMap) -> HeaderValue {
+    authority_value(
+        headers.get(header::HOST),
+        &ctx.host,
+        ctx.port,
+        ctx.explicit_port,
+    )
+}
+
+/// `host` (`[`…`]` for IPv6) with `:port` when the client named one. The client's own
+/// `Host` value when it spells exactly that (the usual case: shared, not copied).
+fn authority_value(
+    client: Option<&HeaderValue>,
+    host: &str,
+    port: u16,
+    explicit_port: bool,
+) -> HeaderValue {
+    if let Some(v) = client
+        && spells_authority(v.as_bytes(), host, port, explicit_port)
+    {
+        return v.clone();
+    }
+    let host = if host.contains(':') {
+        format!("[{host}]")
     } else {
-        ctx.host.clone()
+        host.to_owned()
     };
-    let text = if ctx.explicit_port {
-        format!("{host}:{}", ctx.port)
+    let text = if explicit_port {
+        format!("{host}:{port}")
     } else {
         host
     };
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn spells_authority(value: &[u8], host: &str, port: u16, explicit_port: bool) -> bool {
+    if host.contains(':') {
+        return false; // IPv6: written in brackets
+    }
+    match value.strip_prefix(host.as_bytes()) {
+        Some([]) => !explicit_port,
+        Some([b':', digits @ ..]) => {
+            explicit_port
+                && !digits.is_empty()
+                && digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && (digits[0] != b'0' || digits.len() == 1)
+                && digits
+                    .iter()
+                    .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+                    == u32::from(port)
+        }
+        _ => false,
+    }
 }
 
 fn set_host(
@@ -390,5 +432,90 @@ mod tests {
             "/v2/users?page=2"
         );
         assert_eq!(upstream_path("/a", None, None).as_str(), "/a");
+    }
+
+    #[test]
+    fn the_clients_host_is_reused_only_when_it_is_the_canonical_authority() {
+        let cases = [
+            // (Host header, canonical host, port, explicit port, upstream Host)
+            (
+                "app.example.com",
+                "app.example.com",
+                443,
+                false,
+                "app.example.com",
+            ),
+            (
+                "app.example.com:8443",
+                "app.example.com",
+                8443,
+                true,
+                "app.example.com:8443",
+            ),
+            (
+                "APP.example.com",
+                "app.example.com",
+                443,
+                false,
+                "app.example.com",
+            ),
+            (
+                "app.example.com.",
+                "app.example.com",
+                443,
+                false,
+                "app.example.com",
+            ),
+            (
+                "app.example.com:08443",
+                "app.example.com",
+                8443,
+                true,
+                "app.example.com:8443",
+            ),
+            (
+                "app.example.com:443",
+                "app.example.com",
+                443,
+                true,
+                "app.example.com:443",
+            ),
+            (
+                "app.example.com:",
+                "app.example.com",
+                443,
+                false,
+                "app.example.com",
+            ),
+            (
+                "other.example",
+                "app.example.com",
+                443,
+                false,
+                "app.example.com",
+            ),
+            (
+                "app.example.com:8443",
+                "app.example.com",
+                9443,
+                true,
+                "app.example.com:9443",
+            ),
+            ("[::1]:8443", "::1", 8443, true, "[::1]:8443"),
+            ("127.0.0.1:0", "127.0.0.1", 0, true, "127.0.0.1:0"),
+        ];
+        for (client, host, port, explicit, want) in cases {
+            let client = HeaderValue::from_static(client);
+            assert_eq!(
+                authority_value(Some(&client), host, port, explicit),
+                want,
+                "{client:?}"
+            );
+            assert_eq!(
+                authority_value(None, host, port, explicit),
+                want,
+                "{client:?}"
+            );
+        }
     }
 }

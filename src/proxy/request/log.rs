@@ -3,13 +3,14 @@
 //! `portcullis::decision` target. Pomerium's `authorize_log_fields` and
 //! `access_log_fields` choose the fields (docs/operations.md lists them).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::{Response, StatusCode};
 
 use super::RequestCtx;
 use crate::auth::gate::Identified;
-use crate::policy::{Decision, Identity, Outcome};
+use crate::policy::{Decision, Identity, Outcome, Reasons};
 use crate::proxy::{Body, Proxy};
 
 pub use crate::telemetry::fields::{AccessField, DecisionField, Fields};
@@ -33,11 +34,17 @@ impl Default for LogFields {
     }
 }
 
-/// What an authorization decided, kept until the log phase.
+/// What an authorization decided, kept until the log phase (only while the decision
+/// log is on; its text is made there, once).
 pub(super) struct Decided {
     outcome: &'static str,
-    reasons: String,
+    why: Why,
     identity: Option<Arc<Identity>>,
+}
+
+enum Why {
+    Policy(Reasons),
+    Directory(String),
 }
 
 impl Decided {
@@ -48,7 +55,7 @@ impl Decided {
                 Outcome::Deny => "deny",
                 Outcome::SignIn => "sign-in",
             },
-            reasons: decision.reasons.to_string(),
+            why: Why::Policy(decision.reasons),
             identity: identified.identity.clone(),
         }
     }
@@ -56,13 +63,33 @@ impl Decided {
     pub fn directory(identified: &Identified, reason: &str) -> Decided {
         Decided {
             outcome: "deny",
-            reasons: format!("directory: {reason}"),
+            why: Why::Directory(reason.to_owned()),
             identity: identified.identity.clone(),
+        }
+    }
+
+    /// The reasons as logged: a single reason (the usual case) without allocating.
+    fn reasons(&self) -> Cow<'static, str> {
+        match &self.why {
+            Why::Policy(reasons) => {
+                let mut each = reasons.iter();
+                match (each.next(), each.next()) {
+                    (None, _) => Cow::Borrowed(""),
+                    (Some(one), None) => Cow::Borrowed(one.as_str()),
+                    _ => Cow::Owned(reasons.to_string()),
+                }
+            }
+            Why::Directory(reason) => Cow::Owned(format!("directory: {reason}")),
         }
     }
 }
 
 impl Proxy {
+    /// Whether authorizations are recorded for the decision log.
+    pub(super) fn logs_decisions(&self) -> bool {
+        !self.logs.decision.is_empty()
+    }
+
     /// Whether a log phase needs the request's path kept.
     pub(super) fn logs_paths(&self) -> bool {
         self.logs.decision.has(DecisionField::Path)
@@ -125,6 +152,7 @@ impl Proxy {
         let on = |field| f.has(field);
         let id = d.identity.as_deref();
         let route = ctx.route.as_ref();
+        let reasons = d.reasons();
         tracing::info!(
             target: "portcullis::decision",
             request_id = on(DecisionField::RequestId).then(|| ctx.request_id.to_str().unwrap_or("")),
@@ -137,7 +165,7 @@ impl Proxy {
             route = on(DecisionField::RouteId).then(|| route.map_or("", |r| &*r.id)),
             policy = on(DecisionField::Policy).then(|| route.map_or("", |r| &*r.options.policy_source)),
             decision = on(DecisionField::Decision).then_some(d.outcome),
-            reasons = on(DecisionField::Reasons).then_some(d.reasons.as_str()),
+            reasons = on(DecisionField::Reasons).then_some(&*reasons),
             status = on(DecisionField::Status).then_some(status.as_u16()),
             duration_ms = on(DecisionField::Duration).then_some(elapsed.as_secs_f64() * 1000.0),
             "authorization",

@@ -237,8 +237,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "the reference render (DefaultFields under with_default) comes out without the \
-                decision event in the lib test binary; the harness needs fixing, see docs/benchmarks.md"]
     fn lines_are_the_default_formatters_byte_for_byte() {
         for ansi in [false, true] {
             let want = render(ansi, false);

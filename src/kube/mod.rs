@@ -7,6 +7,7 @@
 pub mod annotations;
 pub mod controller;
 pub mod crd;
+pub mod gateway;
 pub mod index;
 pub mod status;
 

@@ -3,6 +3,7 @@
 
 pub mod authority;
 mod describe;
+pub mod gateway;
 mod live;
 pub mod model;
 pub mod path;

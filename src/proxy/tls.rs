@@ -183,6 +183,11 @@ impl CertStore {
     }
 }
 
+/// Whether `pair` is a usable certificate and key (they parse and belong together).
+pub fn check_pair(pair: &PemPair) -> Result<(), CertError> {
+    load_pair(pair).map(|_| ())
+}
+
 /// Whether certificate names `sans` cover `name` (exact, or `x.parent` under
 /// `*.parent`; a `*.parent` name needs that very wildcard).
 fn covers(sans: &[String], name: &str) -> bool {

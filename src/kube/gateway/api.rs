@@ -256,15 +256,21 @@ pub struct HTTPRouteSpec {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ParentReference {
+    /// API group of the parent: `gateway.networking.k8s.io`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Kind of the parent: `Gateway`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Namespace of the parent; absent: the referrer's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Name of the parent.
     pub name: String,
+    /// A listener of the parent, by name; absent: every listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub section_name: Option<String>,
+    /// A listener of the parent, by port; absent: every port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
 }

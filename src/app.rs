@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::proxy::tls::{CertStore, PemPair};
 use crate::proxy::{self, Limits, Proxy};
-use crate::routes::{HostMatch, LiveTable, Model};
+use crate::routes::{LiveTable, Model};
 use crate::telemetry::{self, AdminState, Metrics};
 
 /// Where to listen and with which certificates.
@@ -61,7 +61,7 @@ pub struct Running {
 /// Binds every listener, applies `model` and starts serving. Errors name the
 /// setting at fault (a port in use, a certificate that does not parse).
 pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running> {
-    let fallback_names = self_signed_names(model);
+    let fallback_names = crate::proxy::tls::self_signed_names(model);
     let certs = CertStore::new(&settings.certificates, &fallback_names)?;
     if certs.has_generated_default() {
         tracing::warn!(
@@ -72,6 +72,9 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     }
     let certs = Arc::new(ArcSwap::from_pointee(certs));
     let mut metrics = Metrics::new();
+    if let Some(auth) = &settings.auth {
+        auth.register_metrics(metrics.registry_mut());
+    }
     let directory = match &settings.directory {
         Some(d) => Some(
             crate::directory::Directory::start(d, metrics.registry_mut())
@@ -135,8 +138,10 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         let port = settings.redirect_https_port.unwrap_or(https_addr.port());
         tasks.spawn(proxy::serve_redirect(
             listener,
+            proxy.clone(),
             port,
             settings.limits,
+            metrics.clone(),
             shutdown_rx.clone(),
         ));
         tracing::info!(address = ?http_addr, "HTTP listener ready (redirects to HTTPS)");
@@ -147,6 +152,7 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         let state = Arc::new(AdminState {
             metrics: metrics.clone(),
             ready: ready.clone(),
+            session_store: settings.auth.as_ref().and_then(|a| a.store_answered()),
             debug_routes: Box::new(move || {
                 let snapshot = debug_table.load_full();
                 serde_json::json!({
@@ -242,20 +248,68 @@ fn report_applied(table: &LiveTable, metrics: &Metrics, applied: crate::routes::
     );
 }
 
-/// Names for the generated certificate: every exact route host, and `localhost`.
-pub fn self_signed_names(model: &Model) -> Vec<String> {
-    let mut names: Vec<String> = model
-        .routes
-        .iter()
-        .filter_map(|r| match &r.host {
-            HostMatch::Exact(h) => Some(h.clone()),
-            HostMatch::Wildcard(h) => Some(format!("*.{h}")),
-            HostMatch::Any => None,
-        })
-        .chain(model.authenticate_host.iter().map(|h| h.host.clone()))
-        .collect();
-    names.push("localhost".into());
-    names.sort();
-    names.dedup();
-    names
+// === impl DataPlaneSink ===
+
+/// Applies translations to this replica's data plane and hands them to the status
+/// writer. Routes from the config file (if any) stay in front of the cluster's.
+pub struct DataPlaneSink {
+    pub table: LiveTable,
+    pub metrics: Arc<Metrics>,
+    pub certs: Arc<ArcSwap<CertStore>>,
+    pub ready: Arc<AtomicBool>,
+    /// Routes and certificates from the config file.
+    pub base: Model,
+    pub base_certificates: Vec<PemPair>,
+    pub translations: watch::Sender<Option<Arc<crate::kube::index::Translation>>>,
+}
+
+impl crate::kube::controller::Sink for DataPlaneSink {
+    fn apply(&self, t: &crate::kube::index::Translation, synced: bool) {
+        let mut model = t.model.clone();
+        let mut routes = self.base.routes.clone();
+        routes.append(&mut model.routes);
+        model.routes = routes;
+        model.default_backend = self.base.default_backend.clone().or(model.default_backend);
+        model.authenticate_host = self.base.authenticate_host.clone();
+        model
+            .exclusive_hosts
+            .extend(self.base.exclusive_hosts.iter().cloned());
+        let applied = self.table.apply(&model);
+        let regexes = applied.regexes;
+        self.metrics.table_swapped(
+            applied.generation,
+            applied.routes,
+            applied.build_time.as_secs_f64(),
+        );
+        for d in &self.table.load().diagnostics {
+            tracing::debug!(route = %d.route_id, "{}", d.message);
+        }
+        // The config file's certificates serve all their names and give the default;
+        // Ingress Secrets serve only the hosts their namespace owns, never the default.
+        let names = crate::proxy::tls::self_signed_names(&model);
+        let (store, errors) = CertStore::scoped(
+            &self.base_certificates,
+            &t.certificates,
+            &t.default_certificate_hosts,
+            &names,
+        );
+        for e in errors {
+            tracing::warn!(error = %e, "skipping a TLS certificate");
+        }
+        self.certs.store(Arc::new(store));
+        tracing::info!(
+            generation = applied.generation,
+            routes = applied.routes,
+            certificates = self.base_certificates.len() + t.certificates.len(),
+            build_ms = applied.build_time.as_secs_f64() * 1000.0,
+            regexes_compiled = regexes.compiled,
+            regexes_reused = regexes.reused,
+            regexes_shared = regexes.shared,
+            "routing table applied from the cluster"
+        );
+        if synced && !self.ready.swap(true, Ordering::AcqRel) {
+            tracing::info!("ready: the first full sync is in the routing table");
+        }
+        self.translations.send_replace(Some(Arc::new(t.clone())));
+    }
 }

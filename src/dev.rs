@@ -2,7 +2,6 @@
 //! OpenID provider with demo users, a demo echo upstream and demo routes under
 //! `*.localhost`. Never for production: self-signed certificate, throwaway keys.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +10,6 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::app::{self, Settings};
@@ -21,11 +18,11 @@ use crate::auth::provider::ProviderSettings;
 use crate::auth::{CookieSecret, SameSite, SigningKey};
 use crate::devidp::{self, DevClient, DevIdpConfig, DevUser};
 use crate::policy::{Policy, Shorthands};
-use crate::proxy::Limits;
 use crate::routes::{
     BackendSpec, Balance, EndpointSpec, HostMatch, HostPort, Model, PathMatch, RouteOptions,
     RouteSpec, UpstreamScheme,
 };
+use crate::server::Limits;
 
 /// Largest request body the echo upstream reads back.
 const ECHO_MAX_BODY: usize = 64 * 1024;
@@ -227,19 +224,16 @@ pub fn demo_model(upstream: SocketAddr) -> Model {
 /// Serves an upstream that answers every request with a JSON echo of it, tagged with
 /// `name`: method, path, headers and body. `/status/NNN` answers with that status.
 pub async fn serve_echo(listener: TcpListener, name: &'static str) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| async move {
-                Ok::<_, Infallible>(echo(name, req).await)
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    // Runs until the process ends: a shutdown signal nobody sends.
+    let (_keep, never) = tokio::sync::watch::channel(false);
+    crate::server::serve_plain(
+        listener,
+        "demo app",
+        crate::server::Limits::default(),
+        move |req| echo(name, req),
+        never,
+    )
+    .await;
 }
 
 async fn echo(name: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {

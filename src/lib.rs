@@ -1,6 +1,6 @@
 //! Portcullis: a Kubernetes ingress controller with an identity-aware proxy inside.
 //!
-//! The rooms, in the order a request meets them (see DESIGN.md section 1):
+//! The rooms, in the order a request meets them (see docs/design.md):
 //! `config` and `kube` produce a plain [`routes::Model`]; [`routes::build`] compiles it
 //! into an immutable [`routes::RoutingTable`]; `proxy` serves the table, asking
 //! `policy` for a decision on every request; `telemetry` logs and counts.
@@ -17,4 +17,5 @@ pub mod policy;
 pub mod proxy;
 pub mod reply;
 pub mod routes;
+pub mod server;
 pub mod telemetry;

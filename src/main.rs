@@ -7,12 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use portcullis::app::DataPlaneSink;
 use portcullis::app::{self, Settings};
 use portcullis::auth::gate::{Auth, AuthSettings};
 use portcullis::auth::provider::ProviderSettings;
 use portcullis::auth::{CookieSecret, SigningKey};
 use portcullis::config::Config;
-use portcullis::kube::DataPlaneSink;
 use portcullis::kube::controller::ControllerSettings;
 use portcullis::kube::index as kube_index;
 use portcullis::kube::status::{Leadership, Publish, StatusSettings};
@@ -286,7 +286,7 @@ fn run(config: Option<PathBuf>, workers: usize, kube: Box<KubeArgs>) -> anyhow::
             http_redirect_address: config.http_redirect_address,
             metrics_address: config.metrics_address,
             certificates: certificates.clone(),
-            limits: Limits::default(),
+            limits: limits(&config.connections),
             redirect_https_port: None,
             auth,
             directory: config.directory.clone(),
@@ -317,6 +317,20 @@ fn run(config: Option<PathBuf>, workers: usize, kube: Box<KubeArgs>) -> anyhow::
         running.shutdown().await;
         Ok(())
     })
+}
+
+/// The data plane's client-side limits from the config's connection keys.
+fn limits(c: &portcullis::config::ConnectionSettings) -> Limits {
+    Limits {
+        header_read_timeout: c.timeout_header_read,
+        idle_timeout: c.timeout_idle,
+        max_connections_per_worker: c.max_connections_per_worker,
+        max_concurrent_requests_per_connection: c.max_concurrent_requests_per_connection,
+        http2_max_concurrent_streams: c.http2_max_concurrent_streams,
+        proxy_protocol: c.use_proxy_protocol,
+        xff_num_trusted_hops: c.xff_num_trusted_hops,
+        ..Limits::default()
+    }
 }
 
 /// Connects to the cluster and starts the watchers and the status writer beside the
@@ -524,13 +538,38 @@ fn auth_settings(config: &Config) -> anyhow::Result<Option<AuthSettings>> {
         cookie_same_site: config.cookie.same_site,
         cookie_secret,
         signing_key,
-        session_store: match &config.session_store {
-            portcullis::config::SessionStore::Cookie => None,
-            portcullis::config::SessionStore::Redis(url) => Some(url.expose().clone()),
-        },
+        session_store: store_settings(&config.session_store)?,
         jwt_claims_headers: config.jwt_claims_headers.clone(),
         allowed_return_domains: config.allowed_return_domains.clone(),
         bearer_format: config.bearer.format,
+    }))
+}
+
+/// The Redis session store's settings with its TLS files read; `None`: the cookie store.
+fn store_settings(
+    store: &portcullis::config::SessionStore,
+) -> anyhow::Result<Option<portcullis::auth::store::StoreSettings>> {
+    let portcullis::config::SessionStore::Redis(redis) = store else {
+        return Ok(None);
+    };
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {key} {}", path.display()))
+    };
+    let ca_pem = match &redis.ca_file {
+        Some(p) => Some(read("session_store_ca_file", p)?),
+        None => None,
+    };
+    let client_cert = match (&redis.cert_file, &redis.key_file) {
+        (Some(cert), Some(key)) => Some((
+            read("session_store_cert_file", cert)?,
+            read("session_store_key_file", key)?,
+        )),
+        _ => None,
+    };
+    Ok(Some(portcullis::auth::store::StoreSettings {
+        url: redis.url.clone(),
+        ca_pem,
+        client_cert,
     }))
 }
 

@@ -105,6 +105,8 @@ fn ok(_: &Seen) -> (u16, &'static str, &'static str) {
 }
 
 struct Env {
+    /// The plain-HTTP listener (with `http_redirect_address` in `extra`).
+    http: Option<SocketAddr>,
     _proxy: Proc,
     _dir: common::signin_env::Dir,
     addr: SocketAddr,
@@ -119,11 +121,23 @@ struct Env {
 /// so nobody gets in). `ws.example.test` allows WebSockets; `rmq.example.test` keeps
 /// encoded slashes (`path_normalization: lenient`); `hostile.example.test` misbehaves.
 async fn start(extra: &str) -> Env {
+    start_with_http(extra, None).await
+}
+
+async fn start_with_http(extra: &str, http: Option<u16>) -> Env {
+    let extra = match http {
+        Some(p) => format!("http_redirect_address: 127.0.0.1:{p}\n{extra}"),
+        None => extra.to_string(),
+    };
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = common::signin_env::Dir::new("canonical");
     let pki = pki(&["*.example.test"]);
     let cert = dir.write("tls.crt", &pki.server.cert_pem);
     let key = dir.write("tls.key", &pki.server.key_pem);
+    // site.example.test has a certificate of its own (the others share the wildcard).
+    let site = common::issue(&pki, &["site.example.test"]);
+    let site_cert = dir.write("site.crt", &site.cert_pem);
+    let site_key = dir.write("site.key", &site.key_pem);
     let (public_addr, public) = upstream(ok).await;
     let (private_addr, private) = upstream(ok).await;
     let (hostile_addr, hostile) = upstream(|s| match s.target.as_str() {
@@ -137,10 +151,13 @@ async fn start(extra: &str) -> Env {
     let config = format!(
         "address: 127.0.0.1:{port}\n\
          metrics_address: 127.0.0.1:{admin}\n\
-         certificates:\n  - cert: {cert}\n    key: {key}\n\
+         certificates:\n  - cert: {cert}\n    key: {key}\n  - cert: {site_cert}\n    key: {site_key}\n\
          jwt_claims_headers:\n  X-Email: email\n\
          {extra}\
          routes:\n\
+         \x20 - from: https://site.example.test\n\
+         \x20   path: /.well-known/acme-challenge/tok-123\n\
+         \x20   to: http://{public_addr}\n\
          \x20 - from: https://site.example.test\n\
          \x20   prefix: /public\n\
          \x20   to: http://{public_addr}\n\
@@ -167,6 +184,8 @@ async fn start(extra: &str) -> Env {
          \x20   allow_public_unauthenticated_access: true\n",
         cert = cert.display(),
         key = key.display(),
+        site_cert = site_cert.display(),
+        site_key = site_key.display(),
     );
     let config_path = dir.write("config.yaml", config.as_bytes());
     let log = std::fs::File::create(dir.0.join("portcullis.log")).unwrap();
@@ -180,6 +199,7 @@ async fn start(extra: &str) -> Env {
         .unwrap();
     wait_ready(admin).await;
     Env {
+        http: http.map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
         _proxy: Proc(child),
         _dir: dir,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -381,6 +401,22 @@ async fn the_routed_host_is_the_forwarded_host() {
     )
     .await;
     assert_eq!(s, 400);
+    // A host the connection's certificate does not serve: 421 (another certificate is
+    // the one for it); one the same certificate serves is fine (HTTP/2 coalescing).
+    let (s, _) = raw(
+        &env,
+        "site.example.test",
+        "GET /x HTTP/1.1\r\nhost: ws.example.test\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 421);
+    let (s, _) = raw(
+        &env,
+        "ws.example.test",
+        "GET /x HTTP/1.1\r\nhost: hostile.example.test\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 200);
     // Case and a trailing dot are the same host.
     let (s, _) = get1(&env, "SITE.example.test.", "/public/y").await;
     assert_eq!(s, 200);
@@ -489,4 +525,41 @@ async fn framing_is_decided_by_the_proxy_not_by_either_side() {
     .await;
     assert_eq!(s, 405);
     assert!(env.hostile.lock().unwrap().iter().all(|s| s.target != "/"));
+}
+
+/// cert-manager's HTTP-01 solver: the challenge path of a route written for it is
+/// served over plain HTTP, publicly; every other plain-HTTP request still redirects.
+#[tokio::test]
+async fn acme_challenges_answer_on_the_http_listener() {
+    let env = start_with_http("", Some(free_port())).await;
+    let http = env.http.unwrap();
+    let plain = |path: &'static str| common::plain_get(http, "site.example.test", path);
+    let r = plain("/.well-known/acme-challenge/tok-123").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, "ok");
+    assert!(
+        env.public
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.target == "/.well-known/acme-challenge/tok-123")
+    );
+    for path in ["/.well-known/acme-challenge/other", "/public/x", "/"] {
+        let r = plain(path).await;
+        assert_eq!(r.status, 301, "{path}: {r:?}");
+        assert!(
+            r.headers["location"]
+                .to_str()
+                .unwrap()
+                .starts_with("https://site.example.test")
+        );
+    }
+    // Over HTTPS the route's own policy applies (none here: it denies).
+    let (s, _) = get1(
+        &env,
+        "site.example.test",
+        "/.well-known/acme-challenge/tok-123",
+    )
+    .await;
+    assert_eq!(s, 403);
 }

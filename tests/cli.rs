@@ -93,7 +93,9 @@ async fn run_serves_a_config_file() {
         .count();
     assert_eq!(workers, 3);
 
-    let tls = client_tls(&pki.ca_der, &[b"h2", b"http/1.1"]);
+    // An HTTP/1.1 client offers only http/1.1: after ALPN picks h2, HTTP/1.1 bytes
+    // are refused (the connection is closed).
+    let tls = client_tls(&pki.ca_der, &[b"http/1.1"]);
     let addr = SocketAddr::from(([127, 0, 0, 1], https));
     let mut app = H1::connect(addr, "app.example.test", tls.clone()).await;
     let mut seen = Vec::new();

@@ -451,7 +451,7 @@ fn crd_value() -> Value {
 
 // === the documented example ===
 
-/// The example of DESIGN.md section 4, with `lastTransitionTime` added: the apiserver
+/// The IdentityPolicy example of the design contract (README.md, docs/policy.md), with `lastTransitionTime` added: the apiserver
 /// requires it on every condition (metav1.Condition), so real objects always carry it.
 const DESIGN_EXAMPLE: &str = r#"
 apiVersion: portcullis.dev/v1alpha1
@@ -479,7 +479,7 @@ status:
 #[test]
 fn design_example_reads_back() {
     let policy: IdentityPolicy =
-        serde_saphyr::from_str(DESIGN_EXAMPLE).expect("the DESIGN.md example deserializes");
+        serde_saphyr::from_str(DESIGN_EXAMPLE).expect("the contract example deserializes");
     assert_eq!(policy.metadata.name.as_deref(), Some("admins"));
     assert_eq!(policy.metadata.namespace.as_deref(), Some("apps"));
 

@@ -1,4 +1,4 @@
-//! The session trust boundary, attacked through the real binary (DESIGN.md section 8,
+//! The session trust boundary, attacked through the real binary (docs/design.md,
 //! "a signed-in user … never able to carry a credential from one host to another, sign
 //! another user in or out"): the Okta-shaped provider (e2e/oidc), `portcullis run` with
 //! several route hosts, both session stores, and — for refresh-token rotation with Redis
@@ -54,64 +54,6 @@ fn bare(env: &Env) -> reqwest::Client {
         b = b.resolve(&format!("{host}.example.test"), addr);
     }
     b.build().unwrap()
-}
-
-async fn get(c: &reqwest::Client, url: &str, accept: &str) -> reqwest::Response {
-    c.get(url).header("accept", accept).send().await.unwrap()
-}
-
-fn location(r: &reqwest::Response) -> String {
-    r.headers()
-        .get("location")
-        .map(|l| l.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
-
-/// The value a response sets for cookie `name`, if any.
-fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers().get_all("set-cookie").iter().find_map(|v| {
-        let v = v.to_str().ok()?;
-        let (n, rest) = v.split_once('=')?;
-        let value = rest.split(';').next()?;
-        (n == name && !value.is_empty()).then(|| value.to_string())
-    })
-}
-
-/// Follows redirects from `url` (signing in as `login` when the provider asks) until
-/// the next hop would redeem a handoff token; returns that URL without visiting it.
-async fn until_handoff(c: &reqwest::Client, url: &str, login: Option<(&str, &str)>) -> String {
-    let mut r = get(c, url, "text/html").await;
-    for _ in 0..20 {
-        let at = r.url().clone();
-        if r.status().is_redirection() {
-            let next = at.join(&location(&r)).unwrap().to_string();
-            if next.contains("/.portcullis/callback?token=") {
-                return next;
-            }
-            r = get(c, &next, "text/html").await;
-        } else if r.status() == 200 && at.path().contains("/login/") {
-            let (user, password) = login.expect("a login form appeared but no user was given");
-            r = c
-                .post(at.as_str())
-                .form(&[("username", user), ("password", password)])
-                .send()
-                .await
-                .unwrap();
-        } else {
-            panic!("no handoff on the way: {} at {at}", r.status());
-        }
-    }
-    panic!("too many redirects");
-}
-
-/// The CSRF token of the sign-out form `c` gets on `url`.
-async fn sign_out_csrf(c: &reqwest::Client, url: &str) -> String {
-    let form = c.get(url).send().await.unwrap().text().await.unwrap();
-    form.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| panic!("no CSRF field in {form}"))
-        .to_string()
 }
 
 /// The attack of the sessions issue, end to end: a signed-in victim follows a sign-in
@@ -587,26 +529,6 @@ async fn upstreams_cannot_set_portcullis_cookies() {
         metrics.contains("portcullis_upstream_cookies_dropped_total 6"),
         "{metrics}"
     );
-}
-
-/// A TCP balancer on loopback: each new connection goes to the next backend in turn
-/// (what a Service or an L4 load balancer in front of two replicas does).
-async fn balancer(backends: Vec<SocketAddr>) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut next = 0usize;
-        while let Ok((mut client, _)) = listener.accept().await {
-            let backend = backends[next % backends.len()];
-            next += 1;
-            tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-        }
-    });
-    port
 }
 
 /// With rotation on: the user active on three hosts across several refreshes. No API

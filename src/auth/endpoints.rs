@@ -25,7 +25,7 @@ use super::pages;
 use super::provider::PendingAuth;
 use super::redirect::{is_safe_path, validate_return_url};
 use super::seal::Purpose;
-use super::session::{RouteCredential, Session};
+use super::session::{RouteCredential, Session, StoreError};
 use crate::policy::Identity;
 use crate::reply::{Body, full};
 use crate::routes::RoutingTable;
@@ -437,13 +437,16 @@ impl Auth {
         }
         // With Redis, a token is single-use across every replica too; fail closed.
         let ttl = (handoff.expires_at.as_second() - ctx.now).max(1) as u64 + 5;
-        if !self
+        match self
             .store
-            .first_use_shared(&handoff.jti, ttl)
+            .first_use_shared(&handoff.jti, &handoff.sid, ttl)
             .await
-            .unwrap_or(false)
         {
-            return invalid("This sign-in link was already used. Go back to the application.");
+            Ok(true) => {}
+            Ok(false) => {
+                return invalid("This sign-in link was already used. Go back to the application.");
+            }
+            Err(_) => return store_unavailable(ctx),
         }
         let Ok(credential) = serde_json::from_slice::<RouteCredential>(&handoff.credential) else {
             return invalid("This sign-in link is damaged.");
@@ -458,34 +461,42 @@ impl Auth {
 
     /// The session of this request: the authenticate host's own, or this route host's
     /// credential.
-    async fn current(&self, headers: &HeaderMap, ctx: &Ctx<'_>) -> Option<Current> {
+    /// `Err`: the session store could not be read (answer 503: never "signed out").
+    async fn current(
+        &self,
+        headers: &HeaderMap,
+        ctx: &Ctx<'_>,
+    ) -> Result<Option<Current>, StoreError> {
         if self.is_authenticate_host(ctx.host, ctx.port) {
-            let s = self
-                .auth_session(headers, ctx.port, ctx.now)
-                .await
-                .session?;
-            return Some(Current {
+            let found = self.auth_session(headers, ctx.port, ctx.now).await;
+            if let Some(e) = found.store_error {
+                return Err(e);
+            }
+            return Ok(found.session.map(|s| Current {
                 identity: Arc::new(s.identity()),
                 sid: s.id,
                 name: s.name,
                 session_expires: s.expires,
-            });
+            }));
         }
-        let known = self
-            .credential(headers, ctx.host, ctx.port, ctx.now)
-            .await
-            .known?;
-        Some(Current {
+        let found = self.credential(headers, ctx.host, ctx.port, ctx.now).await;
+        if let Some(e) = found.store_error {
+            return Err(e);
+        }
+        Ok(found.known.map(|known| Current {
             identity: known.identity.clone(),
             sid: known.sid.clone(),
             name: known.name.clone(),
             session_expires: known.session_expires,
-        })
+        }))
     }
 
     /// `/.portcullis/` and `/.portcullis/user`.
     async fn user_page<B>(&self, req: &Request<B>, ctx: &Ctx<'_>, as_json: bool) -> Response<Body> {
-        let Some(current) = self.current(req.headers(), ctx).await else {
+        let Ok(current) = self.current(req.headers(), ctx).await else {
+            return store_unavailable(ctx);
+        };
+        let Some(current) = current else {
             if as_json {
                 return json(
                     StatusCode::UNAUTHORIZED,
@@ -546,13 +557,14 @@ impl Auth {
     /// CSRF token).
     async fn sign_out_form<B>(&self, req: &Request<B>, ctx: &Ctx<'_>) -> Response<Body> {
         match self.current(req.headers(), ctx).await {
-            Some(current) => pages::sign_out(
+            Ok(Some(current)) => pages::sign_out(
                 &self
                     .csrf
                     .sign_out_token(sign_out_binding(&current.sid, ctx).as_bytes()),
                 ctx.request_id,
             ),
-            None => pages::signed_out(ctx.request_id),
+            Ok(None) => pages::signed_out(ctx.request_id),
+            Err(_) => store_unavailable(ctx),
         }
     }
 
@@ -567,7 +579,9 @@ impl Auth {
         B::Error: Into<crate::reply::BoxError>,
     {
         let on_authenticate = self.is_authenticate_host(ctx.host, ctx.port);
-        let current = self.current(req.headers(), ctx).await;
+        let Ok(current) = self.current(req.headers(), ctx).await else {
+            return store_unavailable(ctx);
+        };
         let own_cookie = if on_authenticate {
             self.names.authenticate(ctx.port)
         } else {
@@ -609,30 +623,35 @@ impl Auth {
         tracing::info!(session = %short(&current.sid), user = %current.identity.user, "signing out");
         if on_authenticate {
             let session = match auth_cookie {
-                Some(v) => self
-                    .store
-                    .load(&self.sealer, &v, ctx.now)
-                    .await
-                    .ok()
-                    .flatten(),
+                Some(v) => match self.store.load(&self.sealer, &v, ctx.now).await {
+                    Ok(s) => s,
+                    Err(_) => return store_unavailable(ctx),
+                },
                 None => None,
             };
             return self.end_session(session, None, &current.sid, ctx).await;
         }
         // With Redis the session is here: end it now, whatever the browser does next.
         let mut id_token = None;
-        if self.store.is_redis()
-            && let Ok(Some(session)) = self
+        if self.store.is_redis() {
+            // Fail closed: a sign-out the store did not record is not reported done.
+            let session = match self
                 .store
                 .load_id(&self.sealer, &current.sid, ctx.now)
                 .await
-        {
-            self.revoke(&session).await;
-            if let Err(e) = self.store.delete(&session.id).await {
-                tracing::warn!(error = %e, "could not delete the session from the store");
+            {
+                Ok(s) => s,
+                Err(_) => return store_unavailable(ctx),
+            };
+            if let Some(session) = session {
+                self.revoke(&session).await;
+                if let Err(e) = self.store.delete(&session.id).await {
+                    tracing::warn!(error = %e, "could not delete the session from the store");
+                    return store_unavailable(ctx);
+                }
+                self.sign_out_token(&session.id_token, ctx.now).await;
+                id_token = Some(session.id_token);
             }
-            self.sign_out_token(&session.id_token, ctx.now).await;
-            id_token = Some(session.id_token);
         }
         let intent = SignOutIntent {
             session_id: current.sid.clone(),
@@ -690,12 +709,10 @@ impl Auth {
             }
             Some(sid) => {
                 let session = match &value {
-                    Some(v) => self
-                        .store
-                        .load(&self.sealer, v, ctx.now)
-                        .await
-                        .ok()
-                        .flatten(),
+                    Some(v) => match self.store.load(&self.sealer, v, ctx.now).await {
+                        Ok(s) => s,
+                        Err(_) => return store_unavailable(ctx),
+                    },
                     None => None,
                 };
                 self.end_session(session, intent.id_token, &sid, ctx).await
@@ -717,7 +734,10 @@ impl Auth {
         if let Some(s) = session {
             self.revoke(&s).await;
             if let Err(e) = self.store.delete(&s.id).await {
+                // The browser keeps its cookie to try again; the refresh token is
+                // already revoked, so the stored session can no longer be renewed.
                 tracing::warn!(error = %e, "could not delete the session from the store");
+                return store_unavailable(ctx);
             }
             id_token = Some(s.id_token);
         }

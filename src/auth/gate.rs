@@ -56,8 +56,8 @@ pub struct AuthSettings {
     pub cookie_same_site: SameSite,
     pub cookie_secret: CookieSecret,
     pub signing_key: SigningKey,
-    /// `redis://…` for server-side sessions; `None` keeps them in the cookie.
-    pub session_store: Option<String>,
+    /// Redis for server-side sessions; `None` keeps them in the cookie.
+    pub session_store: Option<super::store::StoreSettings>,
     /// Default for routes: also send `X-Portcullis-Claim-*` and `X-Forwarded-*` headers.
     pub jwt_claims_headers: Vec<(HeaderName, String)>,
     /// `allowed_return_domains`: when not empty, sign-in returns only to hosts matching
@@ -99,6 +99,13 @@ pub struct Auth {
     /// ID tokens of signed-out sessions (SHA-256 → expiry): sign-out hands the last one
     /// to the provider in a URL (`id_token_hint`), so it must not work as a bearer.
     signed_out_tokens: Mutex<HashMap<[u8; 32], i64>>,
+}
+
+/// Why a bearer token was not accepted.
+enum BearerRefused {
+    Provider(ProviderError),
+    /// The session store could not say whether it was signed out.
+    Store(StoreError),
 }
 
 /// Who a request comes from, and cookies to set on the response.
@@ -162,7 +169,7 @@ impl Auth {
             settings.cookie_domain.as_deref(),
             settings.cookie_same_site,
         )?;
-        let store = Store::connect(settings.session_store.as_deref()).await?;
+        let store = Store::start(settings.session_store)?;
         Ok(Auth {
             authenticate_url: settings.authenticate_url.trim_end_matches('/').to_string(),
             authenticate_host,
@@ -190,6 +197,16 @@ impl Auth {
             decoded_keys: std::hash::RandomState::new(),
             signed_out_tokens: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// With Redis, a flag that turns true once the store has answered (`/readyz`).
+    pub fn store_answered(&self) -> Option<Arc<std::sync::atomic::AtomicBool>> {
+        self.store.answered()
+    }
+
+    /// Adds the session store's metrics to `registry`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.store.register_metrics(registry);
     }
 
     pub fn signer(&self) -> &SigningKey {
@@ -222,7 +239,15 @@ impl Auth {
                     identity: Some(Arc::new(identity_from_claims(&claims))),
                     ..Identified::default()
                 },
-                Err(e) => {
+                // Whether the token was signed out is unknown: 503, not a guess.
+                Err(BearerRefused::Store(e)) => {
+                    tracing::warn!(error = %e, "session store unavailable");
+                    Identified {
+                        store_error: Some(e),
+                        ..Identified::default()
+                    }
+                }
+                Err(BearerRefused::Provider(e)) => {
                     tracing::debug!(error = %e, "bearer token refused");
                     Identified::default()
                 }
@@ -237,8 +262,12 @@ impl Auth {
         token: &str,
         format: BearerFormat,
         now: i64,
-    ) -> Result<serde_json::Map<String, Value>, ProviderError> {
-        let claims = self.provider.verify_bearer(token, format).await?;
+    ) -> Result<serde_json::Map<String, Value>, BearerRefused> {
+        let claims = self
+            .provider
+            .verify_bearer(token, format)
+            .await
+            .map_err(BearerRefused::Provider)?;
         let digest = token_digest(token);
         let in_memory = {
             let mut revoked = self
@@ -249,16 +278,16 @@ impl Auth {
             revoked.contains_key(&digest)
         };
         // With Redis, every replica knows; an unreadable store fails closed.
-        if in_memory
+        let signed_out = in_memory
             || self
                 .store
                 .is_token_signed_out(&digest)
                 .await
-                .unwrap_or(true)
-        {
-            return Err(ProviderError::InvalidToken(
+                .map_err(BearerRefused::Store)?;
+        if signed_out {
+            return Err(BearerRefused::Provider(ProviderError::InvalidToken(
                 "the token's session has signed out".into(),
-            ));
+            )));
         }
         Ok(claims)
     }
@@ -553,7 +582,10 @@ impl Auth {
                 }
                 return Ok(None);
             }
-            // Redis unreachable: refresh here (the store can't hold the result anyway).
+            // Redis unreachable: don't refresh (a rotated refresh token whose successor
+            // can't be stored would end the session); keep the session as it is, as in a
+            // provider outage — its tokens are still valid for a while.
+            Err(_) if self.store.is_redis() => return Ok(None),
             Err(_) => None,
         };
         let result = self.refresh_holding(session, now).await;

@@ -169,7 +169,7 @@ fn der_push(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
 
 // === impl Assertion ===
 
-/// The claims of `X-Portcullis-Jwt-Assertion` (DESIGN.md section 6).
+/// The claims of `X-Portcullis-Jwt-Assertion` (docs/migrating-from-pomerium.md lists them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Assertion {
     pub iss: String,

@@ -1,4 +1,4 @@
-//! Sign-in and sessions (DESIGN.md section 6).
+//! Sign-in and sessions (docs/design.md).
 //!
 //! Building blocks, each pure and small:
 //! - [`keys`]: `cookie_secret` and the HKDF subkeys derived from it;
@@ -11,7 +11,8 @@
 //!
 //! And the machinery built on them:
 //! - [`provider`]: the OpenID Connect provider (discovery, code flow, refresh, tokens);
-//! - [`session`]: sessions and their store (cookie or Redis);
+//! - [`session`]: sessions and the credentials route hosts get;
+//! - [`store`]: where sessions are kept (the cookie, or Redis: one server, Sentinel or Cluster);
 //! - [`gate`]: who a request comes from, and the identity sent upstream;
 //! - [`endpoints`] and [`pages`]: sign-in, callback, handoff, user page, sign-out.
 
@@ -28,6 +29,7 @@ pub mod provider;
 pub mod redirect;
 pub mod seal;
 pub mod session;
+pub mod store;
 
 pub use cookies::{CookieError, SameSite, SessionCookie, read_chunked, strip_cookies};
 pub use csrf::{Csrf, random_state};

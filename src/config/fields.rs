@@ -177,18 +177,9 @@ pub(crate) fn secret_string(node: &Node, path: &str, p: &mut Problems) -> Option
 pub(crate) fn boolean(node: &Node, path: &str, p: &mut Problems) -> Option<bool> {
     match &node.value {
         Value::Bool(b) => Some(*b),
-        Value::Str(s) => match s.trim() {
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-            "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-            other => {
-                p.push(
-                    &node.origin,
-                    path,
-                    format!("expected true or false, found `{other}`"),
-                );
-                None
-            }
-        },
+        Value::Str(s) => crate::routes::options::boolean(s)
+            .map_err(|e| p.push(&node.origin, path, e.to_string()))
+            .ok(),
         _ => {
             p.push(
                 &node.origin,
@@ -293,63 +284,36 @@ pub(crate) fn duration(node: &Node, path: &str, p: &mut Problems) -> Option<Dura
     }
 }
 
-/// Go's `time.ParseDuration`, minus negative values (no timeout here can be negative).
-pub(crate) fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    const UNITS: &str = "use ns, us, ms, s, m or h, as in `30s` or `1m30s`";
-    let s = text.strip_prefix('+').unwrap_or(text);
-    if s.starts_with('-') {
-        return Err("must not be negative".into());
-    }
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err(format!("empty; {UNITS}"));
-    }
-    let mut total: u128 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-        if (int.is_empty() && frac.is_empty()) || frac.contains('.') {
-            return Err(format!("expected a number before `{unit}`"));
+/// A whole number in `min..=max` (written as a number, or as text from the
+/// environment).
+pub(crate) fn count(node: &Node, path: &str, min: u64, max: u64, p: &mut Problems) -> Option<u64> {
+    let n = match &node.value {
+        Value::Int(i) => Some(*i),
+        Value::Str(s) => s.trim().parse::<i128>().ok(),
+        _ => None,
+    };
+    let Some(n) = n else {
+        p.push(
+            &node.origin,
+            path,
+            format!("expected a whole number, found {}", node.kind()),
+        );
+        return None;
+    };
+    match u64::try_from(n) {
+        Ok(v) if (min..=max).contains(&v) => Some(v),
+        _ => {
+            p.push(
+                &node.origin,
+                path,
+                format!("must be between {min} and {max}, found {n}"),
+            );
+            None
         }
-        if unit.is_empty() {
-            return Err(format!("missing unit after `{num}`; {UNITS}"));
-        }
-        let nanos_per: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            other => return Err(format!("unknown unit `{other}`; {UNITS}")),
-        };
-        let int: u128 = if int.is_empty() {
-            0
-        } else {
-            int.parse().map_err(|_| "number too large".to_string())?
-        };
-        let mut part = int.checked_mul(nanos_per).ok_or("too large")?;
-        let mut scale = nanos_per;
-        for d in frac.bytes().take(18) {
-            scale /= 10;
-            part += u128::from(d - b'0') * scale;
-        }
-        total = total.checked_add(part).ok_or("too large")?;
-        rest = tail;
     }
-    let secs = u64::try_from(total / 1_000_000_000).map_err(|_| "too large".to_string())?;
-    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
 }
+
+pub(crate) use crate::routes::options::parse_go_duration;
 
 /// A listen address: `:443` (all interfaces), `127.0.0.1:8443`, `[::1]:443`, `localhost:8080`.
 pub(crate) fn socket_addr(node: &Node, path: &str, p: &mut Problems) -> Option<SocketAddr> {
@@ -391,32 +355,16 @@ pub(crate) fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
 /// A header name, lower-cased as `http` keeps it.
 pub(crate) fn header_name(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderName> {
     let text = string(node, path, p)?;
-    match HeaderName::from_bytes(text.trim().as_bytes()) {
-        Ok(n) => Some(n),
-        Err(_) => {
-            p.push(
-                &node.origin,
-                path,
-                format!("`{text}` is not a valid HTTP header name"),
-            );
-            None
-        }
-    }
+    crate::routes::options::header_name(&text)
+        .map_err(|e| p.push(&node.origin, path, e.to_string()))
+        .ok()
 }
 
 pub(crate) fn header_value(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderValue> {
     let text = string(node, path, p)?;
-    match HeaderValue::from_str(&text) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            p.push(
-                &node.origin,
-                path,
-                format!("{text:?} is not a valid HTTP header value (control characters?)"),
-            );
-            None
-        }
-    }
+    crate::routes::options::header_value(&text)
+        .map_err(|e| p.push(&node.origin, path, e.to_string()))
+        .ok()
 }
 
 /// A mapping of header names to values, in file order.

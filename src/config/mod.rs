@@ -1,7 +1,7 @@
 //! The config file in Pomerium's format (same key names and meaning where Pomerium has
 //! the key), environment overrides (`COOKIE_SECRET=...` beats the file, as in Pomerium),
 //! validation with errors that name the file, line and key path, and conversion into the
-//! plain routing [`Model`](crate::routes::Model). See DESIGN.md section 3.
+//! plain routing [`Model`](crate::routes::Model). See docs/design.md.
 //!
 //! Reading is in two steps: [`yaml`] parses the text into a tree that remembers where
 //! each node was written; the readers here and in [`route`] walk that tree, refusing
@@ -13,6 +13,7 @@ pub(crate) mod fields;
 mod route;
 mod secret;
 mod settings;
+mod store_url;
 mod yaml;
 
 #[cfg(test)]
@@ -30,12 +31,13 @@ pub use check::{Warning, check};
 pub use error::{ConfigError, Problem};
 pub use route::RouteConfig;
 pub use secret::Secret;
+pub use store_url::{StoreUrl, Topology, host_port};
 
 use error::Problems;
 use fields::Fields;
 use settings::{
     read_certificates, read_claim_headers, read_cookie, read_directory, read_idp,
-    read_session_store, read_signing_key, secret_bytes,
+    read_session_store_settings, read_signing_key, secret_bytes,
 };
 use yaml::{Node, Origin, Value};
 
@@ -76,10 +78,21 @@ const TOP_KEYS: &[&str] = &[
     "shared_secret",
     "signing_key",
     "session_store",
+    "session_store_password",
+    "session_store_ca_file",
+    "session_store_cert_file",
+    "session_store_key_file",
     "directory",
     "pass_identity_headers",
     "jwt_claims_headers",
     "metrics_address",
+    "use_proxy_protocol",
+    "xff_num_trusted_hops",
+    "timeout_header_read",
+    "timeout_idle",
+    "max_connections_per_worker",
+    "max_concurrent_requests_per_connection",
+    "http2_max_concurrent_streams",
     "log_level",
     "log_format",
     "routes",
@@ -119,12 +132,49 @@ pub struct Config {
     /// `allowed_return_domains`: hosts sign-in may return to besides needing a route
     /// (`example.com` exactly, `*.example.com` any subdomain); empty: any routed host.
     pub allowed_return_domains: Vec<String>,
+    /// Client connections: PROXY protocol, trusted hops, deadlines and limits.
+    pub connections: ConnectionSettings,
     /// `authorize_log_fields`: the decision log's fields (all by default; `[]` off).
     pub authorize_log_fields:
         crate::telemetry::fields::Fields<crate::telemetry::fields::DecisionField>,
     /// `access_log_fields`: the access log's fields (none by default: debug level only).
     pub access_log_fields: crate::telemetry::fields::Fields<crate::telemetry::fields::AccessField>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// The client side of the listeners (`use_proxy_protocol`, `xff_num_trusted_hops`,
+/// `timeout_idle` as in Pomerium; the others ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// Every connection to the HTTPS and HTTP listeners starts with a PROXY protocol
+    /// header (v1 or v2); one without is closed.
+    pub use_proxy_protocol: bool,
+    /// Trusted proxies in front that append to `X-Forwarded-For`.
+    pub xff_num_trusted_hops: u32,
+    /// From the TLS handshake to the first request's headers; for HTTP/1.1 also from
+    /// one response to the next request's headers. Zero: none.
+    pub timeout_header_read: Duration,
+    /// A connection with no request in flight is closed after this. Zero: never.
+    pub timeout_idle: Duration,
+    pub max_connections_per_worker: usize,
+    pub max_concurrent_requests_per_connection: usize,
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for ConnectionSettings {
+    /// The data plane's own defaults (one source: `server::Limits`).
+    fn default() -> Self {
+        let l = crate::server::Limits::default();
+        ConnectionSettings {
+            use_proxy_protocol: l.proxy_protocol,
+            xff_num_trusted_hops: l.xff_num_trusted_hops,
+            timeout_header_read: l.header_read_timeout,
+            timeout_idle: l.idle_timeout,
+            max_connections_per_worker: l.max_connections_per_worker,
+            max_concurrent_requests_per_connection: l.max_concurrent_requests_per_connection,
+            http2_max_concurrent_streams: l.http2_max_concurrent_streams,
+        }
+    }
 }
 
 /// `bearer_token_format`, `idp_access_token_allowed_audiences` (Pomerium's keys) and
@@ -191,8 +241,21 @@ pub enum SessionStore {
     /// An AEAD-encrypted session in the cookie itself.
     #[default]
     Cookie,
-    /// `redis://` or `rediss://` URL (may hold a password, hence the wrapper).
-    Redis(Secret<String>),
+    /// Redis, Sentinel or Cluster (`session_store` and the `session_store_*` keys).
+    Redis(Box<RedisSettings>),
+}
+
+/// A Redis session store: where it is, and the TLS files for `rediss…://` URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// The URL, with `session_store_password` in it when that is set.
+    pub url: StoreUrl,
+    /// `session_store_ca_file`: the CA bundle that signed the servers' certificates
+    /// (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// `session_store_cert_file` and `session_store_key_file`: a client certificate.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// Keys that sign and bind things (`shared_secret`, `signing_key`).
@@ -352,9 +415,7 @@ fn read_config(
     });
     let idp = read_idp(&f, p);
     let cookie = read_cookie(&f, p);
-    let session_store = f
-        .read("session_store", p, read_session_store)
-        .unwrap_or_default();
+    let session_store = read_session_store_settings(&f, p);
     let signing = SigningSettings {
         shared_secret: f.read("shared_secret", p, |n, path, p| {
             secret_bytes(n, path, p).map(Secret::new)
@@ -384,6 +445,7 @@ fn read_config(
     let allowed_return_domains = f
         .read("allowed_return_domains", p, settings::read_return_domains)
         .unwrap_or_default();
+    let connections = settings::read_connections(&f, p);
     let authorize_log_fields = f
         .read("authorize_log_fields", p, settings::read_log_fields)
         .unwrap_or_else(crate::telemetry::fields::Fields::all);
@@ -460,6 +522,7 @@ fn read_config(
         jwt_claims_headers,
         bearer,
         allowed_return_domains,
+        connections,
         authorize_log_fields,
         access_log_fields,
         routes,

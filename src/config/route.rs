@@ -405,18 +405,9 @@ fn read_endpoint(node: &Node, path: &str, p: &mut Problems) -> Option<(String, E
 
 fn read_balance(node: &Node, path: &str, p: &mut Problems) -> Option<Balance> {
     let text = fields::string(node, path, p)?;
-    match text.trim().to_ascii_uppercase().as_str() {
-        "ROUND_ROBIN" => Some(Balance::RoundRobin),
-        "LEAST_REQUEST" => Some(Balance::LeastRequest),
-        _ => {
-            p.push(
-                &node.origin,
-                path,
-                format!("`{text}` is not supported; use ROUND_ROBIN or LEAST_REQUEST"),
-            );
-            None
-        }
-    }
+    crate::routes::options::balance(&text)
+        .map_err(|e| p.push(&node.origin, path, e.to_string()))
+        .ok()
 }
 
 /// `path` (exact), `prefix` (plain string prefix), `regex` (anchored): at most one.
@@ -599,16 +590,7 @@ fn read_options(
 /// `host_rewrite`: a host (optionally with a port) for the upstream's `Host` header.
 fn read_host_rewrite(node: &Node, path: &str, p: &mut Problems) -> Option<String> {
     let s = fields::nonempty(node, path, p)?;
-    let valid = s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
-    if !valid {
-        p.push(
-            &node.origin,
-            path,
-            format!("`{s}` is not a valid host (or host:port)"),
-        );
-        return None;
-    }
-    Some(s)
+    crate::routes::options::host_rewrite(&s)
+        .map_err(|e| p.push(&node.origin, path, e.to_string()))
+        .ok()
 }

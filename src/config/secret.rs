@@ -26,31 +26,30 @@ impl<T> fmt::Debug for Secret<T> {
 /// Decodes standard or URL-safe base64, padding optional (what `head -c32 /dev/urandom |
 /// base64` and Pomerium's docs produce). The error never contains the input.
 pub(crate) fn decode_base64(text: &str) -> Result<Vec<u8>, &'static str> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    let body = text.trim().trim_end_matches('=');
-    for b in body.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'\n' | b'\r' | b' ' => continue,
-            _ => return Err("is not valid base64"),
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if bits >= 6 {
-        return Err("is not valid base64 (truncated)");
-    }
-    Ok(out)
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    // One alphabet, no line breaks: URL-safe digits read as standard ones.
+    let normal: String = text
+        .chars()
+        .filter(|c| !matches!(c, '\n' | '\r' | ' '))
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    LENIENT
+        .decode(normal.trim_end_matches('='))
+        .map_err(|e| match e {
+            base64::DecodeError::InvalidLength(_) | base64::DecodeError::InvalidLastSymbol(..) => {
+                "is not valid base64 (truncated)"
+            }
+            _ => "is not valid base64",
+        })
 }
 
 #[cfg(test)]

@@ -203,21 +203,89 @@ pub(super) fn read_session_store(
     if text == "cookie" {
         return Some(SessionStore::Cookie);
     }
-    // The URL may carry a password: don't quote it.
-    let rest = text
-        .strip_prefix("redis://")
-        .or_else(|| text.strip_prefix("rediss://"));
-    match rest {
-        Some(r) if !r.is_empty() => Some(SessionStore::Redis(Secret::new(text))),
-        _ => {
+    // The URL may carry a password: the parser's errors never quote it.
+    match super::store_url::parse(&text) {
+        Ok(url) => Some(SessionStore::Redis(Box::new(RedisSettings {
+            url,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }))),
+        Err(e) if !text.contains("://") || e.contains("unknown scheme") => {
             p.push(
                 &node.origin,
                 path,
-                "must be `cookie` or a `redis://` / `rediss://` URL",
+                "must be `cookie` or a `redis://` / `rediss://` URL (or redis+sentinel://, \
+                 rediss+sentinel://, redis+cluster://, rediss+cluster://)",
             );
             None
         }
+        Err(e) => {
+            p.push(&node.origin, path, format!("the URL {e}"));
+            None
+        }
     }
+}
+
+/// `session_store` and the keys beside it: the password (when not in the URL) and the
+/// TLS files for `rediss…://` URLs.
+pub(super) fn read_session_store_settings(f: &Fields<'_>, p: &mut Problems) -> SessionStore {
+    let store = f
+        .read("session_store", p, read_session_store)
+        .unwrap_or_default();
+    let password = f.read("session_store_password", p, |n, path, p| {
+        fields::secret_string(n, path, p).map(Secret::new)
+    });
+    let file = |key: &str, p: &mut Problems| f.read(key, p, fields::nonempty).map(PathBuf::from);
+    let ca_file = file("session_store_ca_file", p);
+    let cert_file = file("session_store_cert_file", p);
+    let key_file = file("session_store_key_file", p);
+    let SessionStore::Redis(mut redis) = store else {
+        for key in [
+            "session_store_password",
+            "session_store_ca_file",
+            "session_store_cert_file",
+            "session_store_key_file",
+        ] {
+            if let Some(n) = f.get(key) {
+                p.push(&n.origin, key, "needs a Redis `session_store`");
+            }
+        }
+        return store;
+    };
+    if let Some(pw) = password {
+        redis.url.password = Some(pw);
+    }
+    if !redis.url.tls {
+        for key in [
+            "session_store_ca_file",
+            "session_store_cert_file",
+            "session_store_key_file",
+        ] {
+            if let Some(n) = f.get(key) {
+                p.push(
+                    &n.origin,
+                    key,
+                    "needs a TLS session_store URL (rediss://, rediss+sentinel:// or \
+                     rediss+cluster://)",
+                );
+            }
+        }
+    }
+    if cert_file.is_some() != key_file.is_some() {
+        let (given, missing) = if cert_file.is_some() {
+            ("session_store_cert_file", "session_store_key_file")
+        } else {
+            ("session_store_key_file", "session_store_cert_file")
+        };
+        if let Some(n) = f.get(given) {
+            p.push(&n.origin, given, format!("needs {missing} too"));
+        }
+    }
+    redis.ca_file = ca_file;
+    redis.cert_file = cert_file;
+    redis.key_file = key_file;
+    SessionStore::Redis(redis)
 }
 
 pub(super) fn read_claim_headers(
@@ -368,6 +436,38 @@ pub(super) fn read_return_domains(
         }
     }
     Some(out)
+}
+
+/// The client-connection keys; each absent one keeps its default.
+pub(super) fn read_connections(f: &Fields<'_>, p: &mut Problems) -> ConnectionSettings {
+    let d = ConnectionSettings::default();
+    let count = |key: &str, min: u64, max: u64, p: &mut Problems| {
+        f.read(key, p, |n, path, p| fields::count(n, path, min, max, p))
+    };
+    ConnectionSettings {
+        use_proxy_protocol: f
+            .read("use_proxy_protocol", p, fields::boolean)
+            .unwrap_or(d.use_proxy_protocol),
+        xff_num_trusted_hops: count("xff_num_trusted_hops", 0, u64::from(u32::MAX), p)
+            .map_or(d.xff_num_trusted_hops, |n| n as u32),
+        timeout_header_read: f
+            .read("timeout_header_read", p, fields::duration)
+            .unwrap_or(d.timeout_header_read),
+        timeout_idle: f
+            .read("timeout_idle", p, fields::duration)
+            .unwrap_or(d.timeout_idle),
+        max_connections_per_worker: count("max_connections_per_worker", 1, 1_000_000, p)
+            .map_or(d.max_connections_per_worker, |n| n as usize),
+        max_concurrent_requests_per_connection: count(
+            "max_concurrent_requests_per_connection",
+            1,
+            100_000,
+            p,
+        )
+        .map_or(d.max_concurrent_requests_per_connection, |n| n as usize),
+        http2_max_concurrent_streams: count("http2_max_concurrent_streams", 1, 100_000, p)
+            .map_or(d.http2_max_concurrent_streams, |n| n as u32),
+    }
 }
 
 /// `authorize_log_fields` / `access_log_fields`: a list of field names (`[]`: none).

@@ -718,3 +718,107 @@ fn check_prints_a_summary() {
         "{err}"
     );
 }
+
+#[test]
+fn session_store_keys_beside_the_url() {
+    let c = parse_ok(
+        "session_store: rediss+cluster://n1:7000,n2:7000\nsession_store_password: s3cret\n\
+         session_store_ca_file: /etc/redis/ca.pem\nsession_store_cert_file: /c.pem\n\
+         session_store_key_file: /k.pem\n",
+    );
+    let SessionStore::Redis(r) = &c.session_store else {
+        panic!("not redis");
+    };
+    assert_eq!(r.url.topology, Topology::Cluster);
+    assert_eq!(r.url.password.as_ref().unwrap().expose(), "s3cret");
+    assert_eq!(
+        r.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/redis/ca.pem"))
+    );
+    assert!(r.cert_file.is_some() && r.key_file.is_some());
+    assert!(!format!("{c:?}").contains("s3cret"));
+    for (text, want) in [
+        (
+            "session_store: redis://r\nsession_store_ca_file: /ca.pem",
+            "needs a TLS session_store",
+        ),
+        (
+            "session_store: rediss://r\nsession_store_cert_file: /c.pem",
+            "needs session_store_key_file",
+        ),
+        (
+            "session_store_password: hunter2",
+            "needs a Redis `session_store`",
+        ),
+        (
+            "session_store: redis+sentinel://:hunter2@s1,s2",
+            "the URL needs the master's name",
+        ),
+    ] {
+        let err = parse_err(text);
+        assert!(err.contains(want), "{text}: {err}");
+        assert!(!err.contains("hunter2"), "{text}: {err}");
+    }
+}
+
+#[test]
+fn connection_keys() {
+    assert_eq!(parse_ok("").connections, ConnectionSettings::default());
+    type Check = fn(&ConnectionSettings) -> bool;
+    let cases: &[(&str, Check)] = &[
+        ("use_proxy_protocol: true", |c| c.use_proxy_protocol),
+        ("xff_num_trusted_hops: 2", |c| c.xff_num_trusted_hops == 2),
+        ("timeout_header_read: 5s", |c| {
+            c.timeout_header_read == Duration::from_secs(5)
+        }),
+        ("timeout_idle: 0", |c| c.timeout_idle.is_zero()),
+        ("timeout_idle: 1m", |c| {
+            c.timeout_idle == Duration::from_secs(60)
+        }),
+        ("max_connections_per_worker: 500", |c| {
+            c.max_connections_per_worker == 500
+        }),
+        ("max_concurrent_requests_per_connection: 8", |c| {
+            c.max_concurrent_requests_per_connection == 8
+        }),
+        ("http2_max_concurrent_streams: 50", |c| {
+            c.http2_max_concurrent_streams == 50
+        }),
+    ];
+    for (text, check) in cases {
+        assert!(check(&parse_ok(text).connections), "{text}");
+    }
+    let bad = [
+        (
+            "xff_num_trusted_hops: -1",
+            "config.yaml:1:23: xff_num_trusted_hops: must be between 0 and",
+        ),
+        (
+            "xff_num_trusted_hops: two",
+            "expected a whole number, found a string",
+        ),
+        (
+            "max_connections_per_worker: 0",
+            "must be between 1 and 1000000, found 0",
+        ),
+        (
+            "http2_max_concurrent_streams: 1.5",
+            "expected a whole number, found a number",
+        ),
+        ("timeout_idle: 5", "a duration needs a unit"),
+        ("use_proxy_protocol: maybe", "expected true or false"),
+    ];
+    for (text, want) in bad {
+        let err = parse_err(text);
+        assert!(err.contains(want), "{text}: {err}");
+    }
+    // From the environment, as every top-level key.
+    let env = |k: &str| match k {
+        "USE_PROXY_PROTOCOL" => Some("true".to_string()),
+        "XFF_NUM_TRUSTED_HOPS" => Some("1".to_string()),
+        _ => None,
+    };
+    let c = Config::parse("", "config.yaml", &env).unwrap().connections;
+    assert!(c.use_proxy_protocol);
+    assert_eq!(c.xff_num_trusted_hops, 1);
+}

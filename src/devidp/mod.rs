@@ -29,17 +29,12 @@ mod pages;
 mod store;
 mod token;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use ring::hmac;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use tokio::net::TcpListener;
@@ -202,39 +197,20 @@ pub async fn start(config: DevIdpConfig) -> Result<RunningIdp, DevIdpError> {
     })
 }
 
-async fn serve(listener: TcpListener, idp: Arc<Idp>, mut stop: watch::Receiver<bool>) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "development OpenID provider: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = crate::proxy::server::stopped(&mut stop) => break,
-        };
-        let idp = idp.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let idp = idp.clone();
-                async move { Ok::<_, Infallible>(endpoints::handle(&idp, req).await) }
-            });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let _ = watcher.watch(connection).await;
-        });
-    }
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+async fn serve(listener: TcpListener, idp: Arc<Idp>, stop: watch::Receiver<bool>) {
+    let limits = crate::server::Limits {
+        drain_timeout: DRAIN_TIMEOUT,
+        ..crate::server::Limits::default()
+    };
+    crate::server::serve_plain(
+        listener,
+        "development OpenID provider",
+        limits,
+        move |req| {
+            let idp = idp.clone();
+            async move { endpoints::handle(&idp, req).await }
+        },
+        stop,
+    )
+    .await;
 }

@@ -170,7 +170,7 @@ impl<'a> UserView<'a> {
     }
 
     /// Every group name and group id, what the policy `groups` criterion matches
-    /// (DESIGN.md section 5).
+    /// (docs/policy.md).
     pub fn group_names_and_ids(&self) -> impl Iterator<Item = &'a str> + 'a {
         self.groups().flat_map(|(id, name)| [name, id])
     }

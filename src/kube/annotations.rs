@@ -1,4 +1,4 @@
-//! Ingress annotations (DESIGN.md section 4): `portcullis.dev/<key>`, and the same keys
+//! Ingress annotations (docs/annotations.md): `portcullis.dev/<key>`, and the same keys
 //! under Pomerium's prefix with underscores (`ingress.pomerium.io/allowed_users`), read
 //! into typed values with the meaning the config file gives the matching route keys.
 //!
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::config::fields::parse_go_duration;
 use crate::policy::{Policy, PolicyError, Shorthands};
+use crate::routes::options;
 use crate::routes::{Balance, HostMatch, RouteOptions, UpstreamHost, UpstreamScheme};
 
 /// Our annotation prefix; keys are written with `-`.
@@ -55,7 +55,7 @@ pub enum Key {
     PathNormalization,
 }
 
-/// Our key names (after [`PREFIX`]), as DESIGN.md section 4 lists them.
+/// Our key names (after [`PREFIX`]), as docs/annotations.md lists them.
 const KEYS: &[(&str, Key)] = &[
     ("policy", Key::Policy),
     ("identity-policy", Key::IdentityPolicy),
@@ -443,17 +443,13 @@ impl Reader<'_> {
 
 // === value readers ===
 
-/// `true`/`false` in Go's `strconv.ParseBool` forms, as the config file reads text.
+/// The shared parsers ([`crate::routes::options`]) with this module's error type.
 pub(crate) fn boolean(v: &str) -> Result<bool, String> {
-    match v.trim() {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        other => Err(format!("expected \"true\" or \"false\", found `{other}`")),
-    }
+    options::boolean(v).map_err(|e| e.0)
 }
 
 fn duration(v: &str) -> Result<Duration, String> {
-    parse_go_duration(v.trim()).map_err(|why| format!("invalid duration `{}`: {why}", v.trim()))
+    options::duration(v).map_err(|e| e.0)
 }
 
 /// A YAML or JSON value (`["a", "b"]`, `{X-A: "1"}`, a block list or mapping).
@@ -559,8 +555,7 @@ fn namespace_names(v: &str) -> Result<Vec<String>, String> {
 }
 
 fn header_name(name: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| format!("`{name}` is not a valid HTTP header name"))
+    options::header_name(name).map_err(|e| e.0)
 }
 
 /// A YAML/JSON mapping of header names to values, in name order. A name given twice
@@ -576,8 +571,7 @@ fn header_map(v: &str) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     for (k, val) in &map {
         let text = scalar_text(val)
             .ok_or_else(|| format!("the value of `{k}` must be a string, found {val}"))?;
-        let value = HeaderValue::from_str(&text)
-            .map_err(|_| format!("{text:?} is not a valid HTTP header value"))?;
+        let value = options::header_value(&text).map_err(|e| e.0)?;
         let name = header_name(k)?;
         if out.iter().any(|(n, _)| *n == name) {
             return Err(format!("header `{name}` is given twice"));
@@ -592,34 +586,13 @@ fn header_names(v: &str) -> Result<Vec<HeaderName>, String> {
 }
 
 fn host_rewrite(v: &str) -> Result<String, String> {
-    let v = v.trim();
-    let valid = !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b));
-    if valid {
-        Ok(v.to_string())
-    } else {
-        Err(format!("`{v}` is not a valid host (or host:port)"))
-    }
+    options::host_rewrite(v).map_err(|e| e.0)
 }
 
 fn backend_protocol(v: &str) -> Result<UpstreamScheme, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "http" => Ok(UpstreamScheme::Http),
-        "https" => Ok(UpstreamScheme::Https),
-        "h2c" => Ok(UpstreamScheme::H2c),
-        other => Err(format!(
-            "`{other}` is not supported; use http, https or h2c"
-        )),
-    }
+    options::backend_protocol(v).map_err(|e| e.0)
 }
 
 fn load_balancing(v: &str) -> Result<Balance, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "round_robin" => Ok(Balance::RoundRobin),
-        "least_request" => Ok(Balance::LeastRequest),
-        other => Err(format!(
-            "`{other}` is not supported; use round_robin or least_request"
-        )),
-    }
+    options::balance(v).map_err(|e| e.0)
 }

@@ -245,7 +245,7 @@ pub async fn run(
                 was_synced = true;
                 sink.apply(&translation, true);
             }
-            _ = crate::proxy::server::stopped(&mut shutdown) => break,
+            _ = crate::server::stopped(&mut shutdown) => break,
         }
     }
 }

@@ -113,7 +113,7 @@ pub async fn run(
                     writer.write(&t).await;
                 }
             }
-            _ = crate::proxy::server::stopped(&mut shutdown) => break,
+            _ = crate::server::stopped(&mut shutdown) => break,
         }
     }
     if leadership.is_leader() {

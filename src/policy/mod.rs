@@ -3,7 +3,7 @@
 //!
 //! Evaluation follows Pomerium's generated rego: every criterion yields a value and a
 //! reason, operators merge them, and a `user-unauthenticated` reason anywhere in the
-//! final allow or deny result means the caller must sign in first (DESIGN.md section 5).
+//! final allow or deny result means the caller must sign in first (docs/policy.md).
 
 pub mod cli;
 mod criteria;

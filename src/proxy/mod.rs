@@ -1,6 +1,8 @@
 //! The data plane: TLS termination with SNI, HTTP/1.1 and HTTP/2, the request phases,
 //! and upstream connections. The only room that knows hyper's connection plumbing.
 
+pub mod client_addr;
+pub mod conn;
 mod h1pool;
 pub mod headers;
 pub mod idle;

@@ -8,52 +8,138 @@ use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::conn::{self, ClientIo, ConnState, Deadlines, Supervisor, Tracked};
 use super::{Body, ConnInfo, Proxy, empty};
+use crate::telemetry::Metrics;
 
-/// Protocol limits and timeouts of the client side.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Time a client has to finish its TLS handshake.
-    pub tls_handshake_timeout: Duration,
-    /// Time a client has to send a request's headers (HTTP/1.1).
-    pub header_read_timeout: Duration,
-    /// Largest request head accepted, in bytes.
-    pub max_header_bytes: usize,
-    /// Time in-flight requests get to finish after shutdown starts.
-    pub drain_timeout: Duration,
+use crate::server::limits_nonzero as nonzero;
+pub use crate::server::{Limits, accept, bind, stopped};
+
+fn deadlines(limits: &Limits) -> Deadlines {
+    Deadlines {
+        first_request: limits.header_read_timeout,
+        idle: limits.idle_timeout,
+    }
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            tls_handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(30),
-            max_header_bytes: 64 * 1024,
-            drain_timeout: Duration::from_secs(30),
+/// HTTP/1.1 and HTTP/2 servers, one chosen per connection by ALPN: `h2` gets HTTP/2
+/// (and a client that then sends no valid preface is closed), anything else HTTP/1.1.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+fn builders(limits: &Limits) -> Builders {
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
+        .header_read_timeout(nonzero(limits.header_read_timeout))
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes.saturating_mul(4).min(1 << 24) as u32)
+        .max_concurrent_streams(limits.http2_max_concurrent_streams.max(1))
+        .keep_alive_interval(Duration::from_secs(30));
+    Builders { h1, h2 }
+}
+
+/// Connection slots of one listener (or worker), and the drain that waits for them.
+struct Slots {
+    sem: Arc<Semaphore>,
+    max: usize,
+    listener: &'static str,
+}
+
+impl Slots {
+    fn new(max: usize, listener: &'static str) -> Slots {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        Slots {
+            sem: Arc::new(Semaphore::new(max)),
+            max,
+            listener,
+        }
+    }
+
+    /// A slot for the next connection, waiting (and not accepting) while all are
+    /// taken; `None` once shutdown starts.
+    async fn take(
+        &self,
+        metrics: &Metrics,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<OwnedSemaphorePermit> {
+        if let Ok(p) = self.sem.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        metrics.connection_limit_hit("connections_per_worker");
+        if conn::ACCEPT_LOG.ready() {
+            tracing::warn!(
+                listener = self.listener,
+                worker = std::thread::current().name().unwrap_or(""),
+                limit = self.max,
+                "connection limit reached: this worker accepts no new connection until \
+                 one of its own closes (max_connections_per_worker)"
+            );
+        }
+        tokio::select! {
+            p = self.sem.clone().acquire_owned() => p.ok(),
+            _ = stopped(shutdown) => None,
+        }
+    }
+
+    fn open(&self) -> usize {
+        self.max - self.sem.available_permits()
+    }
+
+    /// Waits until every connection has closed, at most `limit`.
+    async fn drain(&self, limit: Duration) {
+        let open = self.open();
+        if open > 0 {
+            tracing::info!(
+                listener = self.listener,
+                connections = open,
+                "draining connections"
+            );
+        }
+        let all = u32::try_from(self.max).unwrap_or(u32::MAX);
+        if tokio::time::timeout(limit, self.sem.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                listener = self.listener,
+                "drain timed out; closing remaining connections"
+            );
         }
     }
 }
 
-fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Duration::from_secs(30));
-    b
+/// The PROXY header when `proxy_protocol` is on: the connection's socket and its
+/// client, or `None` (logged, counted) when the header is missing or invalid.
+async fn front(
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: &Limits,
+    metrics: &Metrics,
+) -> Option<(ClientIo, std::net::IpAddr)> {
+    if !limits.proxy_protocol {
+        return Some((ClientIo::new(stream), peer.ip()));
+    }
+    match ClientIo::read_proxy_header(stream).await {
+        Ok((io, header)) => Some((io, header.source.map_or(peer.ip(), |s| s.ip()))),
+        Err(e) => {
+            metrics.proxy_protocol_refused();
+            if conn::PROXY_LOG.ready() {
+                tracing::warn!(%peer, error = %e, "closing a connection without a valid PROXY protocol header (use_proxy_protocol)");
+            }
+            None
+        }
+    }
 }
 
 /// Serves HTTPS on `listener` until `shutdown` turns true, then drains.
@@ -67,47 +153,95 @@ pub async fn serve_https(
     // A `Host` without a port means the scheme's default, whatever port we listen on
     // (behind a Service or load balancer the two differ).
     let default_port = 443;
-    let builder = Arc::new(builder(&limits));
-    let graceful = GracefulShutdown::new();
+    let builders = Arc::new(builders(&limits));
+    let slots = Slots::new(limits.max_connections_per_worker, "https");
     loop {
+        let Some(slot) = slots.take(&proxy.metrics, &mut shutdown).await else {
+            break;
+        };
         let Some((stream, peer)) = accept(&listener, &mut shutdown).await else {
             break;
         };
         let _ = stream.set_nodelay(true);
         let tls = tls.clone();
         let proxy = proxy.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let builders = builders.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(
-                limits.tls_handshake_timeout,
-                tls.accept(stream),
-            )
-            .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
+            let _slot = slot;
+            let handshake = async {
+                let (io, client) = front(stream, peer, &limits, &proxy.metrics).await?;
+                match tls.accept(io).await {
+                    Ok(s) => Some((s, client)),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        None
+                    }
                 }
             };
+            let (stream, client) =
+                match tokio::time::timeout(limits.tls_handshake_timeout, handshake).await {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return,
+                    Err(_) => {
+                        proxy.metrics.connection_timeout("handshake");
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let sni: Option<Arc<str>> = stream
+                .get_ref()
+                .1
+                .server_name()
+                .map(|n| n.to_ascii_lowercase().into());
             proxy.metrics.connection_opened();
-            let conn = ConnInfo { peer, default_port };
+            let conn = ConnInfo {
+                peer,
+                default_port,
+                client: super::client_addr::canonical(client),
+                xff_trusted_hops: limits.xff_num_trusted_hops,
+                sni,
+            };
+            let state = Arc::new(ConnState::new(
+                limits.max_concurrent_requests_per_connection,
+                proxy.metrics.clone(),
+            ));
+            let max_header_bytes = limits.max_header_bytes;
             let service = {
                 let proxy = proxy.clone();
+                let state = state.clone();
                 service_fn(move |req: Request<Incoming>| {
                     let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req, conn).await) }
+                    let state = state.clone();
+                    let conn = conn.clone();
+                    async move {
+                        let in_flight = state.begin(peer).await;
+                        // HTTP/2 header lists are decoded up to 4× the limit so that
+                        // the client gets this answer rather than a GOAWAY.
+                        let resp = if h2 && conn::header_list_size(&req) > max_header_bytes {
+                            conn::header_too_large()
+                        } else {
+                            proxy.handle(req, conn).await
+                        };
+                        Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
+                    }
                 })
             };
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
+            let io = TokioIo::new(stream);
+            let mut sup = Supervisor {
+                state,
+                deadlines: deadlines(&limits),
+                shutdown,
+            };
+            let done = if h2 {
+                let c = builders.h2.serve_connection(io, service);
+                sup.drive(c, |c| c.graceful_shutdown()).await
+            } else {
+                let c = builders.h1.serve_connection(io, service).with_upgrades();
+                sup.drive(c, |c| c.graceful_shutdown()).await
+            };
+            if let Err(e) = done {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             proxy.metrics.connection_closed();
@@ -115,37 +249,92 @@ pub async fn serve_https(
     }
     // Stop taking connections before the drain: new ones are refused, not queued.
     drop(listener);
-    drain(graceful, limits.drain_timeout, "https").await;
+    slots.drain(limits.drain_timeout).await;
 }
 
-/// Answers every plain-HTTP request with a redirect to the same URL over HTTPS.
-/// `https_port` is added to the target unless it is 443.
+/// Answers every plain-HTTP request with a redirect to the same URL over HTTPS —
+/// except ACME HTTP-01 challenges for routes written for them, which `proxy` serves
+/// (cert-manager's solver Ingresses). `https_port` is added to the target unless it is
+/// 443.
 pub async fn serve_redirect(
     listener: TcpListener,
+    proxy: Arc<Proxy>,
     https_port: u16,
     limits: Limits,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(builder(&limits));
-    let graceful = GracefulShutdown::new();
+    let builders = Arc::new(builders(&limits));
+    let slots = Slots::new(limits.max_connections_per_worker, "http redirect");
     loop {
-        let Some((stream, _)) = accept(&listener, &mut shutdown).await else {
+        let Some(slot) = slots.take(&metrics, &mut shutdown).await else {
             break;
         };
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let Some((stream, peer)) = accept(&listener, &mut shutdown).await else {
+            break;
+        };
+        let builders = builders.clone();
+        let metrics = metrics.clone();
+        let shutdown = shutdown.clone();
+        let proxy = proxy.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| async move {
-                Ok::<_, Infallible>(redirect_to_https(&req, https_port))
-            });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let _ = watcher.watch(connection).await;
+            let _slot = slot;
+            let (io, client) = match tokio::time::timeout(
+                limits.tls_handshake_timeout,
+                front(stream, peer, &limits, &metrics),
+            )
+            .await
+            {
+                Ok(Some((io, client))) => (io, client),
+                Ok(None) => return,
+                Err(_) => {
+                    metrics.connection_timeout("handshake");
+                    return;
+                }
+            };
+            let state = Arc::new(ConnState::new(
+                limits.max_concurrent_requests_per_connection,
+                metrics.clone(),
+            ));
+            let conn = ConnInfo {
+                peer,
+                default_port: 80,
+                client: super::client_addr::canonical(client),
+                xff_trusted_hops: limits.xff_num_trusted_hops,
+                sni: None,
+            };
+            let service = {
+                let state = state.clone();
+                let proxy = proxy.clone();
+                service_fn(move |req: Request<Incoming>| {
+                    let state = state.clone();
+                    let proxy = proxy.clone();
+                    let conn = conn.clone();
+                    async move {
+                        let in_flight = state.begin(peer).await;
+                        let resp = if super::request::may_be_acme(req.uri().path()) {
+                            match proxy.serve_acme(req, conn).await {
+                                Ok(resp) => resp,
+                                Err(req) => redirect_to_https(&req, https_port),
+                            }
+                        } else {
+                            redirect_to_https(&req, https_port)
+                        };
+                        Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
+                    }
+                })
+            };
+            let c = builders.h1.serve_connection(TokioIo::new(io), service);
+            let mut sup = Supervisor {
+                state,
+                deadlines: deadlines(&limits),
+                shutdown,
+            };
+            let _ = sup.drive(c, |c| c.graceful_shutdown()).await;
         });
     }
     drop(listener);
-    drain(graceful, limits.drain_timeout, "http redirect").await;
+    slots.drain(limits.drain_timeout).await;
 }
 
 fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
@@ -190,48 +379,6 @@ fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
     resp
 }
 
-async fn drain(graceful: GracefulShutdown, limit: Duration, name: &str) {
-    let open = graceful.count();
-    if open > 0 {
-        tracing::info!(listener = name, connections = open, "draining connections");
-    }
-    if tokio::time::timeout(limit, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            listener = name,
-            "drain timed out; closing remaining connections"
-        );
-    }
-}
-
-/// The next connection, or `None` once shutdown starts. Accept errors (such as running
-/// out of file descriptors) are logged and retried after a pause, never fatal.
-pub async fn accept(
-    listener: &TcpListener,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Option<(tokio::net::TcpStream, SocketAddr)> {
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => return Some(a),
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = stopped(shutdown) => return None,
-        }
-    }
-}
-
-/// Resolves once `shutdown` holds true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
-}
-
-/// Binds a listener with a message naming the config key when that fails.
 /// Serves `listener` from `workers` threads, each running its own single-threaded
 /// runtime: a connection, its requests and its upstream connections stay on one
 /// thread, with no hand-offs between threads on the way. Every worker accepts from the
@@ -283,12 +430,6 @@ pub fn spawn_workers(
         done.push(rx);
     }
     Ok(done)
-}
-
-pub async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {key} {addr}: {e}"))
 }
 
 #[cfg(test)]

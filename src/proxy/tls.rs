@@ -41,21 +41,25 @@ impl fmt::Debug for CertStore {
     }
 }
 
-/// A certificate chain and key, as PEM, with a name for messages.
-#[derive(Clone)]
-pub struct PemPair {
-    pub source_name: String,
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-}
+pub use crate::routes::certs::{PemPair, ScopedPair};
 
-/// A certificate that may serve only some of the names it holds: an Ingress' TLS
-/// Secret, for the `spec.tls[].hosts` its namespace owns.
-#[derive(Clone)]
-pub struct ScopedPair {
-    pub pair: PemPair,
-    /// Lower-case exact names and `*.parent` wildcards.
-    pub names: Vec<String>,
+/// Names for the generated certificate: every exact route host, and `localhost`.
+pub fn self_signed_names(model: &crate::routes::Model) -> Vec<String> {
+    use crate::routes::HostMatch;
+    let mut names: Vec<String> = model
+        .routes
+        .iter()
+        .filter_map(|r| match &r.host {
+            HostMatch::Exact(h) => Some(h.clone()),
+            HostMatch::Wildcard(h) => Some(format!("*.{h}")),
+            HostMatch::Any => None,
+        })
+        .chain(model.authenticate_host.iter().map(|h| h.host.clone()))
+        .collect();
+    names.push("localhost".into());
+    names.sort();
+    names.dedup();
+    names
 }
 
 impl CertStore {

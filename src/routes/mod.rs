@@ -2,10 +2,12 @@
 //! swapped atomically. Pure: no I/O, no async, no Kubernetes types.
 
 pub mod authority;
+pub mod certs;
 mod describe;
 pub mod gateway;
 mod live;
 pub mod model;
+pub mod options;
 pub mod path;
 pub mod reach;
 pub mod reserved;

@@ -83,6 +83,12 @@ pub fn interpreted(lenient_path: &str) -> String {
             i += 3;
             continue;
         }
+        // Spring decodes `%3B` before it drops `;` parameters.
+        if b == b'%' && escape_at(bytes, i) == Some(b';') {
+            in_params = true;
+            i += 3;
+            continue;
+        }
         if b == b';' {
             in_params = true;
         }
@@ -333,6 +339,8 @@ mod tests {
             ("/api/%2F..%2Fadmin", "/admin"),
             ("/admin;x/y", "/admin/y"),
             ("/public/..;/private", "/private"),
+            ("/public/..%3B/private", "/private"),
+            ("/public/..%3b", "/"),
             ("/a//b", "/a/b"),
             ("/api/vhosts/%2F", "/api/vhosts/"),
             ("/plain", "/plain"),

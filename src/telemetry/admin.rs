@@ -1,7 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/debug/routes`. Plain HTTP
 //! on its own address (keep it off the public network).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +9,6 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -22,33 +19,36 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Set once the first full configuration is in the routing table.
     pub ready: Arc<AtomicBool>,
+    /// With the Redis session store: true once it has answered (ready waits for it).
+    pub session_store: Option<Arc<AtomicBool>>,
     /// Renders the live routing table (no secrets).
     pub debug_routes: Box<dyn Fn() -> serde_json::Value + Send + Sync>,
 }
 
-/// Serves the admin endpoints until `shutdown` flips to true.
+/// Serves the admin endpoints until `shutdown` flips to true, with the same header-read
+/// timeout and drain as every listener ([`crate::server::serve_plain`]).
 pub async fn serve_admin(
     listener: TcpListener,
     state: Arc<AdminState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let addr = listener.local_addr().ok();
     tracing::info!(address = ?addr, "admin listener (metrics, health, debug) ready");
-    loop {
-        let Some((stream, _)) = crate::proxy::server::accept(&listener, &mut shutdown).await else {
-            return;
-        };
-        let state = state.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(answer(&state, &req)) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let limits = crate::server::Limits {
+        drain_timeout: std::time::Duration::from_secs(5),
+        ..crate::server::Limits::default()
+    };
+    crate::server::serve_plain(
+        listener,
+        "admin",
+        limits,
+        move |req| {
+            let state = state.clone();
+            async move { answer(&state, &req) }
+        },
+        shutdown,
+    )
+    .await;
 }
 
 fn answer(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -59,6 +59,18 @@ fn answer(state: &AdminState, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             state.metrics.encode(),
         ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz"
+            if state
+                .session_store
+                .as_ref()
+                .is_some_and(|s| !s.load(Ordering::Acquire)) =>
+        {
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready: the session store has not answered yet\n".into(),
+            )
+        }
         "/readyz" if state.ready.load(Ordering::Acquire) => {
             reply(StatusCode::OK, "text/plain", "ready\n".into())
         }

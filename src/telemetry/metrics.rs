@@ -36,6 +36,16 @@ struct KindLabels {
     kind: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: &'static str,
+}
+
 /// Every metric Portcullis exports, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +57,9 @@ pub struct Metrics {
     table_build_seconds: Histogram,
     connections: Gauge,
     upstream_cookies_dropped: Counter,
+    connection_limit_hits: Family<LimitLabels, Counter>,
+    connection_timeouts: Family<PhaseLabels, Counter>,
+    proxy_protocol_refused: Counter,
     /// The route label of requests that matched no route.
     unrouted: RouteLabel,
 }
@@ -114,8 +127,31 @@ impl Metrics {
             "Set-Cookie headers from upstreams that named a Portcullis cookie, dropped",
             upstream_cookies_dropped.clone(),
         );
+        let connection_limit_hits = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "connection_limit_hits",
+            "Times a client-side limit was reached: `connections_per_worker` (a worker \
+             paused accepting) or `requests_per_connection` (a request waited for a slot)",
+            connection_limit_hits.clone(),
+        );
+        let connection_timeouts = Family::<PhaseLabels, Counter>::default();
+        registry.register(
+            "connection_timeouts",
+            "Client connections closed by a deadline: `handshake` (TLS, PROXY header), \
+             `first_request` (no request headers in time) or `idle` (no request in flight)",
+            connection_timeouts.clone(),
+        );
+        let proxy_protocol_refused = Counter::default();
+        registry.register(
+            "proxy_protocol_refused",
+            "Connections closed for a missing or invalid PROXY protocol header",
+            proxy_protocol_refused.clone(),
+        );
         Metrics {
             registry,
+            connection_limit_hits,
+            connection_timeouts,
+            proxy_protocol_refused,
             upstream_cookies_dropped,
             requests,
             duration,
@@ -168,6 +204,26 @@ impl Metrics {
 
     pub fn connection_closed(&self) {
         self.connections.dec();
+    }
+
+    /// A client-side limit was reached (`connections_per_worker`,
+    /// `requests_per_connection`).
+    pub fn connection_limit_hit(&self, limit: &'static str) {
+        self.connection_limit_hits
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// A client connection was closed by a deadline (`handshake`, `first_request`,
+    /// `idle`).
+    pub fn connection_timeout(&self, phase: &'static str) {
+        self.connection_timeouts
+            .get_or_create(&PhaseLabels { phase })
+            .inc();
+    }
+
+    pub fn proxy_protocol_refused(&self) {
+        self.proxy_protocol_refused.inc();
     }
 
     /// The registry for components that add their own metrics at start-up.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 pub mod cluster;
 pub mod okta_api;
+pub mod redis_servers;
 pub mod signin_env;
 
 use std::net::SocketAddr;

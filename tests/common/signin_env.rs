@@ -176,6 +176,8 @@ pub struct Env {
     pub port: u16,
     /// The (first) proxy's admin port.
     pub admin: u16,
+    /// Every replica's admin port (the first is `admin`).
+    pub admins: Vec<u16>,
     pub ca_pem: Vec<u8>,
     pub ca: rustls::pki_types::CertificateDer<'static>,
 }
@@ -209,6 +211,7 @@ pub async fn start_full(
         routes,
         port,
         &[port],
+        true,
     )
     .await
 }
@@ -231,11 +234,15 @@ pub async fn start_replicas(
         routes,
         public_port,
         listen,
+        true,
     )
     .await
 }
 
-async fn start_general(
+/// Everything at once: replicas listening on `listen` (reached on `port`), with the
+/// harness's own `redis-server` when `redis`, and `wait`ing for `/readyz` or not.
+#[allow(clippy::too_many_arguments)]
+pub async fn start_general(
     issuer_form: &str,
     redis: bool,
     extra: &str,
@@ -243,6 +250,7 @@ async fn start_general(
     routes: &str,
     port: u16,
     listen: &[u16],
+    wait: bool,
 ) -> Env {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = Dir::new("signin");
@@ -319,7 +327,7 @@ async fn start_general(
         procs.push(Proc(proxy));
         admins.push(admin);
     }
-    for admin in &admins {
+    for admin in admins.iter().filter(|_| wait) {
         wait_ready(*admin).await;
     }
     let proxy = procs.remove(0);
@@ -332,6 +340,7 @@ async fn start_general(
         idp,
         port,
         admin: admins[0],
+        admins: admins.clone(),
         ca_pem,
         ca: pki.ca_der.clone(),
     }
@@ -358,11 +367,17 @@ impl Env {
     /// A browser-like client: keeps cookies, trusts the test CA, resolves our names to
     /// loopback, and does not follow redirects on its own (the tests follow them).
     pub fn browser(&self) -> reqwest::Client {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let tls = (*client_tls(&self.ca, &[b"http/1.1"])).clone();
         // The app's own cookie, which must reach it untouched.
         let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         jar.add_cookie_str("theme=dark; Path=/", &self.url("app", "/").parse().unwrap());
+        self.browser_with(jar)
+    }
+
+    /// A browser on `jar`: clients made with one jar are one browser with separate
+    /// connections (each a new one through a balancer).
+    pub fn browser_with(&self, jar: std::sync::Arc<reqwest::cookie::Jar>) -> reqwest::Client {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let tls = (*client_tls(&self.ca, &[b"http/1.1"])).clone();
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .cookie_provider(jar)
@@ -543,6 +558,94 @@ pub async fn provider_tokens(
         .await
         .unwrap()
         .json()
+        .await
+        .unwrap()
+}
+
+pub async fn get(c: &reqwest::Client, url: &str, accept: &str) -> reqwest::Response {
+    c.get(url).header("accept", accept).send().await.unwrap()
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// The value a response sets for cookie `name`, if any.
+pub fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get_all("set-cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let (n, rest) = v.split_once('=')?;
+        let value = rest.split(';').next()?;
+        (n == name && !value.is_empty()).then(|| value.to_string())
+    })
+}
+
+/// Follows redirects from `url` (signing in as `login` when the provider asks) until
+/// the next hop would redeem a handoff token; returns that URL without visiting it.
+pub async fn until_handoff(c: &reqwest::Client, url: &str, login: Option<(&str, &str)>) -> String {
+    let mut r = get(c, url, "text/html").await;
+    for _ in 0..20 {
+        let at = r.url().clone();
+        if r.status().is_redirection() {
+            let next = at.join(&location(&r)).unwrap().to_string();
+            if next.contains("/.portcullis/callback?token=") {
+                return next;
+            }
+            r = get(c, &next, "text/html").await;
+        } else if r.status() == 200 && at.path().contains("/login/") {
+            let (user, password) = login.expect("a login form appeared but no user was given");
+            r = c
+                .post(at.as_str())
+                .form(&[("username", user), ("password", password)])
+                .send()
+                .await
+                .unwrap();
+        } else {
+            panic!("no handoff on the way: {} at {at}", r.status());
+        }
+    }
+    panic!("too many redirects");
+}
+
+/// The CSRF token of the sign-out form `c` gets on `url`.
+pub async fn sign_out_csrf(c: &reqwest::Client, url: &str) -> String {
+    let form = c.get(url).send().await.unwrap().text().await.unwrap();
+    form.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF field in {form}"))
+        .to_string()
+}
+
+/// A TCP balancer on loopback: each new connection goes to the next backend in turn
+/// (what a Service or an L4 load balancer in front of two replicas does).
+pub async fn balancer(backends: Vec<SocketAddr>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut next = 0usize;
+        while let Ok((mut client, _)) = listener.accept().await {
+            let backend = backends[next % backends.len()];
+            next += 1;
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Signs `c` out at `url` (the sign-out form's own CSRF token, POSTed back).
+pub async fn sign_out(c: &reqwest::Client, url: &str) -> reqwest::Response {
+    let csrf = sign_out_csrf(c, url).await;
+    c.post(url)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
         .await
         .unwrap()
 }

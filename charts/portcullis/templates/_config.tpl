@@ -15,6 +15,15 @@ which override the file.
   "idp_provider_url" .Values.idp.url
   "idp_client_id" .Values.idp.clientId
 }}
+{{- with .Values.connections }}
+{{- $_ := set $c "use_proxy_protocol" .proxyProtocol }}
+{{- $_ := set $c "xff_num_trusted_hops" (int .xffNumTrustedHops) }}
+{{- $_ := set $c "timeout_header_read" (toString .headerReadTimeout) }}
+{{- $_ := set $c "timeout_idle" (toString .idleTimeout) }}
+{{- $_ := set $c "max_connections_per_worker" (int .maxPerWorker) }}
+{{- $_ := set $c "max_concurrent_requests_per_connection" (int .maxConcurrentRequests) }}
+{{- $_ := set $c "http2_max_concurrent_streams" (int .http2MaxConcurrentStreams) }}
+{{- end }}
 {{- with .Values.idp.scopes }}{{ $_ := set $c "idp_scopes" . }}{{ end }}
 {{- with .Values.cookie.domain }}{{ $_ := set $c "cookie_domain" . }}{{ end }}
 {{- with .Values.cookie.expire }}{{ $_ := set $c "cookie_expire" . }}{{ end }}
@@ -24,6 +33,11 @@ which override the file.
 {{- with .Values.bearer.format }}{{ $_ := set $c "bearer_token_format" . }}{{ end }}
 {{- with .Values.bearer.allowedAudiences }}{{ $_ := set $c "idp_access_token_allowed_audiences" . }}{{ end }}
 {{- with .Values.bearer.allowedClients }}{{ $_ := set $c "idp_access_token_allowed_clients" . }}{{ end }}
+{{- with .Values.sessionStoreSecrets.ca.secretName }}{{ $_ := set $c "session_store_ca_file" (printf "/etc/portcullis/session-store-ca/%s" $.Values.sessionStoreSecrets.ca.key) }}{{ end }}
+{{- if .Values.sessionStoreSecrets.clientCertificate.secretName }}
+{{- $_ := set $c "session_store_cert_file" "/etc/portcullis/session-store-client/tls.crt" }}
+{{- $_ := set $c "session_store_key_file" "/etc/portcullis/session-store-client/tls.key" }}
+{{- end }}
 {{- if .Values.passIdentityHeaders }}{{ $_ := set $c "pass_identity_headers" true }}{{ end }}
 {{- if .Values.directory.enabled }}
 {{- $d := dict "provider" .Values.directory.provider }}

@@ -91,7 +91,25 @@ portcullis-leader
 {{- if and (eq .Values.rbac.scope "namespaces") (not .Values.controller.watchNamespaces) }}
 {{- fail "rbac.scope=namespaces needs controller.watchNamespaces (the namespaces to grant access in)" }}
 {{- end }}
-{{- if and .Values.sessionStore (ne .Values.sessionStore "cookie") (not (or (hasPrefix "redis://" .Values.sessionStore) (hasPrefix "rediss://" .Values.sessionStore))) }}
-{{- fail "sessionStore must be empty, cookie, or a redis:// or rediss:// URL" }}
+{{- $store := .Values.sessionStore }}
+{{- $schemes := list "redis://" "rediss://" "redis+sentinel://" "rediss+sentinel://" "redis+cluster://" "rediss+cluster://" }}
+{{- $known := false }}
+{{- range $schemes }}{{ if hasPrefix . $store }}{{ $known = true }}{{ end }}{{ end }}
+{{- if and $store (ne $store "cookie") (not $known) }}
+{{- fail "sessionStore must be empty, cookie, or a redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster:// URL" }}
+{{- end }}
+{{- $s := .Values.sessionStoreSecrets }}
+{{- if and $s.url.secretName $store }}
+{{- fail "sessionStore and sessionStoreSecrets.url both set: use one" }}
+{{- end }}
+{{- if or (and $s.url.secretName (not $s.url.key)) (and $s.password.secretName (not $s.password.key)) }}
+{{- fail "sessionStoreSecrets.url and .password need both secretName and key" }}
+{{- end }}
+{{- $redis := or $s.url.secretName (and $store (ne $store "cookie")) .Values.existingSecret }}
+{{- if and (or $s.password.secretName $s.ca.secretName $s.clientCertificate.secretName) (not $redis) }}
+{{- fail "sessionStoreSecrets (password, ca, clientCertificate) need a Redis sessionStore (or sessionStoreSecrets.url)" }}
+{{- end }}
+{{- if and (or $s.ca.secretName $s.clientCertificate.secretName) $store (not (hasPrefix "rediss" $store)) }}
+{{- fail "sessionStoreSecrets.ca and .clientCertificate need a TLS sessionStore (rediss://, rediss+sentinel:// or rediss+cluster://)" }}
 {{- end }}
 {{- end }}

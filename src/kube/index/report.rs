@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use crate::proxy::tls::ScopedPair;
 use crate::routes::Model;
+use crate::routes::certs::ScopedPair;
 
 use super::ObjectKey;
 

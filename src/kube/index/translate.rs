@@ -33,7 +33,7 @@ use crate::kube::crd::{
     REASON_VALID,
 };
 use crate::policy::Policy;
-use crate::proxy::tls::{PemPair, ScopedPair};
+use crate::routes::certs::{PemPair, ScopedPair};
 use crate::routes::reserved::reserved_request_header_with;
 use crate::routes::{BackendSpec, HostMatch, Model, PathMatch, RouteOptions, RouteSpec};
 
@@ -77,7 +77,7 @@ impl Index {
         )
     }
 
-    /// Whether an Ingress belongs to this controller (DESIGN.md section 4): its
+    /// Whether an Ingress belongs to this controller (docs/design.md): its
     /// `ingressClassName` names one of our IngressClasses; or, with no class name, the
     /// legacy annotation names our class; or, with neither, one of our classes is the
     /// cluster default.

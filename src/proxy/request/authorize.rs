@@ -80,7 +80,7 @@ impl Proxy {
                 method: req.method().as_str(),
                 path: ctx.path(req),
                 host: &ctx.host,
-                source_ip: Some(ctx.conn.peer.ip()),
+                source_ip: Some(ctx.client),
                 cors_preflight: is_cors_preflight(req),
             };
             let evaluate = |identity: Option<&Identity>| {

@@ -65,6 +65,22 @@ impl Proxy {
         ctx.explicit_port = has_port(authority);
         ctx.port = canonical.port;
         ctx.host = canonical.host.into_owned();
+        // A host the connection's certificate would not serve was sent here by mistake
+        // (or on purpose): HTTP/2 coalescing is fine only where one certificate
+        // covers both names (RFC 9110 §15.5.20).
+        if let Some(sni) = &ctx.conn.sni
+            && **sni != *ctx.host
+        {
+            let store = self.certs.load();
+            if !std::sync::Arc::ptr_eq(&store.pick(Some(sni)), &store.pick(Some(&ctx.host))) {
+                return Err(refuse(
+                    ctx,
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "This connection's certificate is not the one for this host; connect \
+                     again for it.",
+                ));
+            }
+        }
         match path::canonical(req.uri().path()) {
             Ok(std::borrow::Cow::Borrowed(_)) => {}
             Ok(std::borrow::Cow::Owned(p)) => ctx.canonical_path = Some(p),

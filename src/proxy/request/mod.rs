@@ -11,6 +11,7 @@
 //! 6. [`respond`]: the response filter, and the one error renderer.
 //! 7. [`log`]: metrics, the access log and the decision log.
 
+mod acme;
 mod authorize;
 mod early;
 mod forward;
@@ -29,6 +30,7 @@ use hyper::body::Incoming;
 use super::{Body, Proxy};
 use crate::routes::path::PathError;
 
+pub use acme::may_be_acme;
 pub use log::LogFields;
 
 /// A phase's own answer, ending the request early (rare, so boxed: the common path's
@@ -36,11 +38,21 @@ pub use log::LogFields;
 type Answered = Box<Response<Body>>;
 
 /// What the server knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The port assumed when the client's `Host` names none.
     pub default_port: u16,
+    /// The connection's client: the source in the load balancer's PROXY header with
+    /// `use_proxy_protocol` (when it names one), else the peer's address; IPv4-mapped
+    /// IPv6 addresses as IPv4. A request's client is [`ConnInfo::client_ip`].
+    pub client: std::net::IpAddr,
+    /// `xff_num_trusted_hops`: how many `X-Forwarded-For` entries, from the right,
+    /// were written by trusted proxies (see `client_addr::client_ip`).
+    pub xff_trusted_hops: u32,
+    /// The TLS server name the client sent (lower-case), if any: a request for a host
+    /// another certificate would serve is misdirected (421).
+    pub sni: Option<Arc<str>>,
 }
 
 /// One request as the phases see it: decided once, early, and only added to after.
@@ -49,6 +61,9 @@ struct RequestCtx {
     pub started: Instant,
     pub now: jiff::Timestamp,
     pub conn: ConnInfo,
+    /// This request's client: the connection's, or the trusted `X-Forwarded-For`
+    /// entry with `xff_num_trusted_hops` (what `source_ip` and the logs see).
+    pub client: std::net::IpAddr,
     pub method: Method,
     /// The client asked for JSON (errors answer in kind).
     pub wants_json: bool,
@@ -101,15 +116,18 @@ impl AccessExtra {
 
 impl RequestCtx {
     fn new(req: &Request<Incoming>, conn: ConnInfo) -> RequestCtx {
+        let port = conn.default_port;
+        let client = conn.client_ip(req.headers());
         RequestCtx {
             request_id: super::headers::request_id(req.headers()),
             started: Instant::now(),
             now: jiff::Timestamp::now(),
             conn,
+            client,
             method: req.method().clone(),
             wants_json: super::pages::wants_json(req.headers()),
             host: String::new(),
-            port: conn.default_port,
+            port,
             explicit_port: false,
             canonical_path: None,
             path_error: None,

@@ -24,7 +24,7 @@ fn hv(name: &str, value: &str) -> (HeaderName, HeaderValue) {
 
 type Check = fn(&IngressAnnotations) -> bool;
 
-/// Every key of DESIGN.md section 4, with a value and what it must read as.
+/// Every key of docs/annotations.md, with a value and what it must read as.
 const EVERY_KEY: &[(&str, &str, Check)] = &[
     (
         "policy",

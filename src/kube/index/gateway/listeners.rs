@@ -19,7 +19,7 @@ use crate::kube::gateway::{
     GROUP, KIND_GATEWAY, KIND_HTTP_ROUTE, KIND_SECRET, conditions, reasons,
 };
 use crate::kube::index::ownership::{Owners, Standing};
-use crate::proxy::tls::PemPair;
+use crate::routes::certs::PemPair;
 use crate::routes::gateway::{GatewayHost, GatewayPortSpec, ListenerSpec, RuleSpec};
 
 /// A Gateway of one of our classes, judged.
@@ -310,11 +310,11 @@ fn certificates(index: &Index, gw: &ObjectKey, l: &Listener, s: &mut ListenerSta
                 continue;
             }
         };
-        match crate::proxy::tls::check_pair(&pair) {
-            Ok(()) => s.certificates.push(pair),
+        match crate::routes::certs::load(&pair) {
+            Ok(_) => s.certificates.push(pair),
             Err(e) => note(
                 reasons::INVALID_CERTIFICATE_REF,
-                format!("{at}: Secret {key}: {}", e.message),
+                format!("{at}: Secret {key}: {e}"),
             ),
         }
     }

@@ -29,8 +29,8 @@ use super::ObjectKey;
 use super::ownership::{Claim, Owners};
 use super::report::{ConditionState, Note};
 use crate::kube::gateway::api::ParentReference;
-use crate::proxy::tls::PemPair;
 use crate::routes::HostMatch;
+use crate::routes::certs::PemPair;
 use crate::routes::gateway::GatewayPortSpec;
 
 pub use ports::service_name;

@@ -56,6 +56,10 @@ pub struct Running {
     pub certs: Arc<ArcSwap<CertStore>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// The data plane, its worker threads and limits, for Gateway sockets.
+    proxy: Arc<Proxy>,
+    workers: Option<Vec<proxy::server::Worker>>,
+    limits: Limits,
 }
 
 /// Binds every listener, applies `model` and starts serving. Errors name the
@@ -127,8 +131,9 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     }
 
     let workers = worker_count(settings.workers);
-    for done in proxy::server::spawn_workers(https, workers, &proxy, settings.limits, &shutdown_rx)?
-    {
+    let (done, worker_handles) =
+        proxy::server::spawn_workers(https, workers, &proxy, settings.limits, &shutdown_rx)?;
+    for done in done {
         tasks.spawn(async move {
             let _ = done.await;
         });
@@ -176,6 +181,9 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         certs,
         shutdown,
         tasks,
+        proxy,
+        workers: Some(worker_handles),
+        limits: settings.limits,
     })
 }
 
@@ -199,8 +207,30 @@ impl Running {
 
     /// Stops accepting, lets in-flight requests finish (up to the drain timeout), and
     /// returns when every listener is done.
+    /// Starts serving Gateway sockets on `bind` (the controller, with Gateway API on):
+    /// each set sent on the returned channel replaces the sockets served. Once only.
+    pub fn serve_gateways(
+        &mut self,
+        bind: std::net::IpAddr,
+    ) -> watch::Sender<Arc<Vec<proxy::gateway_sockets::SocketSpec>>> {
+        let (tx, rx) = watch::channel(Arc::new(Vec::new()));
+        if let Some(workers) = self.workers.take() {
+            self.tasks.spawn(proxy::gateway_sockets::run(
+                bind,
+                self.proxy.clone(),
+                workers,
+                self.limits,
+                rx,
+                self.shutdown.subscribe(),
+            ));
+        }
+        tx
+    }
+
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        // The workers wait for the sockets these tokens stand for.
+        self.workers = None;
         while self.tasks.join_next().await.is_some() {}
     }
 
@@ -261,6 +291,8 @@ pub struct DataPlaneSink {
     pub base: Model,
     pub base_certificates: Vec<PemPair>,
     pub translations: watch::Sender<Option<Arc<crate::kube::index::Translation>>>,
+    /// The Gateway sockets to serve (with Gateway API on).
+    pub gateway_sockets: Option<watch::Sender<Arc<Vec<proxy::gateway_sockets::SocketSpec>>>>,
 }
 
 impl crate::kube::controller::Sink for DataPlaneSink {
@@ -297,6 +329,16 @@ impl crate::kube::controller::Sink for DataPlaneSink {
             tracing::warn!(error = %e, "skipping a TLS certificate");
         }
         self.certs.store(Arc::new(store));
+        if let Some(sockets) = &self.gateway_sockets {
+            let specs = gateway_sockets(&t.gateway);
+            sockets.send_if_modified(|current| {
+                let changed = **current != specs;
+                if changed {
+                    *current = Arc::new(specs);
+                }
+                changed
+            });
+        }
         tracing::info!(
             generation = applied.generation,
             routes = applied.routes,
@@ -312,4 +354,25 @@ impl crate::kube::controller::Sink for DataPlaneSink {
         }
         self.translations.send_replace(Some(Arc::new(t.clone())));
     }
+}
+
+/// The sockets a translation's Gateway ports need, with their certificates.
+fn gateway_sockets(
+    t: &crate::kube::index::gateway::GatewayTranslation,
+) -> Vec<proxy::gateway_sockets::SocketSpec> {
+    t.ports
+        .iter()
+        .map(|p| proxy::gateway_sockets::SocketSpec {
+            local_port: p.local_port,
+            port: p.port,
+            tls: p.tls,
+            id: p.id.clone(),
+            certificates: t
+                .certificates
+                .iter()
+                .filter(|c| c.local_port == p.local_port)
+                .flat_map(|c| c.pairs.iter().map(|(_, pair)| pair.clone()))
+                .collect(),
+        })
+        .collect()
 }

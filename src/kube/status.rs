@@ -51,6 +51,8 @@ pub struct StatusSettings {
     /// This replica's identity in the Lease (the pod name).
     pub identity: String,
     pub publish: Publish,
+    /// Gateway API status and provisioned Services (with `--gateway-api`).
+    pub gateway: Option<crate::kube::index::gateway::GatewaySettings>,
 }
 
 /// Whether this replica leads, for metrics and logs.
@@ -212,15 +214,25 @@ struct Writer {
     params: PatchParams,
     ingress_status: HashMap<ObjectKey, Value>,
     policy_status: HashMap<ObjectKey, Value>,
-    /// When each (policy, condition type) last changed, with the state it changed to.
-    transitions: HashMap<(ObjectKey, &'static str), (String, String, jiff::Timestamp)>,
+    /// When each condition last changed.
+    transitions: Transitions,
+    /// `controllerName` in Gateway API status.
+    controller_name: String,
+    /// Gateway API status and the Services that give Gateways their addresses.
+    gateway: Option<crate::kube::gateway::status::GatewayWriter>,
     /// Notes already published as Events: (object, reason, message).
     published: HashSet<(ObjectKey, &'static str, String)>,
 }
 
 impl Writer {
     fn new(client: Client, s: &StatusSettings) -> Writer {
+        let client_for_gateway = client.clone();
         Writer {
+            controller_name: s
+                .gateway
+                .as_ref()
+                .map(|g| g.controller_name.clone())
+                .unwrap_or_default(),
             recorder: Recorder {
                 client: client.clone(),
                 instance: s.identity.clone(),
@@ -238,8 +250,15 @@ impl Writer {
             publish: s.publish.clone(),
             ingress_status: HashMap::new(),
             policy_status: HashMap::new(),
-            transitions: HashMap::new(),
+            transitions: Transitions::default(),
             published: HashSet::new(),
+            gateway: s.gateway.as_ref().map(|g| {
+                crate::kube::gateway::status::GatewayWriter::new(
+                    client_for_gateway.clone(),
+                    s.namespace.clone(),
+                    g.clone(),
+                )
+            }),
         }
     }
 
@@ -247,6 +266,9 @@ impl Writer {
     fn forget(&mut self) {
         self.ingress_status.clear();
         self.policy_status.clear();
+        if let Some(g) = &mut self.gateway {
+            g.forget();
+        }
     }
 
     async fn write(&mut self, t: &Translation) {
@@ -340,11 +362,46 @@ impl Writer {
                     report.generation,
                 ),
             ];
-            let status = json!({"status": {
+            let ancestors: Vec<Value> = report
+                .ancestors
+                .iter()
+                .map(|g| {
+                    let accepted = ConditionState {
+                        status: report.accepted.status,
+                        reason: if report.accepted.status {
+                            "Accepted"
+                        } else {
+                            "Invalid"
+                        },
+                        message: report.accepted.message.clone(),
+                    };
+                    json!({
+                        "ancestorRef": {
+                            "group": crate::kube::gateway::GROUP,
+                            "kind": crate::kube::gateway::KIND_GATEWAY,
+                            "namespace": g.namespace,
+                            "name": g.name,
+                        },
+                        "controllerName": self.controller_name,
+                        "conditions": [self.transitions.condition(
+                            &report.key,
+                            &format!("ancestor/{g}"),
+                            CONDITION_ACCEPTED,
+                            &accepted,
+                            report.generation,
+                        )],
+                    })
+                })
+                .collect();
+            let mut status = json!({"status": {
                 "observedGeneration": report.generation,
                 "attachedIngresses": report.attached_ingresses,
                 "conditions": conditions,
             }});
+            if self.gateway.is_some() {
+                status["status"]["attachedRoutes"] = json!(report.attached_routes);
+                status["status"]["ancestors"] = json!(ancestors);
+            }
             if self.policy_status.get(&report.key) != Some(&status) {
                 match api
                     .patch_status(&report.key.name, &self.params, &Patch::Merge(&status))
@@ -392,6 +449,15 @@ impl Writer {
         }
         // A problem that went away and comes back is reported again.
         self.published.retain(|id| still_noted.contains(id));
+        if let Some(g) = &mut self.gateway {
+            g.write(
+                &t.gateway,
+                &mut self.transitions,
+                &self.recorder,
+                &self.params,
+            )
+            .await;
+        }
     }
 
     /// A condition, keeping its transition time while its status and reason stand.
@@ -402,33 +468,8 @@ impl Writer {
         state: &ConditionState,
         generation: Option<i64>,
     ) -> Value {
-        let status = state.status_str().to_string();
-        let entry = self
-            .transitions
-            .entry((key.clone(), type_))
-            .or_insert_with(|| {
-                (
-                    status.clone(),
-                    state.reason.to_string(),
-                    jiff::Timestamp::now(),
-                )
-            });
-        if entry.0 != status || entry.1 != state.reason {
-            *entry = (
-                status.clone(),
-                state.reason.to_string(),
-                jiff::Timestamp::now(),
-            );
-        }
-        let since = entry.2.round(jiff::Unit::Second).unwrap_or(entry.2);
-        json!({
-            "type": type_,
-            "status": status,
-            "reason": state.reason,
-            "message": state.message,
-            "observedGeneration": generation,
-            "lastTransitionTime": since.to_string(),
-        })
+        self.transitions
+            .condition(key, "", type_, state, generation)
     }
 
     async fn event(
@@ -491,12 +532,63 @@ impl Writer {
     }
 }
 
+// === impl Transitions ===
+
+/// When each condition of each object last changed, with the state it changed to, so
+/// `lastTransitionTime` moves only when status or reason does.
+#[derive(Default)]
+pub(crate) struct Transitions {
+    /// (object, scope within it — a listener, a parent, an ancestor —, type).
+    since: HashMap<(ObjectKey, String, &'static str), (String, String, jiff::Timestamp)>,
+}
+
+impl Transitions {
+    /// The condition as JSON, keeping its transition time while its status and reason
+    /// stand.
+    pub(crate) fn condition(
+        &mut self,
+        key: &ObjectKey,
+        scope: &str,
+        type_: &'static str,
+        state: &ConditionState,
+        generation: Option<i64>,
+    ) -> Value {
+        let status = state.status_str().to_string();
+        let entry = self
+            .since
+            .entry((key.clone(), scope.to_string(), type_))
+            .or_insert_with(|| {
+                (
+                    status.clone(),
+                    state.reason.to_string(),
+                    jiff::Timestamp::now(),
+                )
+            });
+        if entry.0 != status || entry.1 != state.reason {
+            *entry = (
+                status.clone(),
+                state.reason.to_string(),
+                jiff::Timestamp::now(),
+            );
+        }
+        let since = entry.2.round(jiff::Unit::Second).unwrap_or(entry.2);
+        json!({
+            "type": type_,
+            "status": status,
+            "reason": state.reason,
+            "message": state.message,
+            "observedGeneration": generation,
+            "lastTransitionTime": since.to_string(),
+        })
+    }
+}
+
 /// Writes Events (events.k8s.io/v1). Not kube's `Recorder`: it folds Events of one
 /// object and reason into a series that keeps the first note, so a second reason of
 /// the same kind (two hosts another namespace owns) would never be told. The writer
 /// publishes each note once while it stands, so no series is needed.
 #[derive(Clone)]
-struct Recorder {
+pub(crate) struct Recorder {
     client: Client,
     /// This replica's identity (`reportingInstance`).
     instance: String,
@@ -505,7 +597,7 @@ struct Recorder {
 /// `reportingController` of our Events.
 const REPORTING_CONTROLLER: &str = "portcullis";
 
-async fn publish(
+pub(crate) async fn publish(
     recorder: &Recorder,
     type_: NoteType,
     reason: &str,
@@ -543,7 +635,11 @@ async fn publish(
     }
 }
 
-fn object_reference(meta: &ObjectMeta, api_version: &str, kind: &str) -> ObjectReference {
+pub(crate) fn object_reference(
+    meta: &ObjectMeta,
+    api_version: &str,
+    kind: &str,
+) -> ObjectReference {
     ObjectReference {
         api_version: Some(api_version.into()),
         kind: Some(kind.into()),

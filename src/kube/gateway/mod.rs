@@ -4,7 +4,7 @@
 //! and the Services that give Gateways their addresses in [`status`].
 
 pub mod api;
-// pub mod status;
+pub mod status;
 
 /// API group of every Gateway API kind.
 pub const GROUP: &str = "gateway.networking.k8s.io";

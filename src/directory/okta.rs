@@ -551,7 +551,8 @@ fn skip_link_value(s: &str) -> &str {
     ""
 }
 
-fn server_date(headers: &HeaderMap) -> Option<Timestamp> {
+/// The server's `Date` header (RFC 2822 / IMF-fixdate), if it parses.
+pub fn server_date(headers: &HeaderMap) -> Option<Timestamp> {
     let value = headers.get(http::header::DATE)?.to_str().ok()?;
     jiff::fmt::rfc2822::DateTimeParser::new()
         .parse_timestamp(value)

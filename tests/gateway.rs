@@ -16,6 +16,7 @@ use common::cluster::*;
 use common::signin_env::{ALICE_LOGIN, BOB_LOGIN, CLIENT_ID, CLIENT_SECRET, Dir, follow};
 use common::*;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams};
 use portcullis::kube::crd::IdentityPolicy;
 use portcullis::kube::gateway::api::{Gateway, GatewayClass, HTTPRoute};
@@ -32,8 +33,10 @@ struct Setup {
     _replica: Replica,
     _idp: Proc,
     _dir: Dir,
-    /// The Gateway's HTTPS listener port, which is also its socket's local port.
+    /// The local port of the Gateway's HTTPS listener (port 443), from its Service.
     gw_port: u16,
+    /// The local port of its HTTP listener (port 80).
+    http_port: u16,
     /// The replica's own HTTPS port (the authenticate host).
     main_port: u16,
     ca: rustls::pki_types::CertificateDer<'static>,
@@ -56,7 +59,8 @@ async fn setup(tag: &str) -> Setup {
     let cert = dir.write("tls.crt", &pki.server.cert_pem);
     let key = dir.write("tls.key", &pki.server.key_pem);
     let ca_file = dir.write("ca.pem", &common::signin_env::pem_of(&pki.ca_der));
-    let (main_port, gw_port) = (free_port(), free_port());
+    let main_port = free_port();
+    let range_start = free_pair();
     let (idp, idp_base) = common::signin_env::start_idp(&dir, &cert, &key, main_port);
     let upstream = echo_upstream("echo").await;
     cluster.echo_service(upstream.port()).await;
@@ -83,9 +87,14 @@ async fn setup(tag: &str) -> Setup {
             json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
             "metadata": {"name": "gw"},
             "spec": {"gatewayClassName": "portcullis", "listeners": [{
-                "name": "https", "protocol": "HTTPS", "port": gw_port,
+                "name": "https", "protocol": "HTTPS", "port": 443,
                 "hostname": "*.example.test",
                 "tls": {"mode": "Terminate", "certificateRefs": [{"name": "gw-cert"}]},
+                "allowedRoutes": {"namespaces": {"from": "Selector", "selector":
+                    {"matchLabels": {"kubernetes.io/metadata.name": NS}}}},
+            }, {
+                "name": "http", "protocol": "HTTP", "port": 80,
+                "hostname": "*.example.test",
                 "allowedRoutes": {"namespaces": {"from": "Selector", "selector":
                     {"matchLabels": {"kubernetes.io/metadata.name": NS}}}},
             }]}}),
@@ -102,7 +111,7 @@ async fn setup(tag: &str) -> Setup {
         ca = ca_file.display(),
         cookie = base64_std(&common::signin_env::rand_bytes()),
     );
-    let range = format!("{gw_port}-{gw_port}");
+    let range = format!("{range_start}-{}", range_start + 1);
     let mut args: Vec<&str> = LOOPBACK_UPSTREAMS.to_vec();
     args.extend([
         "--gateway-api",
@@ -117,15 +126,46 @@ async fn setup(tag: &str) -> Setup {
         args: &args,
     };
     let replica = Replica::start_on(&cluster, "gw-a", &options, main_port).await;
+    // Where the Gateway's ports are: the targets of the Service provisioned for it.
+    let services: Api<Service> = Api::namespaced(cluster.client.clone(), CONTROLLER_NS);
+    let name = portcullis::kube::index::gateway::service_name(&ObjectKey::new(INFRA, "gw"));
+    let targets = || async {
+        let svc = services.get_opt(&name).await.ok().flatten()?;
+        let mut local = std::collections::BTreeMap::new();
+        for p in svc.spec.and_then(|s| s.ports).unwrap_or_default() {
+            if let Some(IntOrString::Int(target)) = p.target_port {
+                local.insert(p.port, target as u16);
+            }
+        }
+        (local.len() == 2).then_some(local)
+    };
+    within(Duration::from_secs(20), "the Gateway's Service", || async {
+        targets().await.is_some()
+    })
+    .await;
+    let local = targets().await.unwrap();
+    eprintln!("Gateway infra/gw: local ports {local:?} (Gateway port: local port)");
+    let (gw_port, http_port) = (local[&443], local[&80]);
     Setup {
         cluster,
         _replica: replica,
         _idp: idp,
         _dir: dir,
         gw_port,
+        http_port,
         main_port,
         ca: pki.ca_der.clone(),
         upstream,
+    }
+}
+
+/// A port that was free a moment ago, whose successor is free too.
+fn free_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
     }
 }
 
@@ -333,12 +373,10 @@ async fn status_of_class_gateway_and_routes() {
         "{st}"
     );
 
-    // The provisioned Service maps the Gateway's port onto the socket's local port.
-    let services: Api<Service> = Api::namespaced(s.cluster.client.clone(), CONTROLLER_NS);
-    let name = portcullis::kube::index::gateway::service_name(&ObjectKey::new(INFRA, "gw"));
-    let svc = services.get(&name).await.unwrap();
-    let port = &svc.spec.unwrap().ports.unwrap()[0];
-    assert_eq!(port.port, i32::from(s.gw_port));
+    // Plain HTTP: the HTTP listener serves the route (its policy needs no sign-in).
+    let http = SocketAddr::from(([127, 0, 0, 1], s.http_port));
+    let a = plain_get(http, "site.example.test", "/").await;
+    assert_eq!(a.status, 200, "{}", a.body);
 
     // Route status: Accepted and ResolvedRefs.
     s.route_condition(NS, "site", "Accepted", "True", None)
@@ -475,6 +513,12 @@ async fn routes_sign_in_and_decide_by_group() {
     let bob = s.browser();
     let (r, hops) = follow(&bob, &s.url("admin", "/"), Some(BOB_LOGIN)).await;
     assert_eq!(r.status(), 403, "bob: {hops:#?}");
+    // The HTTP listener cannot sign anyone in (Secure cookies): it denies, and says
+    // to use HTTPS, instead of serving the route's policy without a session.
+    let http = SocketAddr::from(([127, 0, 0, 1], s.http_port));
+    let a = plain_get(http, "admin.example.test", "/").await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("HTTPS"), "{}", a.body);
 
     // Routes without a policy of their own deny until the Gateway's policy decides.
     s.route(NS, "one", "one.example.test", None).await;

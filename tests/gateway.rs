@@ -67,6 +67,28 @@ async fn setup(tag: &str) -> Setup {
     for ns in [INFRA, OTHER] {
         namespace(&cluster, ns).await;
     }
+    // Namespace ops owns grafana.example.test: its Ingress is older than the Gateway.
+    namespace(&cluster, "ops").await;
+    cluster
+        .create::<Service>(
+            Some("ops"),
+            json!({"metadata": {"name": "echo"},
+                   "spec": {"type": "ExternalName", "externalName": "localhost",
+                            "ports": [{"name": "http", "port": upstream.port()}]}}),
+        )
+        .await;
+    cluster
+        .create::<k8s_openapi::api::networking::v1::Ingress>(
+            Some("ops"),
+            json!({"metadata": {"name": "grafana"}, "spec": {
+                "ingressClassName": "portcullis",
+                "rules": [{"host": "grafana.example.test", "http": {"paths": [{"path": "/",
+                    "pathType": "Prefix", "backend": {"service": {"name": "echo",
+                    "port": {"number": upstream.port()}}}}]}}]}}),
+        )
+        .await;
+    // Creation times are in seconds: the Gateway must be a second younger.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     cluster
         .create_cluster_scoped::<GatewayClass>(json!({
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
@@ -189,6 +211,15 @@ impl Setup {
                     "spec": {"parentRefs": [{"name": "gw", "namespace": INFRA}],
                              "hostnames": [host], "rules": rules}}),
             )
+            .await;
+    }
+
+    /// [`Setup::route`] with a policy of its own (`NAME-open`) that lets anyone in: what
+    /// it reaches is decided by attachment alone.
+    async fn open_route(&self, ns: &str, name: &str, host: &str, rules: Option<Value>) {
+        self.route(ns, name, host, rules).await;
+        let accept = json!([{"allow": {"and": [{"accept": true}]}}]);
+        self.policy(ns, &format!("{name}-open"), &[("HTTPRoute", name)], accept)
             .await;
     }
 
@@ -395,14 +426,7 @@ async fn status_of_class_gateway_and_routes() {
 
     // A route from a namespace the listener does not admit is not attached: status
     // says why, and its host answers nothing on the Gateway.
-    s.route(OTHER, "evil", "evil.example.test", None).await;
-    s.policy(
-        OTHER,
-        "open",
-        &[("HTTPRoute", "evil")],
-        json!([{"allow": {"and": [{"accept": true}]}}]),
-    )
-    .await;
+    s.open_route(OTHER, "evil", "evil.example.test", None).await;
     let c = s
         .route_condition(
             OTHER,
@@ -426,6 +450,16 @@ async fn status_of_class_gateway_and_routes() {
     .await;
     assert_eq!(s.ask("POST", "site", "/").await.0, 403);
 
+    // An admitted route still cannot take a host another namespace's Ingress named
+    // before the Gateway's wildcard was claimed (setup): HostNotOwned, and the host
+    // answers nothing on the Gateway.
+    s.open_route(NS, "grab", "grafana.example.test", None).await;
+    let c = s
+        .route_condition(NS, "grab", "Accepted", "False", Some("HostNotOwned"))
+        .await;
+    assert!(c["message"].as_str().unwrap_or("").contains("ops"), "{c}");
+    assert_eq!(s.ask("GET", "grafana", "/").await.0, 404);
+
     // A backend in another namespace needs a ReferenceGrant: without one the route's
     // ResolvedRefs is False (RefNotPermitted) and the rule answers 500, never the
     // backend.
@@ -437,7 +471,7 @@ async fn status_of_class_gateway_and_routes() {
                             "ports": [{"name": "http", "port": s.upstream.port()}]}}),
         )
         .await;
-    s.route(
+    s.open_route(
         NS,
         "broken",
         "broken.example.test",
@@ -445,13 +479,6 @@ async fn status_of_class_gateway_and_routes() {
             json!([{"backendRefs": [{"name": "secret-svc", "namespace": OTHER,
                                       "port": s.upstream.port()}]}]),
         ),
-    )
-    .await;
-    s.policy(
-        NS,
-        "broken-open",
-        &[("HTTPRoute", "broken")],
-        json!([{"allow": {"and": [{"accept": true}]}}]),
     )
     .await;
     s.route_condition(
@@ -626,7 +653,7 @@ async fn routes_sign_in_and_decide_by_group() {
     )
     .await
     .unwrap();
-    s.route(
+    s.open_route(
         NS,
         "admin-public",
         "admin.example.test",
@@ -634,13 +661,6 @@ async fn routes_sign_in_and_decide_by_group() {
             json!([{"matches": [{"path": {"type": "PathPrefix", "value": "/public"}}],
                      "backendRefs": [{"name": "echo", "port": port}]}]),
         ),
-    )
-    .await;
-    s.policy(
-        NS,
-        "public",
-        &[("HTTPRoute", "admin-public")],
-        json!([{"allow": {"and": [{"accept": true}]}}]),
     )
     .await;
     within(

@@ -433,8 +433,10 @@ fn admits(index: &Index, l: &ListenerState<'_>, gw: &ObjectKey, ns: &str) -> boo
 
 /// Whether a route of namespace `route_ns` may answer for `h` on listener `l` of a
 /// Gateway in `gw_ns`: its namespace owns `h`, or the Gateway's namespace owns the
-/// listener's hostname (which covers `h`) and admitted the route. Nobody may use a
-/// reserved host (the sign-in host, the config file's).
+/// listener's hostname (which covers `h`), admitted the route, and `h` itself is not
+/// another namespace's (an exact host an older Ingress or route named before the
+/// listener's wildcard was claimed stays its owner's). Nobody may use a reserved host
+/// (the sign-in host, the config file's).
 fn route_may_use(
     owners: &Owners,
     route_ns: &str,
@@ -442,12 +444,17 @@ fn route_may_use(
     l: &ListenerState<'_>,
     h: &GatewayHost,
 ) -> Result<(), String> {
-    match owners.standing(route_ns, &super::ownership_host(h)) {
+    let host = super::ownership_host(h);
+    match owners.standing(route_ns, &host) {
         Standing::Owner | Standing::Delegated { .. } => Ok(()),
         Standing::Refused { reason, message } => {
             let reserved = reason == crate::kube::index::reasons::RESERVED_HOST;
+            let owned_elsewhere = owners.owners(&host).is_some_and(|o| !o.contains(gw_ns))
+                && may_use(owners, gw_ns, h).is_err();
             match &l.hostname {
-                Some(lh) if !reserved && may_use(owners, gw_ns, lh).is_ok() => Ok(()),
+                Some(lh) if !reserved && !owned_elsewhere && may_use(owners, gw_ns, lh).is_ok() => {
+                    Ok(())
+                }
                 _ => Err(message),
             }
         }

@@ -460,6 +460,17 @@ async fn status_of_class_gateway_and_routes() {
     assert!(c["message"].as_str().unwrap_or("").contains("ops"), "{c}");
     assert_eq!(s.ask("GET", "grafana", "/").await.0, 404);
 
+    // Nor the sign-in host: reserved for every route, whatever the listener says.
+    s.open_route(NS, "steal-auth", "authenticate.example.test", None)
+        .await;
+    let c = s
+        .route_condition(NS, "steal-auth", "Accepted", "False", Some("HostNotOwned"))
+        .await;
+    assert!(
+        c["message"].as_str().unwrap_or("").contains("sign-in"),
+        "{c}"
+    );
+
     // A backend in another namespace needs a ReferenceGrant: without one the route's
     // ResolvedRefs is False (RefNotPermitted) and the rule answers 500, never the
     // backend.

@@ -10,8 +10,16 @@
 # at the pinned version (v1.7.0 needs Go 1.27, newer than this machine's), with
 # -mod=mod so the suite's test-only requirements are resolved through the module proxy.
 #
+# The images the suite's base manifests name, built here (no registry can be reached):
+# echo-basic from the module's conformance/echo-basic sources, archived under every
+# registry.k8s.io/gateway-api/echo-basic:<tag> the manifests use, and CoreDNS (its
+# UDP backend) from the node tier's cached CoreDNS binary under the name the manifests
+# use (a newer CoreDNS than the tag says: the Corefile it is given is version-neutral).
+#
 # Usage: e2e/lib/build-conformance.sh         (builds if needed; prints the binary path)
-#        source e2e/lib/build-conformance.sh  (defines conformance_bin / conformance_ensure)
+#        e2e/lib/build-conformance.sh images OUTDIR  (the image archives; prints them)
+#        source e2e/lib/build-conformance.sh  (defines conformance_bin / conformance_ensure
+#                                              / conformance_images)
 #
 # Environment: PORTCULLIS_CACHE, PORTCULLIS_GATEWAY_API_VERSION (default: the bundle
 # version of crds/gateway-api/). Builds run under `nice -n 19`.
@@ -59,6 +67,14 @@ GOMOD
     tail -n 30 "$tmp/build.log" >&2
     return 1
   fi
+  if ! (cd "$tmp" && env CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local GOWORK=off \
+    nice -n 19 go build -trimpath -ldflags='-s -w' -o "$tmp/echo-basic" \
+    sigs.k8s.io/gateway-api/conformance/echo-basic) >>"$tmp/build.log" 2>&1; then
+    _conf_log "building echo-basic failed; last lines of $tmp/build.log:"
+    tail -n 30 "$tmp/build.log" >&2
+    return 1
+  fi
+  mv -f "$tmp/echo-basic" "$(dirname "$dest")/echo-basic"
   mv -f "$tmp/conformance.test" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
   rm -rf "$tmp"
   _conf_log "built the conformance suite $GATEWAY_API_VERSION in $((SECONDS - start))s"
@@ -71,11 +87,48 @@ conformance_ensure() {
   lock="$PORTCULLIS_CACHE/.build-conformance.lock"
   (
     if command -v flock >/dev/null; then flock 9; fi
-    [[ -x "$(conformance_bin)" ]] || _conf_build
+    [[ -x "$(conformance_bin)" && -x "$(dirname "$(conformance_bin)")/echo-basic" ]] || _conf_build
   ) 9>"$lock"
 }
 
-if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+# conformance_images OUTDIR: echo-basic under each name the manifests use, and CoreDNS.
+conformance_images() {
+  local out="$1" manifests echo root ref n=0 coredns
+  # shellcheck source-path=SCRIPTDIR source=node-images.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/node-images.sh"
   conformance_ensure
-  conformance_bin
+  echo="$(dirname "$(conformance_bin)")/echo-basic"
+  manifests="$(cd / && GOFLAGS='' GOTOOLCHAIN=local go mod download -json \
+    "sigs.k8s.io/gateway-api/conformance@$GATEWAY_API_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -d $manifests/base ]] || { _conf_log "no conformance sources for $GATEWAY_API_VERSION"; return 1; }
+  mkdir -p "$out"
+  root="$(mktemp -d)"
+  _img_rootfs_base "$root"
+  install -m 0755 "$echo" "$root/echo-basic"
+  while read -r ref; do
+    n=$((n + 1))
+    oci_archive "$ref" "$root" "$out/echo-basic-$n.tar" \
+      '{"Entrypoint":["/echo-basic"],"User":"65532:65532","ExposedPorts":{"3000/tcp":{}}}'
+    printf '%s\n' "$out/echo-basic-$n.tar"
+  done < <(grep -rhoE 'registry\.k8s\.io/gateway-api/echo-basic:[A-Za-z0-9._-]+' "$manifests/base" "$manifests/tests" | sort -u)
+  rm -rf "$root"
+  coredns="$(find "$PORTCULLIS_CACHE/bin" -maxdepth 2 -path '*coredns-*' -name coredns -type f | sort | tail -n1)"
+  ref="$(grep -rhoE 'registry\.k8s\.io/coredns/coredns:[A-Za-z0-9._-]+' "$manifests/base" | sort -u | head -n1)"
+  if [[ -n $coredns && -n $ref ]]; then
+    root="$(mktemp -d)"
+    _img_rootfs_base "$root"
+    install -m 0755 "$coredns" "$root/coredns"
+    oci_archive "$ref" "$root" "$out/coredns.tar" '{"Entrypoint":["/coredns"]}'
+    rm -rf "$root"
+    printf '%s\n' "$out/coredns.tar"
+  else
+    _conf_log "no cached CoreDNS binary (e2e/lib/build-k8s.sh builds it for the node tier)"
+  fi
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  case "${1:-}" in
+    images) conformance_images "${2:?usage: build-conformance.sh images OUTDIR}" ;;
+    *) conformance_ensure && conformance_bin ;;
+  esac
 fi

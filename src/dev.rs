@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::app::{self, Settings};
 use crate::auth::gate::{Auth, AuthSettings};
 use crate::auth::provider::ProviderSettings;
-use crate::auth::{CookieSecret, SameSite, SigningKey};
+use crate::auth::{CookieSecret, SigningKey};
 use crate::devidp::{self, DevClient, DevIdpConfig, DevUser};
 use crate::policy::{Policy, Shorthands};
 use crate::routes::{
@@ -69,30 +69,32 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     })
     .await?;
 
+    // Everything not specific to the trial takes the config file's defaults.
+    let defaults = crate::config::Config::parse("", "(portcullis dev)", &|_| None)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let auth = Auth::new(AuthSettings {
         authenticate_url: authenticate_url.clone(),
         provider: ProviderSettings {
             issuer: idp.issuer(),
             client_id: DEV_CLIENT_ID.into(),
             client_secret,
-            scopes: ["openid", "profile", "email", "groups", "offline_access"]
-                .map(String::from)
-                .to_vec(),
+            scopes: defaults.idp.scopes.clone(),
             redirect_url: format!("{authenticate_url}/oauth2/callback"),
             ca_pem: None,
-            access_token_audiences: Vec::new(),
-            access_token_clients: Vec::new(),
+            access_token_audiences: defaults.bearer.audiences.clone(),
+            access_token_clients: defaults.bearer.clients.clone(),
         },
-        cookie_name: "_portcullis".into(),
+        cookie_name: defaults.cookie.name.clone(),
         cookie_domain: None,
-        cookie_expire: Duration::from_secs(14 * 3600),
-        cookie_same_site: SameSite::Lax,
+        cookie_expire: defaults.cookie.expire,
+        cookie_same_site: defaults.cookie.same_site,
+        // Sessions and assertion keys live as long as the trial.
         cookie_secret: CookieSecret::generate(),
         signing_key: SigningKey::generate(),
         session_store: None,
-        jwt_claims_headers: Vec::new(),
+        jwt_claims_headers: defaults.jwt_claims_headers.clone(),
         allowed_return_domains: Vec::new(),
-        bearer_format: crate::routes::BearerFormat::Default,
+        bearer_format: defaults.bearer.format,
     })
     .await?;
 
@@ -107,8 +109,9 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         metrics_address: Some(SocketAddr::from(([127, 0, 0, 1], opts.metrics_port))),
         certificates: Vec::new(),
         limits: Limits {
+            // A trial stops at once when asked.
             drain_timeout: Duration::from_secs(2),
-            ..Limits::default()
+            ..app::limits(&defaults.connections)
         },
         redirect_https_port: None,
         auth: Some(Arc::new(auth)),
@@ -116,7 +119,10 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         ready_on_start: true,
         upstream_policy: Default::default(),
         workers: 0,
-        logs: crate::proxy::LogFields::default(),
+        logs: crate::proxy::LogFields {
+            decision: defaults.authorize_log_fields,
+            access: defaults.access_log_fields,
+        },
         claim_headers: Vec::new(),
     };
     let running = app::start(settings, &model).await?;

@@ -20,28 +20,6 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use portcullis::kube::crd::IdentityPolicy;
 use serde_json::json;
 
-fn ingress_address(ing: &Ingress) -> Option<String> {
-    ing.status
-        .as_ref()?
-        .load_balancer
-        .as_ref()?
-        .ingress
-        .as_ref()?
-        .first()?
-        .ip
-        .clone()
-}
-
-fn status_managers(ing: &Ingress) -> Vec<String> {
-    ing.metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .filter(|m| m.subresource.as_deref() == Some("status"))
-        .filter_map(|m| m.manager.clone())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingress_and_policy_lifecycle() {
     let cluster = Cluster::up("lifecycle").await;

@@ -40,6 +40,7 @@ static TABLE: LazyLock<RoutingTable> = LazyLock::new(|| {
                 scheme: UpstreamScheme::Http,
                 host: id.to_string(),
                 port: 8080,
+                reach: Default::default(),
             }],
             balance: Balance::RoundRobin,
         },
@@ -58,8 +59,7 @@ static TABLE: LazyLock<RoutingTable> = LazyLock::new(|| {
             route("/admin", PathMatch::SegmentPrefix("/admin/".into())),
             route("catch-all", PathMatch::Any),
         ],
-        default_backend: None,
-        authenticate_host: None,
+        ..Model::default()
     };
     let (table, diagnostics) = build(&model, None);
     assert!(diagnostics.is_empty(), "{diagnostics:?}");

@@ -29,6 +29,7 @@ pub mod provider;
 pub mod redirect;
 pub mod seal;
 pub mod session;
+pub mod settings;
 pub mod store;
 
 pub use cookies::{CookieError, SameSite, SessionCookie, read_chunked, strip_cookies};

@@ -131,8 +131,8 @@ impl Config {
             }
             if self.cookie.secret.is_none() && self.session_store == SessionStore::Cookie {
                 out.push(file(format!(
-                    "{who} sign-in, but cookie_secret is not set: a random one is used, \
-                     so sessions end at restart and don't work across replicas"
+                    "{who} sign-in, but cookie_secret is not set: `portcullis run` refuses \
+                     to start sign-in without one (head -c32 /dev/urandom | base64)"
                 )));
             }
             if self.idp.provider == Some(IdpProvider::Okta)
@@ -144,6 +144,14 @@ impl Config {
                         .to_string(),
                 ));
             }
+        }
+        if self.signing.shared_secret.is_some() {
+            out.push(file(
+                "shared_secret is read but not used: Pomerium signs the calls between its \
+                 services with it, and Portcullis is one process with no such calls; \
+                 cookie_secret and signing_key key everything it signs"
+                    .to_string(),
+            ));
         }
         out
     }

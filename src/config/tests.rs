@@ -688,6 +688,17 @@ fn check_warnings() {
 }
 
 #[test]
+fn shared_secret_is_read_but_said_to_be_unused() {
+    let c = parse_ok(&format!("shared_secret: {KEY32}\n"));
+    let w: Vec<String> = c.warnings().iter().map(ToString::to_string).collect();
+    assert!(
+        w.iter()
+            .any(|x| x.contains("shared_secret is read but not used")),
+        "{w:#?}"
+    );
+}
+
+#[test]
 fn check_prints_a_summary() {
     let dir = std::env::temp_dir().join(format!("portcullis-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -1,12 +1,14 @@
 //! The Kubernetes side of Portcullis: the only room that knows Kubernetes types.
 //!
 //! [`crd`] defines the `IdentityPolicy` custom resource and generates its CRD. The
-//! reflectors, the status writer and the leader election live here too (docs/design.md
-//! sections 1 and 4); they turn cluster objects into the plain [`crate::routes::Model`].
+//! reflectors turn cluster objects into the plain [`crate::routes::Model`]; the leader
+//! election (`lease`, its own task) and the status writer ([`status`]) live here too
+//! (docs/design.md, "Rooms" and "Leader election").
 
 pub mod annotations;
 pub mod controller;
 pub mod crd;
 pub mod gateway;
 pub mod index;
+mod lease;
 pub mod status;

@@ -31,11 +31,21 @@ pub type Shutdown = watch::Receiver<bool>;
 /// without spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// A listener that could not be bound, naming the config key that asked for it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {key} {addr}: {source}")]
+pub struct BindError {
+    pub key: &'static str,
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Binds a listener with a message naming the config key when that fails.
-pub async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+pub async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {key} {addr}: {e}"))
+        .map_err(|source| BindError { key, addr, source })
 }
 
 /// The next connection, or `None` once shutdown starts. Accept errors are logged and

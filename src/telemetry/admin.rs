@@ -102,8 +102,6 @@ fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<
 }
 
 /// Binds the admin address, with a message that names it when that fails.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on metrics_address {addr}: {e}"))
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::server::BindError> {
+    crate::server::bind(addr, "metrics_address").await
 }

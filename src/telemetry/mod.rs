@@ -20,11 +20,13 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. `level` is a level (`info`) or a filter directive
 /// (`info,portcullis::proxy=debug`); `RUST_LOG`, when set, wins.
-pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
+pub fn init_logging(level: &str, format: LogFormat) -> Result<(), LogError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => EnvFilter::try_new(v)?,
+        Ok(v) if !v.is_empty() => {
+            EnvFilter::try_new(&v).map_err(|e| LogError::Filter("RUST_LOG", v.clone(), e))?
+        }
         _ => EnvFilter::try_new(directive(level))
-            .map_err(|e| anyhow::anyhow!("log_level `{level}` is not a valid level: {e}"))?,
+            .map_err(|e| LogError::Filter("log_level", level.to_string(), e))?,
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -34,7 +36,20 @@ pub fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
+    result.map_err(|e| LogError::Install(e.to_string()))
+}
+
+/// Why logging could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{0} `{1}` is not a valid level or filter: {2}")]
+    Filter(
+        &'static str,
+        String,
+        #[source] tracing_subscriber::filter::ParseError,
+    ),
+    #[error("installing the log subscriber: {0}")]
+    Install(String),
 }
 
 /// The filter for a `log_level`. rustls warns about what clients send (an IP address

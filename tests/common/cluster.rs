@@ -307,7 +307,17 @@ impl Replica {
         identity: &str,
         options: &ReplicaOptions<'_>,
     ) -> Replica {
-        Replica::start_on(cluster, identity, options, free_port()).await
+        Replica::start_general(cluster, identity, options, &cluster.kubeconfig, free_port()).await
+    }
+
+    /// A replica that reaches the API server as `kubeconfig` says (e.g. through a proxy).
+    pub async fn start_through(
+        cluster: &Cluster,
+        identity: &str,
+        options: &ReplicaOptions<'_>,
+        kubeconfig: &std::path::Path,
+    ) -> Replica {
+        Replica::start_general(cluster, identity, options, kubeconfig, free_port()).await
     }
 
     /// [`Replica::start_with`] on a chosen HTTPS port (one a provider's redirect URIs
@@ -316,6 +326,17 @@ impl Replica {
         cluster: &Cluster,
         identity: &str,
         options: &ReplicaOptions<'_>,
+        https: u16,
+    ) -> Replica {
+        Replica::start_general(cluster, identity, options, &cluster.kubeconfig, https).await
+    }
+
+    /// Everything chosen: the API server as `kubeconfig` says, HTTPS on `https`.
+    pub async fn start_general(
+        cluster: &Cluster,
+        identity: &str,
+        options: &ReplicaOptions<'_>,
+        kubeconfig: &std::path::Path,
         https: u16,
     ) -> Replica {
         let admin = free_port();
@@ -349,7 +370,7 @@ impl Replica {
             ])
             .args(options.args)
             .args(["--pod-name", identity])
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("LOG_LEVEL", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -525,4 +546,28 @@ impl Load {
         let [ok, denied, failed] = &*self.counts;
         (ok.load(Relaxed), denied.load(Relaxed), failed.load(Relaxed))
     }
+}
+
+/// The first `status.loadBalancer.ingress[].ip` of an Ingress.
+pub fn ingress_address(ing: &Ingress) -> Option<String> {
+    ing.status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .first()?
+        .ip
+        .clone()
+}
+
+/// The field managers of the Ingress's status subresource.
+pub fn status_managers(ing: &Ingress) -> Vec<String> {
+    ing.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .filter_map(|m| m.manager.clone())
+        .collect()
 }

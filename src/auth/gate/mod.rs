@@ -79,6 +79,21 @@ pub struct AuthSettings {
     pub bearer_format: BearerFormat,
 }
 
+/// Why sign-in could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthStartError {
+    #[error("authenticate_service_url: {0}")]
+    AuthenticateUrl(#[source] http::uri::InvalidUri),
+    #[error("authenticate_service_url has no host")]
+    AuthenticateHost,
+    #[error("cookie_name or cookie_domain: {0}")]
+    Cookie(#[from] super::CookieError),
+    #[error("session store: {0}")]
+    Store(#[from] super::store::StoreError),
+    #[error("identity provider: {0}")]
+    Provider(#[from] ProviderError),
+}
+
 /// The sign-in machinery, shared by every connection.
 pub struct Auth {
     pub(super) authenticate_url: String,
@@ -156,14 +171,14 @@ pub(super) struct AuthSession {
 
 impl Auth {
     /// Builds the gate; connects to Redis when configured.
-    pub async fn new(settings: AuthSettings) -> anyhow::Result<Auth> {
+    pub async fn new(settings: AuthSettings) -> Result<Auth, AuthStartError> {
         let authenticate: http::Uri = settings
             .authenticate_url
             .parse()
-            .map_err(|e| anyhow::anyhow!("authenticate_service_url: {e}"))?;
+            .map_err(AuthStartError::AuthenticateUrl)?;
         let authenticate_host = authenticate
             .host()
-            .ok_or_else(|| anyhow::anyhow!("authenticate_service_url has no host"))?
+            .ok_or(AuthStartError::AuthenticateHost)?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();

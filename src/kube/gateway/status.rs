@@ -17,7 +17,7 @@ use super::{GROUP, conditions};
 use crate::kube::index::gateway::ports::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::kube::index::gateway::{GatewaySettings, GatewayTranslation};
 use crate::kube::index::{NoteType, ObjectKey};
-use crate::kube::status::{Recorder, Transitions, object_reference, publish};
+use crate::kube::status::{Recorder, Transitions, object_reference};
 
 /// Annotation on a provisioned Service naming its Gateway (`namespace/name`).
 pub const GATEWAY_ANNOTATION: &str = "gateway.portcullis.dev/gateway";
@@ -249,7 +249,9 @@ impl GatewayWriter {
                             if n.type_ == NoteType::Warning {
                                 tracing::warn!(gateway = %g.key, reason = n.reason, "{}", n.message);
                             }
-                            publish(recorder, n.type_, n.reason, &n.message, &reference).await;
+                            recorder
+                                .publish(n.type_, n.reason, &n.message, &reference)
+                                .await;
                         }
                     }
                 }
@@ -349,7 +351,8 @@ impl GatewayWriter {
                                     if n.type_ == NoteType::Warning {
                                         tracing::warn!(route = %key, reason = n.reason, "{}", n.message);
                                     }
-                                    publish(recorder, n.type_, n.reason, &n.message, &reference)
+                                    recorder
+                                        .publish(n.type_, n.reason, &n.message, &reference)
                                         .await;
                                 }
                             }

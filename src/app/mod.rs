@@ -14,6 +14,13 @@ use crate::proxy::{self, Limits, Proxy};
 use crate::routes::{LiveTable, Model};
 use crate::telemetry::{self, AdminState, Metrics};
 
+mod controller;
+mod run;
+
+pub use controller::{ControllerArgs, DataPlaneSink, start_controller};
+pub(crate) use run::limits;
+pub use run::{run, runtime};
+
 /// Where to listen and with which certificates.
 #[derive(Clone)]
 pub struct Settings {
@@ -276,103 +283,4 @@ fn report_applied(table: &LiveTable, metrics: &Metrics, applied: crate::routes::
         build_ms = applied.build_time.as_secs_f64() * 1000.0,
         "routing table applied"
     );
-}
-
-// === impl DataPlaneSink ===
-
-/// Applies translations to this replica's data plane and hands them to the status
-/// writer. Routes from the config file (if any) stay in front of the cluster's.
-pub struct DataPlaneSink {
-    pub table: LiveTable,
-    pub metrics: Arc<Metrics>,
-    pub certs: Arc<ArcSwap<CertStore>>,
-    pub ready: Arc<AtomicBool>,
-    /// Routes and certificates from the config file.
-    pub base: Model,
-    pub base_certificates: Vec<PemPair>,
-    pub translations: watch::Sender<Option<Arc<crate::kube::index::Translation>>>,
-    /// The Gateway sockets to serve (with Gateway API on).
-    pub gateway_sockets: Option<watch::Sender<Arc<Vec<proxy::gateway_sockets::SocketSpec>>>>,
-}
-
-impl crate::kube::controller::Sink for DataPlaneSink {
-    fn apply(&self, t: &crate::kube::index::Translation, synced: bool) {
-        let mut model = t.model.clone();
-        let mut routes = self.base.routes.clone();
-        routes.append(&mut model.routes);
-        model.routes = routes;
-        model.default_backend = self.base.default_backend.clone().or(model.default_backend);
-        model.authenticate_host = self.base.authenticate_host.clone();
-        model
-            .exclusive_hosts
-            .extend(self.base.exclusive_hosts.iter().cloned());
-        let applied = self.table.apply(&model);
-        let regexes = applied.regexes;
-        self.metrics.table_swapped(
-            applied.generation,
-            applied.routes,
-            applied.build_time.as_secs_f64(),
-        );
-        for d in &self.table.load().diagnostics {
-            tracing::debug!(route = %d.route_id, "{}", d.message);
-        }
-        // The config file's certificates serve all their names and give the default;
-        // Ingress Secrets serve only the hosts their namespace owns, never the default.
-        let names = crate::proxy::tls::self_signed_names(&model);
-        let (store, errors) = CertStore::scoped(
-            &self.base_certificates,
-            &t.certificates,
-            &t.default_certificate_hosts,
-            &names,
-        );
-        for e in errors {
-            tracing::warn!(error = %e, "skipping a TLS certificate");
-        }
-        self.certs.store(Arc::new(store));
-        if let Some(sockets) = &self.gateway_sockets {
-            let specs = gateway_sockets(&t.gateway);
-            sockets.send_if_modified(|current| {
-                let changed = **current != specs;
-                if changed {
-                    *current = Arc::new(specs);
-                }
-                changed
-            });
-        }
-        tracing::info!(
-            generation = applied.generation,
-            routes = applied.routes,
-            certificates = self.base_certificates.len() + t.certificates.len(),
-            build_ms = applied.build_time.as_secs_f64() * 1000.0,
-            regexes_compiled = regexes.compiled,
-            regexes_reused = regexes.reused,
-            regexes_shared = regexes.shared,
-            "routing table applied from the cluster"
-        );
-        if synced && !self.ready.swap(true, Ordering::AcqRel) {
-            tracing::info!("ready: the first full sync is in the routing table");
-        }
-        self.translations.send_replace(Some(Arc::new(t.clone())));
-    }
-}
-
-/// The sockets a translation's Gateway ports need, with their certificates.
-fn gateway_sockets(
-    t: &crate::kube::index::gateway::GatewayTranslation,
-) -> Vec<proxy::gateway_sockets::SocketSpec> {
-    t.ports
-        .iter()
-        .map(|p| proxy::gateway_sockets::SocketSpec {
-            local_port: p.local_port,
-            port: p.port,
-            tls: p.tls,
-            id: p.id.clone(),
-            certificates: t
-                .certificates
-                .iter()
-                .filter(|c| c.local_port == p.local_port)
-                .flat_map(|c| c.pairs.iter().map(|(_, pair)| pair.clone()))
-                .collect(),
-        })
-        .collect()
 }

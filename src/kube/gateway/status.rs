@@ -231,7 +231,9 @@ impl GatewayWriter {
                 "listeners": listeners,
                 "addresses": addresses,
             }});
-            if self.gateways.get(&g.key) == Some(&status) {
+            // The same status for a Gateway made again under its name is still unwritten.
+            let written = json!({"uid": g.uid, "status": status});
+            if self.gateways.get(&g.key) == Some(&written) {
                 continue;
             }
             let api: Api<Gateway> = Api::namespaced(self.client.clone(), &g.key.namespace);
@@ -240,7 +242,7 @@ impl GatewayWriter {
                 .await
             {
                 Ok(obj) => {
-                    self.gateways.insert(g.key.clone(), status);
+                    self.gateways.insert(g.key.clone(), written);
                     let reference =
                         object_reference(&obj.metadata, &format!("{GROUP}/v1"), "Gateway");
                     for n in &g.notes {
@@ -294,12 +296,16 @@ impl GatewayWriter {
                     })
                 })
                 .collect();
-            ours.insert(r.key.clone(), Value::Array(parents));
+            // With the uid: a route made again under its name is still unwritten.
+            ours.insert(
+                r.key.clone(),
+                json!({"uid": r.uid, "parents": Value::Array(parents)}),
+            );
         }
         // Routes we wrote for before and no longer parent: our entries go.
         for k in self.routes.keys() {
             ours.entry(k.clone())
-                .or_insert_with(|| Value::Array(Vec::new()));
+                .or_insert_with(|| json!({"uid": null, "parents": []}));
         }
         let mut written = Vec::new();
         for (key, parents) in &ours {
@@ -328,7 +334,7 @@ impl GatewayWriter {
                     .filter(|p| p.controller_name != controller)
                     .filter_map(|p| serde_json::to_value(p).ok())
                     .collect();
-                list.extend(parents.as_array().cloned().unwrap_or_default());
+                list.extend(parents["parents"].as_array().cloned().unwrap_or_default());
                 let patch = json!({
                     "metadata": {"resourceVersion": current.metadata.resource_version},
                     "status": {"parents": list},
@@ -372,9 +378,9 @@ impl GatewayWriter {
         for (key, value) in written {
             match value {
                 Some(v)
-                    if ours
-                        .get(&key)
-                        .is_some_and(|p| p.as_array().is_some_and(|a| !a.is_empty())) =>
+                    if ours.get(&key).is_some_and(|p| {
+                        p["parents"].as_array().is_some_and(|a| !a.is_empty())
+                    }) =>
                 {
                     self.routes.insert(key, v);
                 }

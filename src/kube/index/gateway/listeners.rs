@@ -600,6 +600,7 @@ pub(super) fn finish(
         }
         out.gateways.push(GatewayReport {
             key: g.key.clone(),
+            uid: g.gateway.metadata.uid.clone(),
             generation,
             conditions: vec![
                 (conditions::ACCEPTED, accepted),

@@ -123,6 +123,8 @@ pub struct GatewayClassReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayReport {
     pub key: ObjectKey,
+    /// `metadata.uid`: a Gateway deleted and made again under its name is another object.
+    pub uid: Option<String>,
     pub generation: Option<i64>,
     /// `(type, state)`: Accepted, Programmed, ResolvedRefs.
     pub conditions: Vec<(&'static str, ConditionState)>,
@@ -145,6 +147,8 @@ pub struct ListenerReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteReport {
     pub key: ObjectKey,
+    /// `metadata.uid`: a route deleted and made again under its name is another object.
+    pub uid: Option<String>,
     pub generation: Option<i64>,
     pub parents: Vec<ParentReport>,
     pub notes: Vec<Note>,

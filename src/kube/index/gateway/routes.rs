@@ -289,6 +289,7 @@ pub(super) fn attach(
         }
         reports.push(RouteReport {
             key: key.clone(),
+            uid: route.metadata.uid.clone(),
             generation: route.metadata.generation,
             parents: parent_reports,
             notes,

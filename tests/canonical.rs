@@ -2,6 +2,8 @@
 //! path spellings that walk a public prefix into a private one, host and header
 //! spellings that the upstream would read differently, and framing from a hostile
 //! upstream — over HTTP/1.1 (raw bytes, so no client normalizes anything) and HTTP/2.
+//! The path attacks run again through the controller, with Ingresses on a real API
+//! server splitting one host into a public and a protected path.
 
 mod common;
 
@@ -213,7 +215,16 @@ async fn start_with_http(extra: &str, http: Option<u16>) -> Env {
 /// Sends `request` (raw HTTP/1.1 bytes) over TLS with `sni`; returns the status and
 /// the whole answer as text.
 async fn raw(env: &Env, sni: &str, request: &str) -> (u16, String) {
-    let mut tls = tls_connect(env.addr, sni, client_tls(&env.ca, &[b"http/1.1"])).await;
+    raw_to(env.addr, &env.ca, sni, request).await
+}
+
+async fn raw_to(
+    addr: SocketAddr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    sni: &str,
+    request: &str,
+) -> (u16, String) {
+    let mut tls = tls_connect(addr, sni, client_tls(ca, &[b"http/1.1"])).await;
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ =
@@ -243,7 +254,17 @@ async fn get2(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<(u16, String), String> {
-    let tls = tls_connect(env.addr, authority, client_tls(&env.ca, &[b"h2"])).await;
+    get2_to(env.addr, &env.ca, authority, path, headers).await
+}
+
+async fn get2_to(
+    addr: SocketAddr,
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
+    let tls = tls_connect(addr, authority, client_tls(ca, &[b"h2"])).await;
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         TokioIo::new(tls),
@@ -344,6 +365,111 @@ async fn no_spelling_of_a_path_walks_out_of_a_public_prefix() {
         env.private.lock().unwrap().is_empty(),
         "the protected upstream saw an anonymous request: {:?}",
         env.private.lock().unwrap()
+    );
+}
+
+/// The same attacks through the controller: one host, two Ingresses of one namespace,
+/// `/public` (pathType Prefix) open to anyone and `/` for signed-in users only (no
+/// identity provider is configured, so nobody signs in). The protected upstream never
+/// sees a request; the public one never a path outside `/public`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_controller_no_spelling_walks_out_of_a_public_path() {
+    use common::cluster::{Cluster, NS, Replica, within};
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::networking::v1::Ingress;
+    use serde_json::json;
+
+    let cluster = Cluster::up("canonical").await;
+    let pki = pki(&["*.example.test"]);
+    let (public_addr, public) = upstream(ok).await;
+    let (private_addr, private) = upstream(ok).await;
+    for (name, port) in [
+        ("public", public_addr.port()),
+        ("private", private_addr.port()),
+    ] {
+        cluster
+            .create::<Service>(
+                Some(NS),
+                json!({"metadata": {"name": name},
+                       "spec": {"type": "ExternalName", "externalName": "localhost",
+                                "ports": [{"name": "http", "port": port}]}}),
+            )
+            .await;
+    }
+    let ingress = |name: &str, path: &str, service: &str, port: u16, annotation: &str| {
+        json!({"metadata": {"name": name, "annotations": {annotation: "true"}},
+               "spec": {"ingressClassName": "portcullis",
+                        "rules": [{"host": "site.example.test", "http": {"paths": [
+                            {"path": path, "pathType": "Prefix", "backend": {"service":
+                                {"name": service, "port": {"number": port}}}}]}}]}})
+    };
+    cluster
+        .create::<Ingress>(
+            Some(NS),
+            ingress(
+                "site-public",
+                "/public",
+                "public",
+                public_addr.port(),
+                "portcullis.dev/allow-public-unauthenticated-access",
+            ),
+        )
+        .await;
+    cluster
+        .create::<Ingress>(
+            Some(NS),
+            ingress(
+                "site-private",
+                "/",
+                "private",
+                private_addr.port(),
+                "portcullis.dev/allow-any-authenticated-user",
+            ),
+        )
+        .await;
+    let replica = Replica::start(&cluster, "canonical", &pki).await;
+    let (addr, ca) = (replica.https, pki.ca_der.clone());
+    let get1 = |target: String| {
+        let ca = ca.clone();
+        async move {
+            let request = format!(
+                "GET {target} HTTP/1.1\r\nhost: site.example.test\r\nconnection: close\r\n\r\n"
+            );
+            raw_to(addr, &ca, "site.example.test", &request).await.0
+        }
+    };
+    within(
+        std::time::Duration::from_secs(10),
+        "both Ingresses answer",
+        || async { get1("/public/page".into()).await == 200 && get1("/other".into()).await == 403 },
+    )
+    .await;
+    public.lock().unwrap().clear();
+
+    for path in attack_paths() {
+        let s1 = get1(path.clone()).await;
+        assert!(matches!(s1, 400 | 403), "HTTP/1.1 {path}: {s1}");
+        if let Ok((s2, _)) = get2_to(addr, &ca, "site.example.test", &path, &[]).await {
+            assert!(matches!(s2, 400 | 403), "HTTP/2 {path}: {s2}");
+        }
+    }
+    assert_eq!(get1("/public/a/../b".into()).await, 200);
+    let seen = public.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|s| s.target == "/public/b"),
+        "the canonical path is what the upstream sees: {seen:?}"
+    );
+    for s in &seen {
+        assert!(
+            (s.target == "/public" || s.target.starts_with("/public/")) && !s.target.contains(".."),
+            "the public upstream saw {}",
+            s.target
+        );
+    }
+    assert!(
+        private.lock().unwrap().is_empty(),
+        "the protected upstream saw an anonymous request: {:?}",
+        private.lock().unwrap()
     );
 }
 

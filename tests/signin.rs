@@ -232,7 +232,8 @@ async fn api_clients_use_bearer_tokens_from_the_provider() {
     let env = start_with(
         "default",
         false,
-        "idp_access_token_allowed_audiences: [api://default]\n",
+        "idp_access_token_allowed_audiences: [api://default]\n\
+         jwt_claims_headers:\n  X-Email: email\n  X-Nickname: nickname\n",
     )
     .await;
     let issuer = format!("{}/oauth2/default", env.idp);
@@ -276,6 +277,41 @@ async fn api_clients_use_bearer_tokens_from_the_provider() {
         claims["sub"], ALICE,
         "Okta access tokens name the user in `uid`"
     );
+    // Claim headers on a bearer request come from the token alone: spoofed ones are
+    // removed, in any spelling, and a claim the token lacks is sent as no header.
+    assert!(jwt_claims(&access).get("nickname").is_none());
+    let r = api
+        .get(env.url("app", "/api/items"))
+        .bearer_auth(&access)
+        .header("accept", "application/json")
+        .header("x-email", "ceo@example.com")
+        .header("x_email", "ceo@example.com")
+        .header("x-nickname", "root")
+        .header("x_nickname", "root")
+        .header("x-portcullis-claim-nickname", "root")
+        .header("x-probe", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: Value = r.json().await.unwrap();
+    let headers = &echo["headers"];
+    assert_eq!(
+        headers["x-probe"], "1",
+        "the upstream echoes other headers: {headers}"
+    );
+    assert_ne!(headers["x-email"], "ceo@example.com", "{headers}");
+    for name in [
+        "x_email",
+        "x-nickname",
+        "x_nickname",
+        "x-portcullis-claim-nickname",
+    ] {
+        assert!(
+            headers.get(name).is_none(),
+            "{name} reached the upstream: {headers}"
+        );
+    }
     // An ID token for this client is accepted too.
     let id = tokens["id_token"]
         .as_str()

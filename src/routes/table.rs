@@ -8,26 +8,23 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use regex_automata::meta::Regex;
 
 use super::model::*;
 use crate::policy::Policy;
 
-/// Consecutive transport failures (connect errors, timeouts) that eject an endpoint.
-pub const EJECT_AFTER_FAILURES: u32 = 5;
-/// How long an ejected endpoint is skipped; it is tried again afterwards.
-pub const EJECT_FOR_MS: u64 = 10_000;
+mod backend;
+mod regex;
+
+pub use backend::{Backend, EJECT_AFTER_FAILURES, EJECT_FOR_MS, Endpoint, InflightGuard};
+pub use regex::{
+    PATH_REGEX_CACHE_LIMIT, PATH_REGEX_MAX_LEN, PATH_REGEX_SIZE_LIMIT, compile_path_regex,
+    path_regex_memory, shared_path_regex,
+};
+
 /// Longest host name a lookup considers (DNS caps names at 253).
 const MAX_HOST_LEN: usize = 255;
-/// Largest compiled form (the NFA, each direction) of one path regex. Ordinary path
-/// patterns need a few KiB; Unicode classes cost more (`/(\w+)/(\w+)` about 110 KiB).
-pub const PATH_REGEX_SIZE_LIMIT: usize = 256 * 1024;
-/// Largest lazy-DFA cache one path regex may grow per searching thread.
-pub const PATH_REGEX_CACHE_LIMIT: usize = 256 * 1024;
-/// Longest path regex as written.
-pub const PATH_REGEX_MAX_LEN: usize = 4096;
 
 // === impl RoutingTable ===
 
@@ -443,79 +440,6 @@ fn normalize_host<'b>(host: &'b str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<
     std::str::from_utf8(out).ok()
 }
 
-/// An anchored path regex within [`PATH_REGEX_SIZE_LIMIT`] and
-/// [`PATH_REGEX_CACHE_LIMIT`]. The error says which limit, in words for an Event.
-pub fn compile_path_regex(r: &str) -> Result<Regex, String> {
-    if r.len() > PATH_REGEX_MAX_LEN {
-        return Err(format!(
-            "the pattern is {} bytes long; the limit is {PATH_REGEX_MAX_LEN}",
-            r.len()
-        ));
-    }
-    let config = regex_automata::meta::Config::new()
-        .nfa_size_limit(Some(PATH_REGEX_SIZE_LIMIT))
-        .onepass_size_limit(Some(PATH_REGEX_SIZE_LIMIT))
-        .dfa_size_limit(Some(PATH_REGEX_SIZE_LIMIT))
-        .hybrid_cache_capacity(PATH_REGEX_CACHE_LIMIT);
-    Regex::builder()
-        .configure(config)
-        .build(&format!("^(?:{r})$"))
-        .map_err(|e| match e.size_limit() {
-            Some(limit) => format!(
-                "`{r}` compiles to more than {} KiB (the limit per pattern); \
-                 prefer ASCII classes such as [a-z0-9_] to \\w and \\d, and fewer repetitions",
-                limit / 1024
-            ),
-            None => format!("`{r}` is not a valid regular expression: {e}"),
-        })
-}
-
-/// Compiled path regexes that someone holds, by pattern: the index compiles an
-/// Ingress' patterns to check their size, and the next table build takes those rather
-/// than compiling them again. Weak: a pattern nobody uses any more is freed. A memo
-/// of a pure function, not a source of truth.
-static SHARED_REGEXES: std::sync::Mutex<SharedRegexes> = std::sync::Mutex::new(SharedRegexes {
-    by_pattern: None,
-    prune_at: 64,
-});
-
-struct SharedRegexes {
-    by_pattern: Option<HashMap<Box<str>, std::sync::Weak<Regex>>>,
-    /// Dead entries are dropped when the map reaches this size, which then doubles.
-    prune_at: usize,
-}
-
-/// [`compile_path_regex`], through the shared memo: the compiled form someone already
-/// holds, or a new one (`true`: compiled now).
-pub fn shared_path_regex(pattern: &str) -> Result<(Arc<Regex>, bool), String> {
-    let lock = || SHARED_REGEXES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(re) = lock()
-        .by_pattern
-        .as_ref()
-        .and_then(|m| m.get(pattern))
-        .and_then(std::sync::Weak::upgrade)
-    {
-        return Ok((re, false));
-    }
-    // Compiled outside the lock: a large pattern must not hold up other builds.
-    let re = Arc::new(compile_path_regex(pattern)?);
-    let mut shared = lock();
-    let prune_at = shared.prune_at;
-    let map = shared.by_pattern.get_or_insert_with(HashMap::new);
-    map.insert(pattern.into(), Arc::downgrade(&re));
-    if map.len() >= prune_at {
-        map.retain(|_, w| w.strong_count() > 0);
-        let live = map.len();
-        shared.prune_at = (live * 2).max(64);
-    }
-    Ok((re, true))
-}
-
-/// How much memory a compiled path regex holds (its caches aside), for budgets.
-pub fn path_regex_memory(re: &Regex) -> usize {
-    re.memory_usage()
-}
-
 // === impl HostRoutes ===
 
 impl HostRoutes {
@@ -616,116 +540,6 @@ impl Match<'_> {
             path,
             self.matched_len,
         ))
-    }
-}
-
-// === impl Backend ===
-
-/// The endpoints of one backend and the state that picks among them. Shared by every
-/// route with the same backend spec and carried across table rebuilds.
-#[derive(Debug)]
-pub struct Backend {
-    pub balance: Balance,
-    pub endpoints: Box<[Endpoint]>,
-    next: AtomicUsize,
-}
-
-/// One upstream address with its live counters.
-#[derive(Debug)]
-pub struct Endpoint {
-    pub spec: EndpointSpec,
-    /// `host:port`, bracketed for IPv6, ready for URIs.
-    pub authority: http::uri::Authority,
-    inflight: AtomicUsize,
-    failures: AtomicU32,
-    /// Milliseconds on the caller's clock until which the endpoint is skipped.
-    ejected_until: AtomicU64,
-}
-
-impl Backend {
-    pub fn new(spec: &BackendSpec) -> Backend {
-        Backend {
-            balance: spec.balance,
-            endpoints: spec.endpoints.iter().filter_map(Endpoint::new).collect(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// Picks an endpoint by the backend's balancing rule, skipping ejected ones unless
-    /// every endpoint is ejected (then all are tried, rather than failing outright).
-    /// `now_ms` is any monotonic millisecond clock, the same one given to `report`.
-    pub fn pick(&self, now_ms: u64) -> Option<&Endpoint> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let healthy = |e: &&Endpoint| e.ejected_until.load(Ordering::Relaxed) <= now_ms;
-        let rotation = (0..n).map(|i| &self.endpoints[(start + i) % n]);
-        let chosen = match self.balance {
-            Balance::RoundRobin => rotation.clone().find(healthy),
-            Balance::LeastRequest => rotation
-                .clone()
-                .filter(healthy)
-                .min_by_key(|e| e.inflight.load(Ordering::Relaxed)),
-        };
-        chosen.or_else(|| rotation.min_by_key(|e| e.inflight.load(Ordering::Relaxed)))
-    }
-}
-
-impl Endpoint {
-    fn new(spec: &EndpointSpec) -> Option<Endpoint> {
-        let authority = if spec.host.contains(':') {
-            format!("[{}]:{}", spec.host, spec.port)
-        } else {
-            format!("{}:{}", spec.host, spec.port)
-        };
-        Some(Endpoint {
-            spec: spec.clone(),
-            authority: authority.parse().ok()?,
-            inflight: AtomicUsize::new(0),
-            failures: AtomicU32::new(0),
-            ejected_until: AtomicU64::new(0),
-        })
-    }
-
-    /// Counts a request in flight until the guard drops (for least-request balancing).
-    pub fn start(&self) -> InflightGuard<'_> {
-        self.inflight.fetch_add(1, Ordering::Relaxed);
-        InflightGuard(self)
-    }
-
-    /// Records how a request went. Transport failures in a row eject the endpoint for a
-    /// while; any success resets the count.
-    pub fn report(&self, transport_ok: bool, now_ms: u64) {
-        if transport_ok {
-            self.failures.store(0, Ordering::Relaxed);
-            return;
-        }
-        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= EJECT_AFTER_FAILURES {
-            self.failures.store(0, Ordering::Relaxed);
-            self.ejected_until
-                .store(now_ms + EJECT_FOR_MS, Ordering::Relaxed);
-        }
-    }
-
-    pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::Relaxed)
-    }
-
-    pub fn is_ejected(&self, now_ms: u64) -> bool {
-        self.ejected_until.load(Ordering::Relaxed) > now_ms
-    }
-}
-
-/// Marks a request as finished when dropped.
-#[derive(Debug)]
-pub struct InflightGuard<'e>(&'e Endpoint);
-
-impl Drop for InflightGuard<'_> {
-    fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

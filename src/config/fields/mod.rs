@@ -1,14 +1,20 @@
 //! Reading typed values out of the YAML tree: mappings that refuse unknown keys, and
 //! readers for the value formats Pomerium uses (Go durations, `:443` addresses, URLs).
 //! Every reader reports its own problem, located, and returns `None` on failure.
+//!
+//! `headers` reads header names, values and maps; `url` takes URLs apart.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
-
 use super::error::Problems;
 use super::yaml::{Node, Origin, Value};
+
+mod headers;
+mod url;
+
+pub(crate) use self::headers::{header_map, header_name, header_names};
+pub(crate) use self::url::{origin_url, split_url};
 
 /// A mapping being read. Unknown keys are reported when it is opened: a typo must not
 /// quietly drop a setting (or open a route).
@@ -352,206 +358,6 @@ pub(crate) fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// A header name, lower-cased as `http` keeps it.
-pub(crate) fn header_name(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderName> {
-    let text = string(node, path, p)?;
-    crate::routes::options::header_name(&text)
-        .map_err(|e| p.push(&node.origin, path, e.to_string()))
-        .ok()
-}
-
-pub(crate) fn header_value(node: &Node, path: &str, p: &mut Problems) -> Option<HeaderValue> {
-    let text = string(node, path, p)?;
-    crate::routes::options::header_value(&text)
-        .map_err(|e| p.push(&node.origin, path, e.to_string()))
-        .ok()
-}
-
-/// A mapping of header names to values, in file order.
-pub(crate) fn header_map(
-    node: &Node,
-    path: &str,
-    p: &mut Problems,
-) -> Option<Vec<(HeaderName, HeaderValue)>> {
-    let Value::Map(entries) = &node.value else {
-        p.push(
-            &node.origin,
-            path,
-            format!(
-                "expected a mapping of header names to values, found {}",
-                node.kind()
-            ),
-        );
-        return None;
-    };
-    let mut out = Vec::with_capacity(entries.len());
-    let mut ok = true;
-    for (k, v) in entries {
-        let name = header_name(k, path, p);
-        let label = format!("{path}.{}", k.scalar_text().unwrap_or_default());
-        let value = header_value(v, &label, p);
-        match (name, value) {
-            (Some(n), Some(v)) => out.push((n, v)),
-            _ => ok = false,
-        }
-    }
-    ok.then_some(out)
-}
-
-/// A header name list (`remove_request_headers`).
-pub(crate) fn header_names(node: &Node, path: &str, p: &mut Problems) -> Option<Vec<HeaderName>> {
-    let names = match &node.value {
-        Value::Seq(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| header_name(item, &format!("{path}[{i}]"), p))
-            .collect::<Vec<_>>(),
-        Value::Str(s) => split_list(s)
-            .into_iter()
-            .map(|s| {
-                let n = Node {
-                    value: Value::Str(s),
-                    origin: node.origin.clone(),
-                };
-                header_name(&n, path, p)
-            })
-            .collect(),
-        _ => {
-            p.push(
-                &node.origin,
-                path,
-                format!("expected a list of header names, found {}", node.kind()),
-            );
-            return None;
-        }
-    };
-    names.into_iter().collect()
-}
-
-// === URLs ===
-
-/// A URL taken apart without normalising anything away, so we can refuse what we don't
-/// serve (a path in `from`, user info, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Url {
-    pub scheme: String,
-    /// Lower-case; IPv6 literals without brackets.
-    pub host: String,
-    pub port: Option<u16>,
-    /// Path, query and fragment as written (`""` when none).
-    pub rest: String,
-}
-
-impl Url {
-    /// True when nothing follows the authority but an optional `/`.
-    pub fn has_no_path(&self) -> bool {
-        self.rest.is_empty() || self.rest == "/"
-    }
-}
-
-pub(crate) fn split_url(text: &str) -> Result<Url, String> {
-    let text = text.trim();
-    let (scheme, after) = text
-        .split_once("://")
-        .ok_or_else(|| format!("`{text}` is not a URL (expected `scheme://host`)"))?;
-    if scheme.is_empty()
-        || !scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-    {
-        return Err(format!("`{text}` has an invalid scheme"));
-    }
-    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
-    let (authority, rest) = after.split_at(end);
-    if authority.contains('@') {
-        return Err(format!("`{text}`: user info in URLs is not supported"));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, tail) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("`{text}`: unclosed `[` in host"))?;
-        if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("`{text}`: `{h}` is not an IPv6 address"));
-        }
-        let port = match tail {
-            "" => None,
-            t => Some(
-                t.strip_prefix(':')
-                    .ok_or_else(|| format!("`{text}`: junk after `]`"))?,
-            ),
-        };
-        (h.to_string(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, port)) => (h.to_string(), Some(port)),
-            None => (authority.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("`{text}` has no host"));
-    }
-    let port = match port {
-        None => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("`{text}`: `{p}` is not a port number"))?,
-        ),
-    };
-    Ok(Url {
-        scheme: scheme.to_ascii_lowercase(),
-        host: host.to_ascii_lowercase(),
-        port,
-        rest: rest.to_string(),
-    })
-}
-
-/// A URL with one of `schemes` and nothing after the host, as an `http::Uri`.
-pub(crate) fn origin_url(
-    node: &Node,
-    path: &str,
-    schemes: &[&str],
-    allow_path: bool,
-    p: &mut Problems,
-) -> Option<http::Uri> {
-    let text = string(node, path, p)?;
-    let url = match split_url(&text) {
-        Ok(u) => u,
-        Err(why) => {
-            p.push(&node.origin, path, why);
-            return None;
-        }
-    };
-    if !schemes.contains(&url.scheme.as_str()) {
-        p.push(
-            &node.origin,
-            path,
-            format!("`{text}`: scheme must be {}", schemes.join(" or ")),
-        );
-        return None;
-    }
-    if !allow_path && !url.has_no_path() {
-        p.push(
-            &node.origin,
-            path,
-            format!("`{text}`: must not have a path, query or fragment"),
-        );
-        return None;
-    }
-    match text.trim().parse::<http::Uri>() {
-        Ok(u) => Some(u),
-        Err(e) => {
-            p.push(
-                &node.origin,
-                path,
-                format!("`{text}` is not a valid URL: {e}"),
-            );
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,29 +411,6 @@ mod tests {
                 want,
                 "{text}"
             );
-        }
-    }
-
-    #[test]
-    fn urls() {
-        let u = split_url("https://*.Example.com:8443/x?y").unwrap();
-        assert_eq!(
-            (u.scheme.as_str(), u.host.as_str(), u.port),
-            ("https", "*.example.com", Some(8443))
-        );
-        assert_eq!(u.rest, "/x?y");
-        let u = split_url("h2c://[::1]").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", None));
-        assert!(u.has_no_path());
-        for bad in [
-            "example.com",
-            "https://",
-            "https://a:0",
-            "https://a:x",
-            "https://u:p@a",
-            "https://[zz]",
-        ] {
-            assert!(split_url(bad).is_err(), "{bad}");
         }
     }
 

@@ -8,6 +8,10 @@
 //! it breaks. Requests only borrow it, and no store call waits longer than
 //! [`COMMAND_WAIT`]: a call that does not finish by then is a [`StoreError`], and the
 //! request that made it a 503.
+//!
+//! `connect` owns the topology: the clients for one server, Sentinel or Cluster, with
+//! TLS, and one connection attempt; this file owns the shared connection, the calls and
+//! the task that keeps it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,19 +23,17 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use redis::aio::MultiplexedConnection;
-use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, FromRedisValue};
+use redis::FromRedisValue;
 use tokio::sync::{Notify, watch};
 
+use self::connect::{Conn, Target, connect, target};
 use super::StoreError;
-use crate::config::{StoreUrl, Topology};
+use crate::config::StoreUrl;
+
+mod connect;
 
 /// The longest any one store call waits (a request makes one or two).
 pub const COMMAND_WAIT: Duration = Duration::from_secs(1);
-/// The longest one connection attempt may take (TCP, TLS, AUTH, SELECT; with Sentinel
-/// the question to the sentinels too).
-const CONNECT_WAIT: Duration = Duration::from_secs(2);
 /// How often a healthy connection is pinged.
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// How often a connection is tried again while Redis cannot be reached.
@@ -44,35 +46,6 @@ pub struct StoreSettings {
     pub ca_pem: Option<Vec<u8>>,
     /// `session_store_cert_file` and `session_store_key_file`, PEM.
     pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-/// A connection requests can use.
-#[derive(Clone)]
-enum Conn {
-    Node(MultiplexedConnection),
-    Cluster(ClusterConnection),
-}
-
-impl Conn {
-    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-        match self {
-            Conn::Node(c) => cmd.query_async(&mut c.clone()).await,
-            Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
-        }
-    }
-}
-
-/// What the connection task connects to.
-enum Target {
-    Node(redis::Client),
-    Sentinel {
-        sentinels: Vec<redis::Client>,
-        master: String,
-        /// Everything but the address of the primary, which the sentinels name.
-        node: redis::RedisConnectionInfo,
-        tls: Option<redis::TlsCertificates>,
-    },
-    Cluster(redis::cluster::ClusterClient),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -386,228 +359,4 @@ fn broken(e: &redis::RedisError) -> bool {
 /// answer, never the password (it is never part of a command we log).
 fn error_text(e: &redis::RedisError) -> String {
     e.to_string()
-}
-
-fn node_info(url: &StoreUrl, password: Option<&str>) -> redis::RedisConnectionInfo {
-    redis::RedisConnectionInfo {
-        db: url.db,
-        username: url.username.clone(),
-        password: password.map(str::to_string),
-        protocol: redis::ProtocolVersion::RESP2,
-    }
-}
-
-fn address(host: &str, port: u16, tls: bool) -> ConnectionAddr {
-    if tls {
-        ConnectionAddr::TcpTls {
-            host: host.to_string(),
-            port,
-            insecure: false,
-            tls_params: None,
-        }
-    } else {
-        ConnectionAddr::Tcp(host.to_string(), port)
-    }
-}
-
-fn certificates(settings: &StoreSettings) -> Option<redis::TlsCertificates> {
-    settings.url.tls.then(|| redis::TlsCertificates {
-        client_tls: settings
-            .client_cert
-            .as_ref()
-            .map(|(cert, key)| redis::ClientTlsConfig {
-                client_cert: cert.clone(),
-                client_key: key.clone(),
-            }),
-        root_cert: settings.ca_pem.clone(),
-    })
-}
-
-fn client(
-    info: ConnectionInfo,
-    tls: Option<&redis::TlsCertificates>,
-) -> redis::RedisResult<redis::Client> {
-    match tls {
-        Some(certs) => redis::Client::build_with_tls(info, certs.clone()),
-        None => redis::Client::open(info),
-    }
-}
-
-fn target(settings: &StoreSettings) -> redis::RedisResult<Target> {
-    let url = &settings.url;
-    let tls = certificates(settings);
-    let password = url.password.as_ref().map(|p| p.expose().as_str());
-    Ok(match &url.topology {
-        Topology::Single => {
-            let (host, port) = &url.hosts[0];
-            let info = ConnectionInfo {
-                addr: address(host, *port, url.tls),
-                redis: node_info(url, password),
-            };
-            Target::Node(client(info, tls.as_ref())?)
-        }
-        Topology::Sentinel { master } => {
-            let sentinel_password = url.sentinel_password.as_ref().map(|p| p.expose().clone());
-            let sentinels = url
-                .hosts
-                .iter()
-                .map(|(host, port)| {
-                    let info = ConnectionInfo {
-                        addr: address(host, *port, url.tls),
-                        redis: redis::RedisConnectionInfo {
-                            db: 0,
-                            username: None,
-                            password: sentinel_password.clone(),
-                            protocol: redis::ProtocolVersion::RESP2,
-                        },
-                    };
-                    client(info, tls.as_ref())
-                })
-                .collect::<redis::RedisResult<Vec<_>>>()?;
-            Target::Sentinel {
-                sentinels,
-                master: master.clone(),
-                node: node_info(url, password),
-                tls,
-            }
-        }
-        Topology::Cluster => {
-            let nodes: Vec<ConnectionInfo> = url
-                .hosts
-                .iter()
-                .map(|(host, port)| ConnectionInfo {
-                    addr: address(host, *port, url.tls),
-                    redis: node_info(url, password),
-                })
-                .collect();
-            let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
-                .connection_timeout(CONNECT_WAIT)
-                .response_timeout(COMMAND_WAIT)
-                .retries(2)
-                .max_retry_wait(200)
-                .min_retry_wait(50);
-            if let Some(certs) = tls {
-                builder = builder.certs(certs);
-            }
-            Target::Cluster(builder.build()?)
-        }
-    })
-}
-
-fn connection_config() -> AsyncConnectionConfig {
-    AsyncConnectionConfig::new()
-        .set_connection_timeout(CONNECT_WAIT)
-        .set_response_timeout(CONNECT_WAIT)
-}
-
-/// One connection attempt, bounded by [`CONNECT_WAIT`].
-async fn connect(target: &Target) -> Result<Conn, String> {
-    let attempt = async {
-        match target {
-            Target::Node(client) => {
-                let conn = client
-                    .get_multiplexed_async_connection_with_config(&connection_config())
-                    .await
-                    .map_err(|e| error_text(&e))?;
-                let conn = Conn::Node(conn);
-                conn.query::<String>(&redis::cmd("PING"))
-                    .await
-                    .map_err(|e| error_text(&e))?;
-                Ok(conn)
-            }
-            Target::Sentinel {
-                sentinels,
-                master,
-                node,
-                tls,
-            } => connect_primary(sentinels, master, node, tls.as_ref()).await,
-            Target::Cluster(client) => {
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(CONNECT_WAIT)
-                    .set_response_timeout(COMMAND_WAIT);
-                let conn = client
-                    .get_async_connection_with_config(config)
-                    .await
-                    .map_err(|e| error_text(&e))?;
-                let conn = Conn::Cluster(conn);
-                conn.query::<String>(&redis::cmd("PING"))
-                    .await
-                    .map_err(|e| error_text(&e))?;
-                Ok(conn)
-            }
-        }
-    };
-    tokio::time::timeout(CONNECT_WAIT, attempt)
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no connection within {} ms",
-                CONNECT_WAIT.as_millis()
-            ))
-        })
-}
-
-/// Asks each sentinel in turn for the primary of `master`, connects to it and checks
-/// that it says it is the primary (a sentinel can lag behind a fail-over).
-async fn connect_primary(
-    sentinels: &[redis::Client],
-    master: &str,
-    node: &redis::RedisConnectionInfo,
-    tls: Option<&redis::TlsCertificates>,
-) -> Result<Conn, String> {
-    let mut last = String::from("no sentinel answered");
-    let per_sentinel = CONNECT_WAIT / 4;
-    for sentinel in sentinels {
-        let asked = tokio::time::timeout(per_sentinel, async {
-            let mut conn = sentinel
-                .get_multiplexed_async_connection_with_config(&connection_config())
-                .await?;
-            redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(master)
-                .query_async::<Option<(String, String)>>(&mut conn)
-                .await
-        })
-        .await;
-        let (host, port) = match asked {
-            Ok(Ok(Some((host, port)))) => (host, port),
-            Ok(Ok(None)) => {
-                last = format!("a sentinel does not know the master `{master}`");
-                continue;
-            }
-            Ok(Err(e)) => {
-                last = format!("a sentinel: {}", error_text(&e));
-                continue;
-            }
-            Err(_) => {
-                last = "a sentinel did not answer".into();
-                continue;
-            }
-        };
-        let Ok(port) = port.parse::<u16>() else {
-            last = "a sentinel named a primary without a port".into();
-            continue;
-        };
-        let info = ConnectionInfo {
-            addr: address(&host, port, tls.is_some()),
-            redis: node.clone(),
-        };
-        let primary = async {
-            let client = client(info, tls)?;
-            let conn = client
-                .get_multiplexed_async_connection_with_config(&connection_config())
-                .await?;
-            let conn = Conn::Node(conn);
-            let role: Vec<redis::Value> = conn.query(&redis::cmd("ROLE")).await?;
-            Ok::<_, redis::RedisError>((conn, role))
-        };
-        match primary.await {
-            Ok((conn, role)) => match role.first() {
-                Some(redis::Value::BulkString(r)) if r == b"master" => return Ok(conn),
-                _ => last = format!("the primary the sentinels name ({host}:{port}) is not one"),
-            },
-            Err(e) => last = format!("the primary {host}:{port}: {}", error_text(&e)),
-        }
-    }
-    Err(last)
 }

@@ -12,12 +12,22 @@
 //!
 //! Values must be cookie-octets (RFC 6265 §4.1.1); sealed values (URL-safe base64)
 //! always are.
+//!
+//! This file writes the cookie (`Set-Cookie`); `read` parses `Cookie` headers back into
+//! values; `strip` removes ours from a request and names the family.
 
 use std::time::Duration;
 
-use http::header::{COOKIE, HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 
 pub use crate::config::SameSite;
+
+mod read;
+mod strip;
+
+pub(crate) use self::read::Pieces;
+pub use self::read::read_chunked;
+pub use self::strip::{in_family, set_cookie_name, strip_cookies, strip_family};
 
 /// The most value bytes in one cookie. Browsers keep at least 4096 bytes of name,
 /// value and attributes per cookie; this leaves room for the name and attributes.
@@ -193,210 +203,6 @@ impl SessionCookie {
     }
 }
 
-// === reading and stripping ===
-
-/// A value written in chunks by [`SessionCookie::set`]: `name`, `name_1`, … until one
-/// is missing (at most [`MAX_CHUNKS`]), concatenated in index order.
-pub fn read_chunked(headers: &HeaderMap, name: &str) -> Option<String> {
-    Pieces::of(headers, name)?.value()
-}
-
-/// A chunked cookie value as it arrived, in index order: what a cache can compare and
-/// hash without joining and copying kilobytes. [`Pieces::value`] joins them as
-/// [`read_chunked`] does.
-pub(crate) struct Pieces<'a> {
-    parts: [&'a [u8]; MAX_CHUNKS],
-    count: usize,
-}
-
-impl<'a> Pieces<'a> {
-    pub(crate) fn of(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
-        Pieces::from_scan(Scan::of(headers, name))
-    }
-
-    /// Like [`Pieces::of`], but `None` when any chunk name comes twice: a browser holds
-    /// two cookies of that name (one planted by a sibling host, or with another
-    /// `Path`), and which one it sent first proves nothing. Credentials are read so.
-    pub(crate) fn of_unique(headers: &'a HeaderMap, name: &str) -> Option<Pieces<'a>> {
-        let scan = Scan::of(headers, name);
-        if scan.duplicate {
-            return None;
-        }
-        Pieces::from_scan(scan)
-    }
-
-    fn from_scan(scan: Scan<'a>) -> Option<Pieces<'a>> {
-        let mut pieces = Pieces {
-            parts: [&[][..]; MAX_CHUNKS],
-            count: 0,
-        };
-        for chunk in scan.chunks.into_iter().map_while(|c| c) {
-            pieces.parts[pieces.count] = chunk;
-            pieces.count += 1;
-        }
-        (pieces.count > 0).then_some(pieces)
-    }
-
-    pub fn len(&self) -> usize {
-        self.parts[..self.count].iter().map(|p| p.len()).sum()
-    }
-
-    /// Whether the joined value is exactly `value`.
-    pub fn eq_bytes(&self, mut value: &[u8]) -> bool {
-        for part in &self.parts[..self.count] {
-            match value.strip_prefix(*part) {
-                Some(rest) => value = rest,
-                None => return false,
-            }
-        }
-        value.is_empty()
-    }
-
-    /// The last `N` bytes of the joined value (fewer when it is shorter), at the end of
-    /// the array; returns how many are filled.
-    pub fn tail<const N: usize>(&self) -> ([u8; N], usize) {
-        let mut out = [0u8; N];
-        let mut filled = 0;
-        for part in self.parts[..self.count].iter().rev() {
-            let take = part.len().min(N - filled);
-            out[N - filled - take..N - filled].copy_from_slice(&part[part.len() - take..]);
-            filled += take;
-            if filled == N {
-                break;
-            }
-        }
-        (out, filled)
-    }
-
-    /// The joined value, as [`read_chunked`] reads it (stopping before a piece that
-    /// is not UTF-8; `None` when the first is not).
-    pub fn value(&self) -> Option<String> {
-        let mut value = String::with_capacity(self.len());
-        for (i, part) in self.parts[..self.count].iter().enumerate() {
-            match std::str::from_utf8(part) {
-                Ok(piece) => value.push_str(piece),
-                Err(_) if i == 0 => return None,
-                Err(_) => break,
-            }
-        }
-        Some(value)
-    }
-}
-
-/// Removes the cookie `name` and its chunks (`name_` followed by digits only) from the
-/// request before it goes upstream, keeping every other cookie byte for byte and in
-/// order. Several `Cookie` headers are joined into one with `"; "` (RFC 9113 §8.2.3),
-/// as an HTTP/1.1 upstream needs; with none left, the header is removed.
-pub fn strip_cookies(headers: &mut HeaderMap, name: &str) {
-    strip_where(headers, |n| is_ours(n, name.as_bytes()));
-}
-
-/// Removes every cookie of the family `base` ([`in_family`]): the session cookies of
-/// every host and port, their chunks, and the sign-in flow and nonce cookies.
-pub fn strip_family(headers: &mut HeaderMap, base: &str) {
-    strip_where(headers, |n| in_family(n, base.as_bytes()));
-}
-
-/// Whether a cookie named `candidate` is one of Portcullis's: optionally prefixed with
-/// `__Host-` or `__Secure-`, then `base`, then nothing or `_` and anything. Upstreams
-/// never see these, and may not set them.
-pub fn in_family(candidate: &[u8], base: &[u8]) -> bool {
-    let unprefixed = strip_ci_prefix(candidate, b"__Host-")
-        .or_else(|| strip_ci_prefix(candidate, b"__Secure-"))
-        .unwrap_or(candidate);
-    matches!(unprefixed.strip_prefix(base), Some([] | [b'_', ..]))
-}
-
-fn strip_ci_prefix<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    (s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &s[prefix.len()..])
-}
-
-fn strip_where(headers: &mut HeaderMap, ours: impl Fn(&[u8]) -> bool) {
-    let mut found = false;
-    let mut others = false;
-    let mut count = 0;
-    for header in headers.get_all(COOKIE) {
-        count += 1;
-        for pair in pairs(header.as_bytes()).filter(|p| !p.is_empty()) {
-            if ours(pair_name(pair)) {
-                found = true;
-            } else {
-                others = true;
-            }
-        }
-    }
-    if !found && count <= 1 {
-        return;
-    }
-    if !others {
-        headers.remove(COOKIE);
-        return;
-    }
-    let kept: Vec<&[u8]> = headers
-        .get_all(COOKIE)
-        .iter()
-        .flat_map(|v| pairs(v.as_bytes()))
-        .filter(|p| !p.is_empty() && !ours(pair_name(p)))
-        .collect();
-    let joined = kept.join(&b"; "[..]);
-    headers.remove(COOKIE);
-    let value = HeaderValue::from_bytes(&joined)
-        .expect("pieces of valid header values joined by \"; \" are valid");
-    headers.insert(COOKIE, value);
-}
-
-/// The cookie name a `Set-Cookie` value sets (before its first `=`, trimmed).
-pub fn set_cookie_name(value: &[u8]) -> &[u8] {
-    let pair = value.split(|b| *b == b';').next().unwrap_or(value);
-    pair_name(trim(pair))
-}
-
-/// One pass over the `Cookie` headers for one cookie name: the first value seen for
-/// each chunk name (unquoted, not yet checked as UTF-8). Session cookies run to
-/// kilobytes and come with every request, so this reads them once.
-struct Scan<'a> {
-    chunks: [Option<&'a [u8]>; MAX_CHUNKS],
-    /// A chunk name came more than once (two cookies of one name: one was planted).
-    duplicate: bool,
-}
-
-impl<'a> Scan<'a> {
-    fn of(headers: &'a HeaderMap, name: &str) -> Scan<'a> {
-        let mut scan = Scan {
-            chunks: [None; MAX_CHUNKS],
-            duplicate: false,
-        };
-        for header in headers.get_all(COOKIE) {
-            for pair in pairs(header.as_bytes()) {
-                let Some((n, v)) = split_pair(pair) else {
-                    continue;
-                };
-                if let Some(i) = chunk_index(n, name.as_bytes()) {
-                    scan.duplicate |= scan.chunks[i].is_some();
-                    scan.chunks[i].get_or_insert(unquote(v));
-                }
-            }
-        }
-        scan
-    }
-}
-
-/// The chunk index a cookie name stands for: `name` → 0, `name_1` … `name_7` → 1 … 7
-/// (exactly as [`chunk_name`] writes them).
-fn chunk_index(candidate: &[u8], name: &[u8]) -> Option<usize> {
-    match candidate.strip_prefix(name)? {
-        [] => Some(0),
-        [b'_', d @ b'1'..=b'9'] => Some(usize::from(d - b'0')).filter(|i| *i < MAX_CHUNKS),
-        _ => None,
-    }
-}
-
-/// The (trimmed) name of a `name=value` pair, or the whole pair without `=`.
-fn pair_name(pair: &[u8]) -> &[u8] {
-    split_pair(pair).map_or(trim(pair), |(n, _)| n)
-}
-
 /// `name` for chunk 0, `name_<i>` after.
 fn chunk_name(name: &str, index: usize) -> String {
     if index == 0 {
@@ -404,55 +210,6 @@ fn chunk_name(name: &str, index: usize) -> String {
     } else {
         format!("{name}_{index}")
     }
-}
-
-fn is_ours(candidate: &[u8], name: &[u8]) -> bool {
-    match candidate.strip_prefix(name) {
-        Some([]) => true,
-        Some([b'_', digits @ ..]) => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
-        _ => false,
-    }
-}
-
-/// The `;`-separated pairs of one header value, trimmed of spaces and tabs.
-fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = Some(header);
-    std::iter::from_fn(move || {
-        let h = rest?;
-        match memchr::memchr(b';', h) {
-            Some(i) => {
-                rest = Some(&h[i + 1..]);
-                Some(trim(&h[..i]))
-            }
-            None => {
-                rest = None;
-                Some(trim(h))
-            }
-        }
-    })
-}
-
-/// `name=value` → (name, value), both trimmed. `None` without `=`.
-fn split_pair(pair: &[u8]) -> Option<(&[u8], &[u8])> {
-    let eq = memchr::memchr(b'=', pair)?;
-    Some((trim(&pair[..eq]), trim(&pair[eq + 1..])))
-}
-
-fn unquote(value: &[u8]) -> &[u8] {
-    match value {
-        [b'"', inner @ .., b'"'] => inner,
-        _ => value,
-    }
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 fn has_prefix(name: &str, prefix: &str) -> bool {
@@ -472,6 +229,7 @@ fn is_cookie_octet(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::COOKIE;
 
     fn request(cookies: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -1,17 +1,24 @@
 //! One entry of `routes:`, read with Pomerium's meaning and turned into a [`RouteSpec`].
+//!
+//! `endpoints` reads what a route serves and where it sends it (`from`, the path match,
+//! `to`, load balancing); `options` reads the per-route options (headers, timeouts,
+//! TLS to the upstream, identity headers); this file reads the route as a whole and its
+//! policy.
 
 use std::sync::Arc;
 
 use crate::policy::{Policy, PolicyError, Shorthands};
-use crate::routes::{
-    BackendSpec, Balance, EndpointSpec, HostMatch, PathMatch, Reach, RouteOptions, RouteSpec,
-    UpstreamHost, UpstreamScheme,
-};
+use crate::routes::{BackendSpec, EndpointSpec, HostMatch, RouteSpec};
 
 use super::error::Problems;
 use super::fields::{self, Fields};
-use super::yaml::{Node, Origin, Value};
-use crate::routes::reserved::reserved_request_header_with;
+use super::yaml::{Node, Origin};
+
+mod endpoints;
+mod options;
+
+use self::endpoints::{read_balance, read_from, read_path_match, read_to};
+use self::options::read_options;
 
 /// The keys a route may have (Pomerium's names).
 pub(crate) const ROUTE_KEYS: &[&str] = &[
@@ -280,173 +287,6 @@ pub(crate) fn read(
     })
 }
 
-/// `from`: an https URL whose host is a name or a `*.` wildcard; a port only when written.
-fn read_from(
-    node: &Node,
-    path: &str,
-    p: &mut Problems,
-) -> Option<(String, HostMatch, Option<u16>)> {
-    let text = fields::string(node, path, p)?;
-    let url = match fields::split_url(&text) {
-        Ok(u) => u,
-        Err(why) => {
-            p.push(&node.origin, path, why);
-            return None;
-        }
-    };
-    if url.scheme != "https" {
-        p.push(
-            &node.origin,
-            path,
-            format!("`{text}`: `from` must be an https:// URL (plain http is redirected to https)"),
-        );
-        return None;
-    }
-    if !url.has_no_path() {
-        p.push(
-            &node.origin,
-            path,
-            format!(
-                "`{text}`: `from` must not have a path; match paths with `prefix`, `path` or `regex`"
-            ),
-        );
-        return None;
-    }
-    match HostMatch::parse(&url.host) {
-        Ok(host) => Some((text.trim().to_string(), host, url.port)),
-        Err(why) => {
-            p.push(&node.origin, path, why);
-            None
-        }
-    }
-}
-
-/// `to`: one URL or a list (load-balanced); http, https or h2c; no path.
-fn read_to(node: &Node, path: &str, p: &mut Problems) -> Option<(Vec<String>, Vec<EndpointSpec>)> {
-    let items: Vec<(Node, String)> = match &node.value {
-        Value::Seq(items) if items.is_empty() => {
-            p.push(&node.origin, path, "needs at least one upstream URL");
-            return None;
-        }
-        Value::Seq(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), format!("{path}[{i}]")))
-            .collect(),
-        _ => vec![(node.clone(), path.to_string())],
-    };
-    let mut texts = Vec::new();
-    let mut endpoints = Vec::new();
-    let mut ok = true;
-    for (n, path) in &items {
-        match read_endpoint(n, path, p) {
-            Some((t, e)) => {
-                texts.push(t);
-                endpoints.push(e);
-            }
-            None => ok = false,
-        }
-    }
-    ok.then_some((texts, endpoints))
-}
-
-fn read_endpoint(node: &Node, path: &str, p: &mut Problems) -> Option<(String, EndpointSpec)> {
-    let text = fields::string(node, path, p)?;
-    let url = match fields::split_url(&text) {
-        Ok(u) => u,
-        Err(why) => {
-            p.push(&node.origin, path, why);
-            return None;
-        }
-    };
-    let (scheme, default_port) = match url.scheme.as_str() {
-        "http" => (UpstreamScheme::Http, 80),
-        "https" => (UpstreamScheme::Https, 443),
-        "h2c" => (UpstreamScheme::H2c, 80),
-        other => {
-            p.push(
-                &node.origin,
-                path,
-                format!(
-                    "`{text}`: upstream scheme `{other}` is not supported; use http, https or h2c"
-                ),
-            );
-            return None;
-        }
-    };
-    if !url.has_no_path() {
-        p.push(
-            &node.origin,
-            path,
-            format!(
-                "`{text}`: a path in `to` is not supported; use `prefix_rewrite` to change the path"
-            ),
-        );
-        return None;
-    }
-    if url.host.contains('*') {
-        p.push(
-            &node.origin,
-            path,
-            format!("`{text}`: an upstream host cannot be a wildcard"),
-        );
-        return None;
-    }
-    Some((
-        text.trim().to_string(),
-        EndpointSpec {
-            scheme,
-            host: url.host,
-            port: url.port.unwrap_or(default_port),
-            reach: Reach::Operator,
-        },
-    ))
-}
-
-fn read_balance(node: &Node, path: &str, p: &mut Problems) -> Option<Balance> {
-    let text = fields::string(node, path, p)?;
-    crate::routes::options::balance(&text)
-        .map_err(|e| p.push(&node.origin, path, e.to_string()))
-        .ok()
-}
-
-/// `path` (exact), `prefix` (plain string prefix), `regex` (anchored): at most one.
-fn read_path_match(f: &Fields<'_>, p: &mut Problems) -> Option<PathMatch> {
-    let given: Vec<&str> = ["path", "prefix", "regex"]
-        .into_iter()
-        .filter(|k| f.get(k).is_some())
-        .collect();
-    if given.len() > 1 {
-        let second = f.get(given[1]).expect("present");
-        p.push(
-            &second.origin,
-            &f.path,
-            format!(
-                "`{}` and `{}` cannot be used together; pick one",
-                given[0], given[1]
-            ),
-        );
-        return None;
-    }
-    let Some(&key) = given.first() else {
-        return Some(PathMatch::Any);
-    };
-    let node = f.get(key).expect("present");
-    let text = fields::string(node, &f.key_path(key), p)?;
-    let m = match key {
-        "path" => PathMatch::Exact(text),
-        "prefix" => PathMatch::StrPrefix(text),
-        _ => PathMatch::Regex(text),
-    };
-    match m.validate() {
-        Ok(()) => Some(m),
-        Err(why) => {
-            p.push(&node.origin, &f.key_path(key), why);
-            None
-        }
-    }
-}
-
 fn read_policy(
     node: &Node,
     path: &str,
@@ -474,123 +314,4 @@ pub(crate) fn locate_policy_error(node: &Node, path: &str, e: &PolicyError) -> (
         l => format!("{path}.{l}"),
     };
     (node.locate(location), full)
-}
-
-fn read_options(
-    f: &Fields<'_>,
-    path: &Option<PathMatch>,
-    inherited: &Inherited,
-    p: &mut Problems,
-) -> Option<RouteOptions> {
-    let before = p.list.len();
-    let mut o = RouteOptions::default();
-
-    // Timeouts, as Pomerium: websockets turn both off unless set; an `idle_timeout`
-    // without a `timeout` turns the route timeout off. Zero means no limit.
-    let timeout = f.read("timeout", p, fields::duration);
-    let idle = f.read("idle_timeout", p, fields::duration);
-    let websockets = f
-        .read("allow_websockets", p, fields::boolean)
-        .unwrap_or(false);
-    o.set_timeouts(timeout, idle, websockets);
-
-    o.set_request_headers = f
-        .read("set_request_headers", p, fields::header_map)
-        .unwrap_or_default();
-    o.remove_request_headers = f
-        .read("remove_request_headers", p, fields::header_names)
-        .unwrap_or_default();
-    o.set_response_headers = f
-        .read("set_response_headers", p, fields::header_map)
-        .unwrap_or_default();
-    let named = [
-        (
-            "set_request_headers",
-            o.set_request_headers
-                .iter()
-                .map(|(n, _)| n)
-                .collect::<Vec<_>>(),
-        ),
-        (
-            "remove_request_headers",
-            o.remove_request_headers.iter().collect(),
-        ),
-    ];
-    for (key, names) in named {
-        for name in names {
-            if let Some(why) = reserved_request_header_with(name.as_str(), &inherited.claim_headers)
-            {
-                let n = f.get(key).expect("present when it names headers");
-                p.push(&n.origin, &f.key_path(key), format!("`{name}` is {why}"));
-            }
-        }
-    }
-    o.pass_identity_headers = f
-        .read("pass_identity_headers", p, fields::boolean)
-        .unwrap_or(inherited.pass_identity_headers);
-    o.bearer_format = f.read("bearer_token_format", p, fields::bearer_format);
-    o.lenient_paths = f
-        .read("path_normalization", p, fields::path_normalization)
-        .unwrap_or(false);
-
-    // The Host header the upstream sees: Pomerium's file-mode default is the `to` host.
-    let preserve = f
-        .read("preserve_host_header", p, fields::boolean)
-        .unwrap_or(false);
-    let rewrite = f.read("host_rewrite", p, read_host_rewrite);
-    o.upstream_host = match (preserve, rewrite) {
-        (true, Some(_)) => {
-            let n = f.get("host_rewrite").expect("present");
-            p.push(
-                &n.origin,
-                &f.key_path("host_rewrite"),
-                "cannot be used with `preserve_host_header: true`; pick one",
-            );
-            UpstreamHost::Original
-        }
-        (true, None) => UpstreamHost::Original,
-        (false, Some(h)) => UpstreamHost::Rewrite(h),
-        (false, None) => UpstreamHost::Endpoint,
-    };
-
-    o.prefix_rewrite = f.read("prefix_rewrite", p, |n, path, p| {
-        let s = fields::string(n, path, p)?;
-        if !s.starts_with('/') {
-            p.push(&n.origin, path, format!("`{s}` must start with `/`"));
-            return None;
-        }
-        Some(s)
-    });
-    if o.prefix_rewrite.is_some() && matches!(path, Some(PathMatch::Regex(_))) {
-        let n = f.get("prefix_rewrite").expect("present");
-        p.push(
-            &n.origin,
-            &f.key_path("prefix_rewrite"),
-            "cannot be used with `regex` (there is no prefix to replace)",
-        );
-    }
-
-    o.tls.skip_verify = f
-        .read("tls_skip_verify", p, fields::boolean)
-        .unwrap_or(false);
-    o.tls.server_name = f.read("tls_server_name", p, |n, path, p| {
-        let s = fields::nonempty(n, path, p)?;
-        match HostMatch::parse(&s) {
-            Ok(HostMatch::Exact(name)) => Some(name),
-            _ => {
-                p.push(&n.origin, path, format!("`{s}` is not a valid server name"));
-                None
-            }
-        }
-    });
-
-    (p.list.len() == before).then_some(o)
-}
-
-/// `host_rewrite`: a host (optionally with a port) for the upstream's `Host` header.
-fn read_host_rewrite(node: &Node, path: &str, p: &mut Problems) -> Option<String> {
-    let s = fields::nonempty(node, path, p)?;
-    crate::routes::options::host_rewrite(&s)
-        .map_err(|e| p.push(&node.origin, path, e.to_string()))
-        .ok()
 }

@@ -10,7 +10,6 @@ mod common;
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cluster::*;
@@ -95,26 +94,7 @@ async fn ingress_and_policy_lifecycle() {
     .await;
 
     // Edit the policy under steady load: decisions change, nothing fails.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, denied, failed) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-    );
-    let mut load = Vec::new();
-    for _ in 0..4 {
-        let mut c = H1::connect(replica.https, "app.example.test", tls.clone()).await;
-        let (stop, ok, denied, failed) = (stop.clone(), ok.clone(), denied.clone(), failed.clone());
-        load.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                match c.get("/").await {
-                    Ok(a) if a.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                    Ok(a) if a.status == 403 => denied.fetch_add(1, Ordering::Relaxed),
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
+    let load = Load::start(4, replica.https, "app.example.test", &tls).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut p = policies.get("get-only").await.unwrap();
     p.spec.rules =
@@ -131,15 +111,7 @@ async fn ingress_and_policy_lifecycle() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    for l in load {
-        l.await.unwrap();
-    }
-    let (ok, denied, failed) = (
-        ok.load(Ordering::Relaxed),
-        denied.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-    );
+    let (ok, denied, failed) = load.stop().await;
     eprintln!("under load: {ok} allowed before the edit, {denied} denied after, {failed} failed");
     assert_eq!(failed, 0, "requests failed during the policy edit");
     assert!(ok > 0 && denied > 0);

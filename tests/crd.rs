@@ -200,7 +200,19 @@ fn schema_shapes() {
         target["properties"]["group"]["default"],
         "networking.k8s.io"
     );
-    assert_eq!(target["properties"]["kind"]["enum"], json!(["Ingress"]));
+    assert_eq!(
+        target["properties"]["kind"]["enum"],
+        json!(["Ingress", "HTTPRoute", "Gateway"])
+    );
+    assert_eq!(
+        target["properties"]["group"]["enum"],
+        json!(["networking.k8s.io", "gateway.networking.k8s.io"])
+    );
+    // A Gateway API policy whose effect reaches routes through their Gateway (GEP-713).
+    assert_eq!(
+        crd["metadata"]["labels"]["gateway.networking.k8s.io/policy"],
+        "inherited"
+    );
 
     let selector = &spec["properties"]["ingressSelector"]["properties"];
     assert_eq!(selector["matchLabels"]["type"], "object");

@@ -9,6 +9,7 @@ use anyhow::Context;
 use crate::kube::controller::ControllerSettings;
 use crate::kube::index as kube_index;
 use crate::kube::status::{Leadership, Publish, StatusSettings};
+use crate::proxy::gateway_sockets::SocketSpec;
 use crate::proxy::tls::{CertStore, PemPair};
 
 /// The ingress controller's flags (with `--kubernetes`).
@@ -70,6 +71,27 @@ pub struct ControllerArgs {
     /// (Portcullis's own listeners stay refused). Not settable from the Helm chart.
     #[arg(long, hide = true)]
     test_only_allow_loopback_upstreams: bool,
+    /// Serve Gateway API: GatewayClasses of --gateway-controller-name, their Gateways
+    /// and HTTPRoutes (the Gateway API CRDs must be installed).
+    #[arg(long)]
+    gateway_api: bool,
+    /// `spec.controllerName` of the GatewayClasses this controller serves.
+    #[arg(long, default_value = crate::kube::gateway::CONTROLLER_NAME)]
+    gateway_controller_name: String,
+    /// Local ports Gateways' sockets are given (FIRST-LAST), one per Gateway port.
+    #[arg(long, default_value = "20000-29999")]
+    gateway_port_range: String,
+    /// The address Gateway sockets listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    gateway_bind_address: std::net::IpAddr,
+    /// Labels of this controller's Pods (KEY=VALUE, repeat or comma list): the selector
+    /// of the Service each Gateway gets.
+    #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
+    gateway_pod_selector: Vec<String>,
+    /// `spec.type` of the Service each Gateway gets: ClusterIP, NodePort or
+    /// LoadBalancer.
+    #[arg(long, default_value = "ClusterIP")]
+    gateway_service_type: String,
 }
 
 impl ControllerArgs {
@@ -92,6 +114,49 @@ impl ControllerArgs {
         }
         policy.allow_loopback = self.test_only_allow_loopback_upstreams;
         Ok(policy)
+    }
+
+    /// Gateway API settings, when `--gateway-api` is on.
+    fn gateway(&self) -> anyhow::Result<Option<kube_index::gateway::GatewaySettings>> {
+        if !self.gateway_api {
+            return Ok(None);
+        }
+        let (lo, hi) = self
+            .gateway_port_range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+            .filter(|(a, b)| a <= b && *a > 0)
+            .with_context(|| {
+                format!(
+                    "--gateway-port-range `{}`: expected FIRST-LAST, e.g. 20000-29999",
+                    self.gateway_port_range
+                )
+            })?;
+        let mut pod_selector = std::collections::BTreeMap::new();
+        for kv in self
+            .gateway_pod_selector
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+        {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--gateway-pod-selector `{kv}`: expected KEY=VALUE"))?;
+            pod_selector.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        anyhow::ensure!(
+            matches!(
+                self.gateway_service_type.as_str(),
+                "ClusterIP" | "NodePort" | "LoadBalancer"
+            ),
+            "--gateway-service-type `{}`: use ClusterIP, NodePort or LoadBalancer",
+            self.gateway_service_type
+        );
+        Ok(Some(kube_index::gateway::GatewaySettings {
+            controller_name: self.gateway_controller_name.clone(),
+            local_ports: (lo, hi),
+            pod_selector,
+            service_type: self.gateway_service_type.clone(),
+        }))
     }
 
     /// Who owns hosts.
@@ -190,8 +255,14 @@ pub async fn start_controller(
             .collect(),
             controller_namespace: args.controller_namespace.clone(),
         },
+        gateway: args.gateway()?,
         ..kube_index::Settings::default()
     };
+    let index_gateway = index.gateway.clone();
+    let gateway_sockets = index
+        .gateway
+        .is_some()
+        .then(|| running.serve_gateways(args.gateway_bind_address));
     if args.test_only_allow_loopback_upstreams {
         tracing::warn!(
             "--test-only-allow-loopback-upstreams is set: Ingress backends may reach loopback              addresses; this flag exists for tests and must never be used in production"
@@ -206,12 +277,14 @@ pub async fn start_controller(
         base,
         base_certificates,
         translations: tx,
+        gateway_sockets,
     });
     let status = StatusSettings {
         namespace: args.controller_namespace.clone(),
         lease_name: args.lease_name.clone(),
         identity,
         publish,
+        gateway: index_gateway,
     };
     tracing::info!(identity = %status.identity, lease = %format!("{}/{}", status.namespace, status.lease_name),
         "starting the ingress controller");
@@ -245,6 +318,8 @@ pub struct DataPlaneSink {
     pub base: crate::routes::Model,
     pub base_certificates: Vec<PemPair>,
     pub translations: tokio::sync::watch::Sender<Option<Arc<crate::kube::index::Translation>>>,
+    /// The Gateway sockets to serve (with Gateway API on).
+    pub gateway_sockets: Option<tokio::sync::watch::Sender<Arc<Vec<SocketSpec>>>>,
 }
 
 impl crate::kube::controller::Sink for DataPlaneSink {
@@ -281,6 +356,16 @@ impl crate::kube::controller::Sink for DataPlaneSink {
             tracing::warn!(error = %e, "skipping a TLS certificate");
         }
         self.certs.store(Arc::new(store));
+        if let Some(sockets) = &self.gateway_sockets {
+            let specs = gateway_sockets(&t.gateway);
+            sockets.send_if_modified(|current| {
+                let changed = **current != specs;
+                if changed {
+                    *current = Arc::new(specs);
+                }
+                changed
+            });
+        }
         tracing::info!(
             generation = applied.generation,
             routes = applied.routes,
@@ -296,4 +381,23 @@ impl crate::kube::controller::Sink for DataPlaneSink {
         }
         self.translations.send_replace(Some(Arc::new(t.clone())));
     }
+}
+
+/// The sockets a translation's Gateway ports need, with their certificates.
+fn gateway_sockets(t: &kube_index::gateway::GatewayTranslation) -> Vec<SocketSpec> {
+    t.ports
+        .iter()
+        .map(|p| SocketSpec {
+            local_port: p.local_port,
+            port: p.port,
+            tls: p.tls,
+            id: p.id.clone(),
+            certificates: t
+                .certificates
+                .iter()
+                .filter(|c| c.local_port == p.local_port)
+                .flat_map(|c| c.pairs.iter().map(|(_, pair)| pair.clone()))
+                .collect(),
+        })
+        .collect()
 }

@@ -63,6 +63,10 @@ pub struct Running {
     pub certs: Arc<ArcSwap<CertStore>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// The data plane, its worker threads and limits, for Gateway sockets.
+    proxy: Arc<Proxy>,
+    workers: Option<Vec<proxy::server::Worker>>,
+    limits: Limits,
 }
 
 /// Binds every listener, applies `model` and starts serving. Errors name the
@@ -134,8 +138,9 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     }
 
     let workers = worker_count(settings.workers);
-    for done in proxy::server::spawn_workers(https, workers, &proxy, settings.limits, &shutdown_rx)?
-    {
+    let (done, worker_handles) =
+        proxy::server::spawn_workers(https, workers, &proxy, settings.limits, &shutdown_rx)?;
+    for done in done {
         tasks.spawn(async move {
             let _ = done.await;
         });
@@ -183,6 +188,9 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         certs,
         shutdown,
         tasks,
+        proxy,
+        workers: Some(worker_handles),
+        limits: settings.limits,
     })
 }
 
@@ -206,8 +214,30 @@ impl Running {
 
     /// Stops accepting, lets in-flight requests finish (up to the drain timeout), and
     /// returns when every listener is done.
+    /// Starts serving Gateway sockets on `bind` (the controller, with Gateway API on):
+    /// each set sent on the returned channel replaces the sockets served. Once only.
+    pub fn serve_gateways(
+        &mut self,
+        bind: std::net::IpAddr,
+    ) -> watch::Sender<Arc<Vec<proxy::gateway_sockets::SocketSpec>>> {
+        let (tx, rx) = watch::channel(Arc::new(Vec::new()));
+        if let Some(workers) = self.workers.take() {
+            self.tasks.spawn(proxy::gateway_sockets::run(
+                bind,
+                self.proxy.clone(),
+                workers,
+                self.limits,
+                rx,
+                self.shutdown.subscribe(),
+            ));
+        }
+        tx
+    }
+
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        // The workers wait for the sockets these tokens stand for.
+        self.workers = None;
         while self.tasks.join_next().await.is_some() {}
     }
 

@@ -322,6 +322,7 @@ impl Config {
             default_backend: None,
             authenticate_host: self.authenticate_host(),
             exclusive_hosts: Vec::new(),
+            gateways: Vec::new(),
         }
     }
 

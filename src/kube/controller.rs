@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::WatchStreamExt;
@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use super::crd::IdentityPolicy;
+use super::gateway::api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use super::index::{Index, Indexed, Relist, Settings as IndexSettings, Translation};
 
 /// Quiet time after the last change before translating (bursts coalesce).
@@ -51,6 +52,12 @@ enum Change {
     EndpointSlice(usize, Result<Event<EndpointSlice>, watcher::Error>),
     Secret(usize, Result<Event<Secret>, watcher::Error>),
     IdentityPolicy(usize, Result<Event<IdentityPolicy>, watcher::Error>),
+    GatewayClass(usize, Result<Event<GatewayClass>, watcher::Error>),
+    Gateway(usize, Result<Event<Gateway>, watcher::Error>),
+    HTTPRoute(usize, Result<Event<HTTPRoute>, watcher::Error>),
+    ReferenceGrant(usize, Result<Event<ReferenceGrant>, watcher::Error>),
+    Namespace(usize, Result<Event<Namespace>, watcher::Error>),
+    ConfigMap(usize, Result<Event<ConfigMap>, watcher::Error>),
 }
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Change> + Send>>;
@@ -189,7 +196,11 @@ pub async fn run(
             Change::IdentityPolicy,
             &mut streams,
         ),
+        ..Watchers::default()
     };
+    if settings.index.gateway.is_some() {
+        watchers.watch_gateway_api(&client, &namespaces, &settings.index, &mut streams);
+    }
     let mut changes = futures_util::stream::select_all(streams);
     let mut index = Index::new(settings.index.clone());
     let mut dirty_since: Option<tokio::time::Instant> = None;
@@ -258,6 +269,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Every watcher's bookkeeping, by kind; positions match the `usize` in [`Change`].
+#[derive(Default)]
 struct Watchers {
     ingress: Vec<Watched<Ingress>>,
     ingress_class: Vec<Watched<IngressClass>>,
@@ -265,6 +277,12 @@ struct Watchers {
     endpoint_slice: Vec<Watched<EndpointSlice>>,
     secret: Vec<Watched<Secret>>,
     identity_policy: Vec<Watched<IdentityPolicy>>,
+    gateway_class: Vec<Watched<GatewayClass>>,
+    gateway: Vec<Watched<Gateway>>,
+    http_route: Vec<Watched<HTTPRoute>>,
+    reference_grant: Vec<Watched<ReferenceGrant>>,
+    namespace: Vec<Watched<Namespace>>,
+    config_map: Vec<Watched<ConfigMap>>,
 }
 
 impl Watchers {
@@ -279,6 +297,12 @@ impl Watchers {
             && all(&self.endpoint_slice)
             && all(&self.secret)
             && all(&self.identity_policy)
+            && all(&self.gateway_class)
+            && all(&self.gateway)
+            && all(&self.http_route)
+            && all(&self.reference_grant)
+            && all(&self.namespace)
+            && all(&self.config_map)
     }
 
     /// Applies one change; `true` when the index changed.
@@ -290,6 +314,50 @@ impl Watchers {
             Change::EndpointSlice(i, r) => self.endpoint_slice[i].handle(index, r),
             Change::Secret(i, r) => self.secret[i].handle(index, r),
             Change::IdentityPolicy(i, r) => self.identity_policy[i].handle(index, r),
+            Change::GatewayClass(i, r) => self.gateway_class[i].handle(index, r),
+            Change::Gateway(i, r) => self.gateway[i].handle(index, r),
+            Change::HTTPRoute(i, r) => self.http_route[i].handle(index, r),
+            Change::ReferenceGrant(i, r) => self.reference_grant[i].handle(index, r),
+            Change::Namespace(i, r) => self.namespace[i].handle(index, r),
+            Change::ConfigMap(i, r) => self.config_map[i].handle(index, r),
+        }
+    }
+}
+
+impl Watchers {
+    /// Gateway API's kinds, Namespaces (for `allowedRoutes` selectors), the controller
+    /// namespace's ConfigMaps (GatewayClass parameters) and, when a namespace list
+    /// leaves it out, its Services (the ones that give Gateways their addresses).
+    fn watch_gateway_api(
+        &mut self,
+        client: &Client,
+        namespaces: &[String],
+        settings: &IndexSettings,
+        streams: &mut Vec<ChangeStream>,
+    ) {
+        let own = settings.tenancy.controller_namespace.as_str();
+        streams.push(watch(Api::all(client.clone()), 0, Change::GatewayClass));
+        self.gateway_class.push(Watched::new(None));
+        streams.push(watch(Api::all(client.clone()), 0, Change::Namespace));
+        self.namespace.push(Watched::new(None));
+        self.gateway = watch_namespaced(client, namespaces, Change::Gateway, streams);
+        self.http_route = watch_namespaced(client, namespaces, Change::HTTPRoute, streams);
+        self.reference_grant =
+            watch_namespaced(client, namespaces, Change::ReferenceGrant, streams);
+        streams.push(watch(
+            Api::namespaced(client.clone(), own),
+            0,
+            Change::ConfigMap,
+        ));
+        self.config_map.push(Watched::new(Some(own)));
+        if !namespaces.is_empty() && !namespaces.iter().any(|n| n == own) {
+            let position = self.service.len();
+            streams.push(watch(
+                Api::namespaced(client.clone(), own),
+                position,
+                Change::Service,
+            ));
+            self.service.push(Watched::new(Some(own)));
         }
     }
 }

@@ -21,7 +21,7 @@ pub const CRD_NAME: &str = "identitypolicies.portcullis.dev";
 
 /// Default `group` of a [`TargetRef`]: the Ingress API group.
 pub const INGRESS_GROUP: &str = "networking.k8s.io";
-/// The only `kind` a [`TargetRef`] may name today.
+/// `kind` of an Ingress target.
 pub const INGRESS_KIND: &str = "Ingress";
 
 /// Condition type: the rules parsed and compiled (status `True`), or did not (`False`).
@@ -42,7 +42,7 @@ pub const REASON_TARGET_NOT_FOUND: &str = "TargetNotFound";
 /// stored under an older schema).
 pub const REASON_INVALID_KIND: &str = "InvalidKind";
 
-/// Access rules for Ingresses served by Portcullis.
+/// Access rules for Ingresses and Gateway API routes served by Portcullis.
 ///
 /// An IdentityPolicy attaches to Ingresses in its own namespace in three ways, which
 /// add up: by name (`targetRefs`), by labels (`ingressSelector`), or from the Ingress
@@ -51,6 +51,10 @@ pub const REASON_INVALID_KIND: &str = "InvalidKind";
 /// it plus its annotation shorthands; a route with no policy at all denies everyone.
 /// Invalid rules never open a route: the policy is reported `Accepted=False` and the
 /// Ingresses it is attached to deny access.
+///
+/// With Gateway API, `targetRefs` may name HTTPRoutes and Gateways of its namespace.
+/// A Gateway's policies are a baseline for every route attached to it: a request
+/// passes only if they allow it and the route's own policies (their union) allow it.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "portcullis.dev",
@@ -63,6 +67,7 @@ pub const REASON_INVALID_KIND: &str = "InvalidKind";
     namespaced,
     status = "IdentityPolicyStatus",
     derive = "PartialEq",
+    label("gateway.networking.k8s.io/policy", "inherited"),
     doc = "IdentityPolicy holds identity-aware access rules (Pomerium policy language) \
            for Ingresses served by Portcullis in the same namespace.",
     printcolumn(
@@ -85,9 +90,9 @@ pub const REASON_INVALID_KIND: &str = "InvalidKind";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityPolicySpec {
-    /// Ingresses in this namespace that this policy applies to, by name. Adds to the
-    /// Ingresses picked by `ingressSelector`. A name that does not exist is reported
-    /// in the `ResolvedRefs` condition.
+    /// Ingresses, HTTPRoutes and Gateways in this namespace that this policy applies
+    /// to, by name. Adds to the Ingresses picked by `ingressSelector`. A name that does
+    /// not exist is reported in the `ResolvedRefs` condition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_refs: Vec<TargetRef>,
 
@@ -108,21 +113,21 @@ pub struct IdentityPolicySpec {
     pub rules: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// An Ingress this policy applies to, by name, in the policy's own namespace.
+/// An object this policy applies to, by name, in the policy's own namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetRef {
-    /// API group of the target: `networking.k8s.io` (the default), the only group
-    /// supported.
+    /// API group of the target: `networking.k8s.io` (the default) for an Ingress,
+    /// `gateway.networking.k8s.io` for an HTTPRoute or a Gateway.
     #[serde(default = "default_target_group")]
-    #[schemars(extend("enum" = [INGRESS_GROUP]))]
+    #[schemars(extend("enum" = [INGRESS_GROUP, crate::kube::gateway::GROUP]))]
     pub group: String,
 
-    /// Kind of the target: `Ingress`, the only kind supported.
-    #[schemars(extend("enum" = [INGRESS_KIND]))]
+    /// Kind of the target: `Ingress`, `HTTPRoute` or `Gateway`.
+    #[schemars(extend("enum" = [INGRESS_KIND, crate::kube::gateway::KIND_HTTP_ROUTE, crate::kube::gateway::KIND_GATEWAY]))]
     pub kind: String,
 
-    /// Name of the target Ingress, in the policy's namespace.
+    /// Name of the target, in the policy's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
@@ -143,8 +148,34 @@ pub struct IdentityPolicyStatus {
 
     /// Current state of the policy. `Accepted`: the rules are valid (reasons `Valid`,
     /// `InvalidRules`). `ResolvedRefs`: every `targetRefs` entry names an existing
-    /// Ingress (reasons `RefsResolved`, `TargetNotFound`, `InvalidKind`).
+    /// Ingress, HTTPRoute or Gateway (reasons `RefsResolved`, `TargetNotFound`,
+    /// `InvalidKind`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+
+    /// Number of HTTPRoutes this policy decides: those it names, and those attached
+    /// to a Gateway it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_routes: Option<i32>,
+
+    /// Gateway API policy status (GEP-713): one entry per Gateway this policy applies
+    /// under (the Gateway it names, or the Gateways of the HTTPRoutes it names), with
+    /// an `Accepted` condition (reasons `Accepted`, `Invalid`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<PolicyAncestorStatus>,
+}
+
+/// The policy's status with respect to one Gateway (GEP-713 `PolicyAncestorStatus`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAncestorStatus {
+    /// The Gateway.
+    pub ancestor_ref: crate::kube::gateway::api::ParentReference,
+    /// `portcullis.dev/gateway-controller`.
+    pub controller_name: String,
+    /// `Accepted`: whether the policy applies there.
+    #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
 }
@@ -176,9 +207,19 @@ impl TargetRef {
         }
     }
 
-    /// Whether this names an Ingress (the only kind Portcullis can attach to).
+    /// Whether this names an Ingress.
     pub fn is_ingress(&self) -> bool {
         self.group == INGRESS_GROUP && self.kind == INGRESS_KIND
+    }
+
+    /// The Gateway API kind this names (`HTTPRoute` or `Gateway`), if it names one.
+    pub fn gateway_kind(&self) -> Option<&'static str> {
+        use crate::kube::gateway::{GROUP, KIND_GATEWAY, KIND_HTTP_ROUTE};
+        match (self.group.as_str(), self.kind.as_str()) {
+            (GROUP, KIND_HTTP_ROUTE) => Some(KIND_HTTP_ROUTE),
+            (GROUP, KIND_GATEWAY) => Some(KIND_GATEWAY),
+            _ => None,
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod annotations;
 pub mod controller;
 pub mod crd;
+pub mod gateway;
 pub mod index;
 mod lease;
 pub mod status;

@@ -41,6 +41,8 @@ struct Compiled {
     deny: Box<[Node]>,
     /// Set for a fail-closed placeholder: everyone is denied.
     invalid: Option<String>,
+    /// A policy that must allow too ([`Policy::all_of`]): a Gateway's baseline.
+    also: Option<Policy>,
 }
 
 /// Route shorthands (`allowed_users`, ...), compiled into the same form as a document.
@@ -180,10 +182,39 @@ impl Policy {
             if part.inner.invalid.is_some() {
                 return part;
             }
+            if part.inner.also.is_some() {
+                // A conjunction cannot be spread into a union; never widen it.
+                return Policy::deny_all("a baseline policy cannot be part of a union");
+            }
             allow.extend(part.inner.allow.iter().cloned());
             deny.extend(part.inner.deny.iter().cloned());
         }
         Policy::from_terms(allow, deny)
+    }
+
+    /// `self`, and `baseline` too: a request passes only when both allow it. A deny
+    /// from either denies; otherwise a sign-in either asks for comes first. (A
+    /// Gateway's IdentityPolicies are the baseline of each route's own.)
+    pub fn all_of(self, baseline: Policy) -> Policy {
+        if self.inner.invalid.is_some() {
+            return self;
+        }
+        if baseline.inner.invalid.is_some() {
+            return baseline;
+        }
+        let also = match &self.inner.also {
+            // Nested baselines chain: every one of them must allow.
+            Some(inner) => inner.clone().all_of(baseline),
+            None => baseline,
+        };
+        Policy {
+            inner: Arc::new(Compiled {
+                allow: self.inner.allow.clone(),
+                deny: self.inner.deny.clone(),
+                invalid: None,
+                also: Some(also),
+            }),
+        }
     }
 
     pub fn invalid_reason(&self) -> Option<&str> {
@@ -192,7 +223,7 @@ impl Policy {
 
     /// True when the policy has no rules at all (and so denies everyone).
     pub fn is_empty(&self) -> bool {
-        self.inner.allow.is_empty() && self.inner.deny.is_empty()
+        self.inner.allow.is_empty() && self.inner.deny.is_empty() && self.inner.also.is_none()
     }
 
     /// Decides. Does not allocate.
@@ -216,7 +247,20 @@ impl Policy {
         } else {
             (Outcome::Deny, allow.reasons)
         };
-        Decision { outcome, reasons }
+        let own = Decision { outcome, reasons };
+        match &self.inner.also {
+            None => own,
+            Some(also) => {
+                let other = also.evaluate(input);
+                match (own.outcome, other.outcome) {
+                    (Outcome::Deny, _) => own,
+                    (_, Outcome::Deny) => other,
+                    (Outcome::SignIn, _) => own,
+                    (_, Outcome::SignIn) => other,
+                    (Outcome::Allow, Outcome::Allow) => own,
+                }
+            }
+        }
     }
 
     fn from_terms(allow: Vec<Node>, deny: Vec<Node>) -> Policy {
@@ -225,6 +269,7 @@ impl Policy {
                 allow: allow.into_boxed_slice(),
                 deny: deny.into_boxed_slice(),
                 invalid: None,
+                also: None,
             }),
         }
     }

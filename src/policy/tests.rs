@@ -918,6 +918,114 @@ fn union_and_deny_all() {
     assert_eq!(anon.decide(&public).outcome, Outcome::Allow);
 }
 
+/// A Gateway's policy is a baseline: both it and the route's own must allow.
+#[test]
+fn baseline_all_of() {
+    let employees = policy("allow: {or: [{groups: {has: admins}}, {groups: {has: employees}}]}");
+    let admins = policy("allow: {or: [{groups: {has: admins}}]}");
+    let public = policy("allow: {or: [{accept: true}]}");
+    let no_delete = policy("allow: {or: [{accept: true}]}\ndeny: {or: [{http_method: DELETE}]}");
+    let from_office = policy("allow: {or: [{source_ip: 10.0.0.0/8}]}");
+    let bob = Identity {
+        user: "u-bob".into(),
+        email: "bob@example.com".into(),
+        groups: vec!["employees".into()],
+        ..Identity::default()
+    };
+    let as_bob = |c: &mut Ctx| c.identity = Some(bob.clone());
+    let delete = |c: &mut Ctx| c.method = "DELETE";
+    let outside = |c: &mut Ctx| c.source_ip = Some("192.0.2.1".parse().unwrap());
+    type Tweak<'a> = &'a dyn Fn(&mut Ctx);
+    let cases: &[(&str, &Policy, &Policy, Tweak<'_>, Outcome)] = &[
+        // A Gateway allowing employees never widens a route limited to admins.
+        (
+            "admins route, bob",
+            &admins,
+            &employees,
+            &as_bob,
+            Outcome::Deny,
+        ),
+        (
+            "admins route, alice",
+            &admins,
+            &employees,
+            &nothing,
+            Outcome::Allow,
+        ),
+        // A public route still needs the Gateway's employees.
+        (
+            "public route, anonymous",
+            &public,
+            &employees,
+            &anonymous,
+            Outcome::SignIn,
+        ),
+        (
+            "public route, bob",
+            &public,
+            &employees,
+            &as_bob,
+            Outcome::Allow,
+        ),
+        // A deny from either side applies.
+        (
+            "gateway denies DELETE",
+            &admins,
+            &no_delete,
+            &delete,
+            Outcome::Deny,
+        ),
+        (
+            "route denies DELETE",
+            &no_delete,
+            &public,
+            &delete,
+            Outcome::Deny,
+        ),
+        // A deny needs no sign-in: it wins over the other side's sign-in.
+        (
+            "outside, anonymous",
+            &from_office,
+            &employees,
+            &|c: &mut Ctx| {
+                anonymous(c);
+                outside(c)
+            },
+            Outcome::Deny,
+        ),
+        (
+            "route asks sign-in",
+            &admins,
+            &from_office,
+            &anonymous,
+            Outcome::SignIn,
+        ),
+    ];
+    for (name, route, gateway, tweak, want) in cases {
+        let mut c = Ctx::default();
+        tweak(&mut c);
+        let both = (*route).clone().all_of((*gateway).clone());
+        assert_eq!(c.decide(&both).outcome, *want, "{name}");
+    }
+    // Chains: every baseline must allow.
+    let chained = public
+        .clone()
+        .all_of(employees.clone())
+        .all_of(admins.clone());
+    let mut c = Ctx::default();
+    as_bob(&mut c);
+    assert_eq!(c.decide(&chained).outcome, Outcome::Deny);
+    assert!(!chained.is_empty());
+    // An invalid side denies; a baseline cannot be widened by a union.
+    let broken = public
+        .clone()
+        .all_of(Policy::deny_all("gateway policy broken"));
+    assert_eq!(broken.invalid_reason(), Some("gateway policy broken"));
+    let widened = Policy::union([public.clone().all_of(admins.clone()), public.clone()]);
+    assert!(widened.invalid_reason().is_some());
+    assert_eq!(Ctx::default().decide(&widened).outcome, Outcome::Deny);
+}
+
 #[test]
 fn from_value_matches_from_yaml() {
     let doc = json!([{"allow": {"and": [{"domain": {"is": "example.com"}}]}}]);

@@ -3,6 +3,7 @@
 
 pub mod client_addr;
 pub mod conn;
+pub mod gateway_sockets;
 mod h1pool;
 pub mod headers;
 pub mod idle;
@@ -19,7 +20,7 @@ use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-pub use request::{ConnInfo, LogFields};
+pub use request::{ConnInfo, GatewayConn, LogFields};
 pub use server::{Limits, serve_https, serve_redirect};
 
 use crate::routes::LiveTable;

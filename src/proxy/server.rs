@@ -147,14 +147,47 @@ pub async fn serve_https(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let tls = TlsAcceptor::from(super::tls::server_config(proxy.certs.clone()));
+    let certs = proxy.certs.clone();
     // A `Host` without a port means the scheme's default, whatever port we listen on
     // (behind a Service or load balancer the two differ).
-    let default_port = 443;
+    serve_tls(listener, proxy, certs, limits, shutdown, Socket::HTTPS).await
+}
+
+/// What a socket is to the requests it accepts.
+#[derive(Debug, Clone)]
+pub struct Socket {
+    /// The port a `Host` without one means.
+    pub default_port: u16,
+    /// A Gateway's socket: its rules answer.
+    pub gateway: Option<super::GatewayConn>,
+    /// For log lines.
+    pub name: &'static str,
+}
+
+impl Socket {
+    const HTTPS: Socket = Socket {
+        default_port: 443,
+        gateway: None,
+        name: "https",
+    };
+}
+
+/// Serves HTTPS on `listener` with the certificates of `certs`, until `shutdown`
+/// turns true, then drains.
+pub async fn serve_tls(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    certs: Arc<arc_swap::ArcSwap<super::tls::CertStore>>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+    socket: Socket,
+) {
+    let tls = TlsAcceptor::from(super::tls::server_config(certs));
+    let default_port = socket.default_port;
     let builders = Arc::new(builders(&limits));
-    let slots = Slots::new(limits.max_connections_per_worker, "https");
+    let slots = Slots::new(limits.max_connections_per_worker, socket.name);
     loop {
         let Some(slot) = slots.take(&proxy.metrics, &mut shutdown).await else {
             break;
@@ -167,6 +200,7 @@ pub async fn serve_https(
         let proxy = proxy.clone();
         let builders = builders.clone();
         let shutdown = shutdown.clone();
+        let gateway = socket.gateway.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let handshake = async {
@@ -202,6 +236,7 @@ pub async fn serve_https(
                 client: super::client_addr::canonical(client),
                 xff_trusted_hops: limits.xff_num_trusted_hops,
                 sni,
+                gateway,
             };
             let state = Arc::new(ConnState::new(
                 limits.max_concurrent_requests_per_connection,
@@ -261,11 +296,30 @@ pub async fn serve_redirect(
     proxy: Arc<Proxy>,
     https_port: u16,
     limits: Limits,
-    metrics: Arc<Metrics>,
+    _metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let socket = Socket {
+        default_port: 80,
+        gateway: None,
+        name: "http redirect",
+    };
+    serve_plain(listener, proxy, limits, shutdown, socket, Some(https_port)).await
+}
+
+/// Serves plain HTTP (HTTP/1.1) on `listener`: a Gateway's HTTP listener when
+/// `redirect_to` is `None`, else the redirect listener (to that HTTPS port).
+pub async fn serve_plain(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
+    socket: Socket,
+    redirect_to: Option<u16>,
 ) {
     let builders = Arc::new(builders(&limits));
-    let slots = Slots::new(limits.max_connections_per_worker, "http redirect");
+    let slots = Slots::new(limits.max_connections_per_worker, socket.name);
+    let metrics = proxy.metrics.clone();
     loop {
         let Some(slot) = slots.take(&metrics, &mut shutdown).await else {
             break;
@@ -277,6 +331,7 @@ pub async fn serve_redirect(
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
         let proxy = proxy.clone();
+        let socket = socket.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let (io, client) = match tokio::time::timeout(
@@ -298,10 +353,11 @@ pub async fn serve_redirect(
             ));
             let conn = ConnInfo {
                 peer,
-                default_port: 80,
+                default_port: socket.default_port,
                 client: super::client_addr::canonical(client),
                 xff_trusted_hops: limits.xff_num_trusted_hops,
                 sni: None,
+                gateway: socket.gateway,
             };
             let service = {
                 let state = state.clone();
@@ -312,19 +368,24 @@ pub async fn serve_redirect(
                     let conn = conn.clone();
                     async move {
                         let in_flight = state.begin(peer).await;
-                        let resp = if super::request::may_be_acme(req.uri().path()) {
-                            match proxy.serve_acme(req, conn).await {
-                                Ok(resp) => resp,
-                                Err(req) => redirect_to_https(&req, https_port),
+                        let resp = match redirect_to {
+                            None => proxy.handle(req, conn).await,
+                            Some(https_port) if super::request::may_be_acme(req.uri().path()) => {
+                                match proxy.serve_acme(req, conn).await {
+                                    Ok(resp) => resp,
+                                    Err(req) => redirect_to_https(&req, https_port),
+                                }
                             }
-                        } else {
-                            redirect_to_https(&req, https_port)
+                            Some(https_port) => redirect_to_https(&req, https_port),
                         };
                         Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, in_flight)))
                     }
                 })
             };
-            let c = builders.h1.serve_connection(TokioIo::new(io), service);
+            let c = builders
+                .h1
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
             let mut sup = Supervisor {
                 state,
                 deadlines: deadlines(&limits),
@@ -379,25 +440,36 @@ fn redirect_to_https<B>(req: &Request<B>, https_port: u16) -> Response<Body> {
     resp
 }
 
+/// One data-plane thread: its runtime, where Gateway sockets are served too, and a
+/// token that keeps it from shutting down while they drain (every clone dropped: done).
+#[derive(Clone)]
+pub struct Worker {
+    pub handle: tokio::runtime::Handle,
+    pub alive: tokio::sync::mpsc::Sender<()>,
+}
+
 /// Serves `listener` from `workers` threads, each running its own single-threaded
 /// runtime: a connection, its requests and its upstream connections stay on one
 /// thread, with no hand-offs between threads on the way. Every worker accepts from the
 /// same socket, so an idle worker picks up new connections first. Each receiver
-/// resolves when its worker has drained.
+/// resolves when its worker has drained; the [`Worker`]s let other sockets (Gateways)
+/// be served by the same threads.
 pub fn spawn_workers(
     listener: TcpListener,
     workers: usize,
     proxy: &Arc<Proxy>,
     limits: Limits,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<Vec<tokio::sync::oneshot::Receiver<()>>> {
+) -> anyhow::Result<(Vec<tokio::sync::oneshot::Receiver<()>>, Vec<Worker>)> {
     let listener = listener.into_std()?;
     let mut done = Vec::with_capacity(workers);
+    let mut handles = Vec::with_capacity(workers);
     for i in 0..workers.max(1) {
         let listener = listener.try_clone()?;
         let proxy = proxy.clone();
         let shutdown = shutdown.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name(format!("portcullis-worker-{i}"))
             .spawn(move || {
@@ -411,6 +483,11 @@ pub fn spawn_workers(
                         return;
                     }
                 };
+                let (alive, mut others) = tokio::sync::mpsc::channel::<()>(1);
+                let _ = handle_tx.send(Worker {
+                    handle: runtime.handle().clone(),
+                    alive,
+                });
                 runtime.block_on(async move {
                     tokio::spawn(async {
                         loop {
@@ -422,14 +499,20 @@ pub fn spawn_workers(
                         Ok(l) => serve_https(l, proxy, limits, shutdown).await,
                         Err(e) => tracing::error!(worker = i, error = %e, "worker cannot listen"),
                     }
+                    // Other sockets served here drain too, within the same limit.
+                    let wait = limits.drain_timeout + Duration::from_secs(1);
+                    let _ = tokio::time::timeout(wait, others.recv()).await;
                 });
                 // Connections still open after the drain are dropped here.
                 runtime.shutdown_timeout(Duration::from_secs(1));
                 let _ = tx.send(());
             })?;
         done.push(rx);
+        if let Ok(w) = handle_rx.recv() {
+            handles.push(w);
+        }
     }
-    Ok(done)
+    Ok((done, handles))
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::PrivateKeyDer;
 
 /// Why a certificate could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -200,32 +199,10 @@ fn covers(sans: &[String], name: &str) -> bool {
 }
 
 fn load_pair(pair: &PemPair) -> Result<(CertifiedKey, Vec<String>), CertError> {
-    let err = |message: String| CertError {
+    crate::routes::certs::load(pair).map_err(|message| CertError {
         source_name: pair.source_name.clone(),
         message,
-    };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pair.cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(format!("certificate PEM does not parse: {e}")))?;
-    let leaf = chain
-        .first()
-        .ok_or_else(|| err("no CERTIFICATE block in the certificate PEM".into()))?;
-    let key_der = PrivateKeyDer::from_pem_slice(&pair.key_pem)
-        .map_err(|e| err(format!("private key PEM does not parse: {e}")))?;
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key_der)
-        .map_err(|e| err(format!("unsupported private key: {e}")))?;
-    let names: Vec<String> = webpki::EndEntityCert::try_from(leaf)
-        .map_err(|e| err(format!("certificate does not parse: {e}")))?
-        .valid_dns_names()
-        .map(str::to_string)
-        .collect();
-    let key = CertifiedKey::new(chain, signing_key);
-    key.keys_match().map_err(|e| {
-        err(format!(
-            "the private key does not belong to the certificate: {e}"
-        ))
-    })?;
-    Ok((key, names))
+    })
 }
 
 /// A self-signed certificate for `names` (or `localhost`).

@@ -4,6 +4,7 @@
 pub mod authority;
 pub mod certs;
 mod describe;
+pub mod gateway;
 mod live;
 pub mod model;
 pub mod options;

@@ -25,6 +25,8 @@ pub struct Model {
     /// unmatched paths). Hosts an admin assigned to a namespace that has no route on
     /// them yet.
     pub exclusive_hosts: Vec<String>,
+    /// Gateway API: one entry per Gateway port, each served from its own socket.
+    pub gateways: Vec<super::gateway::GatewayPortSpec>,
 }
 
 /// A host name and an optional port a request must have arrived on.

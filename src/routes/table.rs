@@ -44,6 +44,16 @@ pub struct RoutingTable {
     regexes: HashMap<Box<str>, Arc<Regex>>,
     /// Path regexes this build compiled, and those it took from the previous table.
     regex_stats: RegexStats,
+    /// Gateway API sockets by local port.
+    gateways: HashMap<u16, super::gateway::GatewayTable>,
+    /// Exact hosts and wildcard suffixes of Gateway API rules, for [`Self::knows_host`].
+    gateway_hosts: GatewayHosts,
+}
+
+#[derive(Debug, Default)]
+struct GatewayHosts {
+    exact: std::collections::HashSet<Box<str>>,
+    suffixes: Vec<Box<str>>,
 }
 
 /// How a build came by its path regexes.
@@ -67,6 +77,9 @@ pub struct Route {
     pub backend: Arc<Backend>,
     pub policy: Arc<Policy>,
     pub options: RouteOptions,
+    /// Gateway API rules: weighted backends, filters, redirects (boxed: the Ingress
+    /// side never has one).
+    pub gateway: Option<Box<super::gateway::GatewayRoute>>,
 }
 
 /// A lookup result: the route and how much of the path its rule matched.
@@ -147,6 +160,9 @@ pub fn build(model: &Model, previous: Option<&RoutingTable>) -> (RoutingTable, V
     if let Some(spec) = &model.default_backend {
         table.default_backend = Some(table.route(spec, previous));
     }
+    for spec in &model.gateways {
+        table.add_gateway(spec, previous, &mut diagnostics);
+    }
     // An exact entry, even an empty one, keeps a host from wildcard and catch-all routes.
     for host in &model.exclusive_hosts {
         table.exact.entry(host.as_str().into()).or_default();
@@ -196,6 +212,32 @@ impl RoutingTable {
         })
     }
 
+    /// Finds the Gateway API rule for a request that came in on `local_port` (one
+    /// Gateway's socket). `None`: no such socket, or no rule matches. Nothing answers
+    /// on the authenticate host here either.
+    pub fn lookup_gateway(
+        &self,
+        local_port: u16,
+        req: &super::gateway::GatewayRequest<'_>,
+    ) -> Option<Match<'_>> {
+        let mut buf = [0u8; MAX_HOST_LEN];
+        let host = normalize_host(req.host, &mut buf)?;
+        if self
+            .authenticate_host
+            .as_ref()
+            .is_some_and(|a| a.host == host)
+        {
+            return None;
+        }
+        let req = super::gateway::GatewayRequest { host, ..*req };
+        self.gateways.get(&local_port)?.lookup(&req)
+    }
+
+    /// The Gateway API socket for `local_port`, if the table has one.
+    pub fn gateway(&self, local_port: u16) -> Option<&super::gateway::GatewayTable> {
+        self.gateways.get(&local_port)
+    }
+
     /// Whether `host` (as sent by the client) is the authenticate service's host.
     pub fn is_authenticate_host(&self, host: &str, port: u16) -> bool {
         let mut buf = [0u8; MAX_HOST_LEN];
@@ -211,12 +253,19 @@ impl RoutingTable {
         let Some(host) = normalize_host(host, &mut buf) else {
             return false;
         };
-        match self.exact.get(host) {
+        let ingress = match self.exact.get(host) {
             Some(routes) => !routes.is_empty(),
             None => host
                 .split_once('.')
                 .is_some_and(|(_, parent)| self.wildcard.contains_key(parent)),
-        }
+        };
+        ingress
+            || self.gateway_hosts.exact.contains(host)
+            || self.gateway_hosts.suffixes.iter().any(|s| {
+                host.len() > s.len() + 1
+                    && host.ends_with(&**s)
+                    && host.as_bytes()[host.len() - s.len() - 1] == b'.'
+            })
     }
 
     /// Every route in model order (the default backend last, if any).
@@ -266,13 +315,7 @@ impl RoutingTable {
     }
 
     fn route(&mut self, spec: &RouteSpec, previous: Option<&RoutingTable>) -> Arc<Route> {
-        let backend = self
-            .backends
-            .get(&spec.backend)
-            .or_else(|| previous.and_then(|p| p.backends.get(&spec.backend)))
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Backend::new(&spec.backend)));
-        self.backends.insert(spec.backend.clone(), backend.clone());
+        let backend = self.backend(&spec.backend, previous);
         Arc::new(Route {
             id: spec.id.as_str().into(),
             host: spec.host.clone(),
@@ -281,7 +324,103 @@ impl RoutingTable {
             backend,
             policy: spec.policy.clone(),
             options: spec.options.clone(),
+            gateway: None,
         })
+    }
+
+    /// A live backend for `spec`: this build's, the previous table's, or a new one.
+    fn backend(&mut self, spec: &BackendSpec, previous: Option<&RoutingTable>) -> Arc<Backend> {
+        let backend = self
+            .backends
+            .get(spec)
+            .or_else(|| previous.and_then(|p| p.backends.get(spec)))
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Backend::new(spec)));
+        self.backends.insert(spec.clone(), backend.clone());
+        backend
+    }
+
+    /// Compiles one Gateway API socket. A second spec for the same local port is
+    /// refused: two Gateways never share a socket.
+    fn add_gateway(
+        &mut self,
+        spec: &super::gateway::GatewayPortSpec,
+        previous: Option<&RoutingTable>,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        use super::gateway::{GatewayHost, GatewayRoute, RuleSpec};
+        if let Some(other) = self.gateways.get(&spec.local_port) {
+            diagnostics.push(Diagnostic {
+                route_id: spec.id.clone(),
+                message: format!(
+                    "local port {} is already {}'s; left out",
+                    spec.local_port, other.id
+                ),
+            });
+            return;
+        }
+        let mut routes: Vec<Arc<Route>> = Vec::new();
+        let mut found: Vec<(String, String)> = Vec::new();
+        let empty = BackendSpec {
+            endpoints: Vec::new(),
+            balance: Balance::RoundRobin,
+        };
+        let compiled = {
+            let this = std::cell::RefCell::new(&mut *self);
+            let mut route = |r: &RuleSpec, gateway: GatewayRoute| -> Arc<Route> {
+                let first = match &gateway.action {
+                    super::gateway::CompiledAction::Forward { backends, .. } => {
+                        backends.iter().find_map(|(b, _, _)| b.clone())
+                    }
+                    _ => None,
+                };
+                let backend = first.unwrap_or_else(|| this.borrow_mut().backend(&empty, previous));
+                let route = Arc::new(Route {
+                    id: r.id.as_str().into(),
+                    host: match r.hostnames.first() {
+                        Some(GatewayHost::Exact(h)) => HostMatch::Exact(h.clone()),
+                        Some(GatewayHost::Wildcard(h)) => HostMatch::Wildcard(h.clone()),
+                        None => HostMatch::Any,
+                    },
+                    port: None,
+                    path: match &r.matches.path {
+                        super::gateway::PathMatch::Exact(p) => PathMatch::Exact(p.clone()),
+                        super::gateway::PathMatch::Prefix(p) => PathMatch::SegmentPrefix(p.clone()),
+                        super::gateway::PathMatch::Regex(p) => PathMatch::Regex(p.clone()),
+                    },
+                    backend,
+                    policy: r.policy.clone(),
+                    options: r.options.clone(),
+                    gateway: Some(Box::new(gateway)),
+                });
+                routes.push(route.clone());
+                route
+            };
+            let mut backend = |b: &BackendSpec| this.borrow_mut().backend(b, previous);
+            let mut regex = |p: &str| this.borrow_mut().regex(p, previous);
+            super::gateway::table::compile(spec, &mut route, &mut backend, &mut regex, &mut found)
+        };
+        for l in &spec.listeners {
+            for r in &l.rules {
+                for h in &r.hostnames {
+                    match h {
+                        GatewayHost::Exact(h) => {
+                            self.gateway_hosts.exact.insert(h.as_str().into());
+                        }
+                        GatewayHost::Wildcard(s) => {
+                            self.gateway_hosts.suffixes.push(s.as_str().into())
+                        }
+                    }
+                }
+            }
+        }
+        diagnostics.extend(
+            found
+                .into_iter()
+                .map(|(route_id, message)| Diagnostic { route_id, message }),
+        );
+        self.routes.extend(routes);
+        self.gateways.insert(spec.local_port, compiled);
     }
 }
 
@@ -382,20 +521,25 @@ impl Prefix {
 }
 
 impl Match<'_> {
-    /// The path to send upstream after `prefix_rewrite`, or `None` when it is unchanged.
+    /// The path to send upstream after `prefix_rewrite` (or a Gateway API URLRewrite),
+    /// or `None` when it is unchanged.
     pub fn rewritten_path(&self, path: &str) -> Option<String> {
+        if let Some(rewrite) = (self.route.gateway.as_ref())
+            .and_then(|g| g.filters())
+            .and_then(|f| f.path_rewrite.as_ref())
+        {
+            return Some(super::gateway::rewrite_path(
+                rewrite,
+                path,
+                self.matched_len,
+            ));
+        }
         let rewrite = self.route.options.prefix_rewrite.as_deref()?;
-        let rest = path.get(self.matched_len..).unwrap_or("");
-        let mut out = String::with_capacity(rewrite.len() + rest.len());
-        out.push_str(rewrite);
-        if out.ends_with('/') && rest.starts_with('/') {
-            out.pop();
-        }
-        out.push_str(rest);
-        if !out.starts_with('/') {
-            out.insert(0, '/');
-        }
-        Some(out)
+        Some(super::gateway::replace_prefix(
+            rewrite,
+            path,
+            self.matched_len,
+        ))
     }
 }
 

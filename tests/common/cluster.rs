@@ -307,7 +307,7 @@ impl Replica {
         identity: &str,
         options: &ReplicaOptions<'_>,
     ) -> Replica {
-        Replica::start_through(cluster, identity, options, &cluster.kubeconfig).await
+        Replica::start_general(cluster, identity, options, &cluster.kubeconfig, free_port()).await
     }
 
     /// A replica that reaches the API server as `kubeconfig` says (e.g. through a proxy).
@@ -317,7 +317,29 @@ impl Replica {
         options: &ReplicaOptions<'_>,
         kubeconfig: &std::path::Path,
     ) -> Replica {
-        let (https, admin) = (free_port(), free_port());
+        Replica::start_general(cluster, identity, options, kubeconfig, free_port()).await
+    }
+
+    /// [`Replica::start_with`] on a chosen HTTPS port (one a provider's redirect URIs
+    /// already name).
+    pub async fn start_on(
+        cluster: &Cluster,
+        identity: &str,
+        options: &ReplicaOptions<'_>,
+        https: u16,
+    ) -> Replica {
+        Replica::start_general(cluster, identity, options, &cluster.kubeconfig, https).await
+    }
+
+    /// Everything chosen: the API server as `kubeconfig` says, HTTPS on `https`.
+    pub async fn start_general(
+        cluster: &Cluster,
+        identity: &str,
+        options: &ReplicaOptions<'_>,
+        kubeconfig: &std::path::Path,
+        https: u16,
+    ) -> Replica {
+        let admin = free_port();
         let dir = &cluster.dir;
         let mut text = format!(
             "address: 127.0.0.1:{https}\nmetrics_address: 127.0.0.1:{admin}\n{}\n",
@@ -472,6 +494,58 @@ pub async fn status_of(
         .body(Default::default())
         .unwrap();
     c.send(req).await.ok().map(|a| a.status)
+}
+
+/// Steady GET load on `/` over keep-alive connections, counting answers: 200, 403 and
+/// anything else (a failure), until [`Load::stop`].
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    counts: Arc<[std::sync::atomic::AtomicU64; 3]>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub async fn start(
+        connections: usize,
+        addr: SocketAddr,
+        host: &str,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Load {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let counts: Arc<[std::sync::atomic::AtomicU64; 3]> = Arc::new(Default::default());
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            let mut c = H1::connect(addr, host, tls.clone()).await;
+            let (stop, counts) = (stop.clone(), counts.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Relaxed) {
+                    let slot = match c.get("/").await {
+                        Ok(a) if a.status == 200 => 0,
+                        Ok(a) if a.status == 403 => 1,
+                        _ => 2,
+                    };
+                    counts[slot].fetch_add(1, Relaxed);
+                }
+            }));
+        }
+        Load {
+            stop,
+            counts,
+            tasks,
+        }
+    }
+
+    /// Stops and returns `(allowed, denied, failed)`.
+    pub async fn stop(self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stop.store(true, Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let [ok, denied, failed] = &*self.counts;
+        (ok.load(Relaxed), denied.load(Relaxed), failed.load(Relaxed))
+    }
 }
 
 /// The first `status.loadBalancer.ingress[].ip` of an Ingress.

@@ -216,6 +216,27 @@ impl H1 {
         }
     }
 
+    /// [`H1::connect`], or `None` when the socket or the handshake is not there (yet).
+    pub async fn try_connect(
+        addr: SocketAddr,
+        host: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Option<H1> {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        let tls = TlsConnector::from(config)
+            .connect(ServerName::try_from(host.to_string()).ok()?, tcp)
+            .await
+            .ok()?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        Some(H1 {
+            sender,
+            host: host.to_string(),
+        })
+    }
+
     pub async fn get(&mut self, path: &str) -> Result<Answer, hyper::Error> {
         self.send(Request::get(path).body(Full::new(Bytes::new())).unwrap())
             .await

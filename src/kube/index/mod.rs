@@ -14,6 +14,7 @@
 //! `Relist` is [`Relist::scoped`] so its re-list replaces only its own namespace's objects.
 
 mod backend;
+pub mod gateway;
 pub mod ownership;
 mod report;
 mod selector;
@@ -27,13 +28,14 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher;
 
 use super::crd::IdentityPolicy;
+use super::gateway::api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::routes::AddressPolicy;
 
 pub use ownership::{HostGrant, HostOwnership, Reserved};
@@ -69,6 +71,8 @@ pub struct Settings {
     pub cluster_domain: String,
     /// What one namespace's Ingresses may reach (docs/security.md).
     pub tenancy: Tenancy,
+    /// Gateway API (`--gateway-api`); `None`: its objects are not watched.
+    pub gateway: Option<gateway::GatewaySettings>,
 }
 
 impl Default for Settings {
@@ -79,6 +83,7 @@ impl Default for Settings {
             namespaces: Vec::new(),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_string(),
             tenancy: Tenancy::default(),
+            gateway: None,
         }
     }
 }
@@ -210,6 +215,12 @@ pub struct Index {
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
     policies: Store<PolicyEntry>,
+    gateway_classes: Store<GatewayClass>,
+    gateways: Store<Gateway>,
+    http_routes: Store<HTTPRoute>,
+    reference_grants: Store<ReferenceGrant>,
+    namespaces: Store<Namespace>,
+    config_maps: Store<ConfigMap>,
 }
 
 // === impl Index ===
@@ -337,6 +348,69 @@ impl Index {
         "an IdentityPolicy"
     );
 
+    kind_methods!(
+        Gateway,
+        gateways,
+        gateway::store::admit_gateway,
+        apply_gateway,
+        delete_gateway,
+        reset_gateways,
+        reset_gateways_scoped,
+        "a Gateway"
+    );
+    kind_methods!(
+        HTTPRoute,
+        http_routes,
+        gateway::store::admit_http_route,
+        apply_http_route,
+        delete_http_route,
+        reset_http_routes,
+        reset_http_routes_scoped,
+        "an HTTPRoute"
+    );
+    kind_methods!(
+        ReferenceGrant,
+        reference_grants,
+        gateway::store::admit_reference_grant,
+        apply_reference_grant,
+        delete_reference_grant,
+        reset_reference_grants,
+        reset_reference_grants_scoped,
+        "a ReferenceGrant"
+    );
+    kind_methods!(
+        ConfigMap,
+        config_maps,
+        gateway::store::admit_config_map,
+        apply_config_map,
+        delete_config_map,
+        reset_config_maps,
+        reset_config_maps_scoped,
+        "a ConfigMap (only the controller namespace's are kept)"
+    );
+
+    /// Adds or replaces a GatewayClass (only ours are kept).
+    pub fn apply_gateway_class(&mut self, obj: GatewayClass) -> Result<bool, Malformed> {
+        let (key, entry) = gateway::store::admit_gateway_class(&self.settings, obj)?;
+        Ok(self.gateway_classes.apply(key, entry))
+    }
+
+    /// Removes a GatewayClass (cluster-scoped: by name).
+    pub fn delete_gateway_class(&mut self, name: &str) -> bool {
+        self.gateway_classes.delete(&ObjectKey::new("", name))
+    }
+
+    /// Adds or replaces a Namespace (its labels).
+    pub fn apply_namespace(&mut self, obj: Namespace) -> Result<bool, Malformed> {
+        let (key, entry) = gateway::store::admit_namespace(&self.settings, obj)?;
+        Ok(self.namespaces.apply(key, entry))
+    }
+
+    /// Removes a Namespace (by name).
+    pub fn delete_namespace(&mut self, name: &str) -> bool {
+        self.namespaces.delete(&ObjectKey::new("", name))
+    }
+
     /// Adds or replaces an IngressClass. `Ok(true)` when what translation reads changed.
     pub fn apply_ingress_class(&mut self, obj: IngressClass) -> Result<bool, Malformed> {
         let (key, entry) = store::admit_ingress_class(&self.settings, obj)?;
@@ -428,6 +502,70 @@ indexed!(
     apply_identity_policy,
     delete_identity_policy,
     reset_identity_policies_scoped
+);
+
+indexed!(
+    Gateway,
+    "Gateway",
+    apply_gateway,
+    delete_gateway,
+    reset_gateways_scoped
+);
+indexed!(
+    HTTPRoute,
+    "HTTPRoute",
+    apply_http_route,
+    delete_http_route,
+    reset_http_routes_scoped
+);
+indexed!(
+    ReferenceGrant,
+    "ReferenceGrant",
+    apply_reference_grant,
+    delete_reference_grant,
+    reset_reference_grants_scoped
+);
+indexed!(
+    ConfigMap,
+    "ConfigMap",
+    apply_config_map,
+    delete_config_map,
+    reset_config_maps_scoped
+);
+
+/// A cluster-scoped kind: applied and deleted by name; a re-list replaces them all.
+macro_rules! indexed_cluster {
+    ($ty:ty, $kind:literal, $apply:ident, $delete:ident, $store:ident, $admit:path) => {
+        impl Indexed for $ty {
+            const KIND: &'static str = $kind;
+            fn apply_to(index: &mut Index, obj: Self) -> Result<bool, Malformed> {
+                index.$apply(obj)
+            }
+            fn delete_from(index: &mut Index, obj: &Self) -> bool {
+                index.$delete(obj.metadata.name.as_deref().unwrap_or_default())
+            }
+            fn reset_in(index: &mut Index, objs: Vec<Self>, _scope: Option<&str>) -> Reset {
+                relist(&index.settings, &mut index.$store, $admit, objs, None)
+            }
+        }
+    };
+}
+
+indexed_cluster!(
+    GatewayClass,
+    "GatewayClass",
+    apply_gateway_class,
+    delete_gateway_class,
+    gateway_classes,
+    gateway::store::admit_gateway_class
+);
+indexed_cluster!(
+    Namespace,
+    "Namespace",
+    apply_namespace,
+    delete_namespace,
+    namespaces,
+    gateway::store::admit_namespace
 );
 
 impl Indexed for IngressClass {

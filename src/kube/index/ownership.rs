@@ -281,6 +281,11 @@ impl Owners {
         hosts
     }
 
+    /// Every exact host with an owner (first-come claims or the admin's map).
+    pub fn exact_owners(&self) -> impl Iterator<Item = (&str, &BTreeSet<String>)> {
+        self.exact.iter().map(|(h, o)| (h.as_str(), o))
+    }
+
     fn owned_by(&self, namespace: &str, host: &HostMatch) -> bool {
         self.owners(host).is_some_and(|o| o.contains(namespace))
     }

@@ -24,6 +24,9 @@ pub struct Translation {
     pub ingresses: Vec<IngressReport>,
     /// One per IdentityPolicy, by key.
     pub policies: Vec<IdentityPolicyReport>,
+    /// Gateway API: class, Gateway and HTTPRoute reports, Services to provision,
+    /// sockets and their certificates.
+    pub gateway: super::gateway::GatewayTranslation,
 }
 
 impl fmt::Debug for Translation {
@@ -40,6 +43,7 @@ impl fmt::Debug for Translation {
             .field("default_certificate_hosts", &self.default_certificate_hosts)
             .field("ingresses", &self.ingresses)
             .field("policies", &self.policies)
+            .field("gateway", &self.gateway)
             .finish()
     }
 }
@@ -98,6 +102,10 @@ pub struct IdentityPolicyReport {
     pub generation: Option<i64>,
     /// Ingresses of our class it is attached to, however attached.
     pub attached_ingresses: i32,
+    /// HTTPRoutes it decides: its own targets, and the routes of a Gateway it targets.
+    pub attached_routes: i32,
+    /// Gateways it applies under, for `status.ancestors` (GEP-713).
+    pub ancestors: Vec<ObjectKey>,
     /// `Accepted`: `Valid`, `InvalidRules` (the PolicyError text) or `InvalidSelector`.
     pub accepted: ConditionState,
     /// `ResolvedRefs`: `RefsResolved`, `TargetNotFound` or `InvalidKind`.

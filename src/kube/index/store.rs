@@ -227,7 +227,7 @@ impl Content for Secret {
 // === admission ===
 
 /// With a namespace list, objects of other namespaces are not indexed.
-fn in_scope(settings: &Settings, key: &ObjectKey) -> bool {
+pub(super) fn in_scope(settings: &Settings, key: &ObjectKey) -> bool {
     settings.namespaces.is_empty() || settings.namespaces.contains(&key.namespace)
 }
 

@@ -16,7 +16,7 @@ const REPORTING_CONTROLLER: &str = "portcullis";
 
 /// Publishes Events as one replica.
 #[derive(Clone)]
-pub(super) struct Recorder {
+pub(crate) struct Recorder {
     pub client: Client,
     /// This replica's identity (`reportingInstance`).
     pub instance: String,
@@ -63,7 +63,7 @@ impl Recorder {
 }
 
 /// What an Event's `regarding` says of the object `meta` describes.
-pub(super) fn object_reference(
+pub(crate) fn object_reference(
     meta: &ObjectMeta,
     api_version: &str,
     kind: &str,

@@ -21,6 +21,9 @@ use super::index::Translation;
 use super::lease::{self, LeaseSettings};
 use writer::Writer;
 
+pub(crate) use events::{Recorder, object_reference};
+pub(crate) use writer::Transitions;
+
 pub use super::lease::Leadership;
 
 /// Status is rewritten at least this often, to repair hand edits.
@@ -45,6 +48,8 @@ pub struct StatusSettings {
     /// This replica's identity in the Lease (the pod name).
     pub identity: String,
     pub publish: Publish,
+    /// Gateway API status and provisioned Services (with `--gateway-api`).
+    pub gateway: Option<crate::kube::index::gateway::GatewaySettings>,
 }
 
 /// Runs leader election (its own task) and, while leading, writes status and Events

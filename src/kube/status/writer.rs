@@ -65,8 +65,12 @@ pub(super) struct Writer {
     policy_status: HashMap<ObjectKey, Value>,
     /// Objects applied this term (their next apply is not forced).
     applied: HashSet<(&'static str, ObjectKey)>,
-    /// When each (policy, condition type) last changed, with the state it changed to.
-    transitions: HashMap<(ObjectKey, &'static str), (String, String, jiff::Timestamp)>,
+    /// When each condition last changed.
+    transitions: Transitions,
+    /// `controllerName` in Gateway API status (policy ancestors).
+    controller_name: String,
+    /// Gateway API status and the Services that give Gateways their addresses.
+    gateway: Option<crate::kube::gateway::status::GatewayWriter>,
     /// Notes already published as Events: (object, reason, message).
     published: HashSet<(ObjectKey, &'static str, String)>,
 }
@@ -78,6 +82,18 @@ impl Writer {
             .take(128)
             .collect();
         Writer {
+            controller_name: s
+                .gateway
+                .as_ref()
+                .map(|g| g.controller_name.clone())
+                .unwrap_or_default(),
+            gateway: s.gateway.as_ref().map(|g| {
+                crate::kube::gateway::status::GatewayWriter::new(
+                    client.clone(),
+                    s.namespace.clone(),
+                    g.clone(),
+                )
+            }),
             recorder: Recorder {
                 client: client.clone(),
                 instance: s.identity.clone(),
@@ -93,7 +109,7 @@ impl Writer {
             ingress_status: HashMap::new(),
             policy_status: HashMap::new(),
             applied: HashSet::new(),
-            transitions: HashMap::new(),
+            transitions: Transitions::default(),
             published: HashSet::new(),
         }
     }
@@ -102,6 +118,9 @@ impl Writer {
     pub fn forget(&mut self) {
         self.ingress_status.clear();
         self.policy_status.clear();
+        if let Some(g) = &mut self.gateway {
+            g.forget();
+        }
     }
 
     /// A new term as leader: repeat everything, each object's first apply forced.
@@ -122,6 +141,19 @@ impl Writer {
         self.write_policies(t, &mut still_noted).await;
         // A problem that went away and comes back is reported again.
         self.published.retain(|id| still_noted.contains(id));
+        // Gateway API status (merge patches of our own classes' objects): written while
+        // this replica leads, checked once per translation.
+        if let Some(g) = &mut self.gateway
+            && self.gate.open()
+        {
+            g.write(
+                &t.gateway,
+                &mut self.transitions,
+                &self.recorder,
+                &self.params,
+            )
+            .await;
+        }
     }
 
     async fn write_ingresses(
@@ -243,6 +275,10 @@ impl Writer {
                 "attachedIngresses": report.attached_ingresses,
                 "conditions": conditions,
             });
+            if self.gateway.is_some() {
+                status["attachedRoutes"] = json!(report.attached_routes);
+                status["ancestors"] = json!(self.ancestors(report));
+            }
             if let Some(generation) = report.generation {
                 status["observedGeneration"] = generation.into();
             }
@@ -303,36 +339,43 @@ impl Writer {
         state: &ConditionState,
         generation: Option<i64>,
     ) -> Value {
-        let status = state.status_str().to_string();
-        let entry = self
-            .transitions
-            .entry((key.clone(), type_))
-            .or_insert_with(|| {
-                (
-                    status.clone(),
-                    state.reason.to_string(),
-                    jiff::Timestamp::now(),
-                )
-            });
-        if entry.0 != status || entry.1 != state.reason {
-            *entry = (
-                status.clone(),
-                state.reason.to_string(),
-                jiff::Timestamp::now(),
-            );
-        }
-        let since = entry.2.round(jiff::Unit::Second).unwrap_or(entry.2);
-        let mut condition = json!({
-            "type": type_,
-            "status": status,
-            "reason": state.reason,
-            "message": state.message,
-            "lastTransitionTime": since.to_string(),
-        });
-        if let Some(generation) = generation {
-            condition["observedGeneration"] = generation.into();
-        }
-        condition
+        self.transitions
+            .condition(key, "", type_, state, generation)
+    }
+
+    /// A policy's `status.ancestors` (GEP-713): one entry per Gateway it applies under.
+    fn ancestors(&mut self, report: &crate::kube::index::IdentityPolicyReport) -> Vec<Value> {
+        report
+            .ancestors
+            .iter()
+            .map(|g| {
+                let accepted = ConditionState {
+                    status: report.accepted.status,
+                    reason: if report.accepted.status {
+                        "Accepted"
+                    } else {
+                        "Invalid"
+                    },
+                    message: report.accepted.message.clone(),
+                };
+                json!({
+                    "ancestorRef": {
+                        "group": crate::kube::gateway::GROUP,
+                        "kind": crate::kube::gateway::KIND_GATEWAY,
+                        "namespace": g.namespace,
+                        "name": g.name,
+                    },
+                    "controllerName": self.controller_name,
+                    "conditions": [self.transitions.condition(
+                        &report.key,
+                        &format!("ancestor/{g}"),
+                        CONDITION_ACCEPTED,
+                        &accepted,
+                        report.generation,
+                    )],
+                })
+            })
+            .collect()
     }
 
     /// The `status.loadBalancer.ingress` entries to publish, if any.
@@ -415,5 +458,59 @@ where
                 .await
         }
         other => other,
+    }
+}
+
+// === impl Transitions ===
+
+/// When each condition of each object last changed, with the state it changed to, so
+/// `lastTransitionTime` moves only when status or reason does.
+#[derive(Default)]
+pub(crate) struct Transitions {
+    /// (object, scope within it — a listener, a parent, an ancestor —, type).
+    since: HashMap<(ObjectKey, String, &'static str), (String, String, jiff::Timestamp)>,
+}
+
+impl Transitions {
+    /// The condition as JSON, keeping its transition time while its status and reason
+    /// stand.
+    pub(crate) fn condition(
+        &mut self,
+        key: &ObjectKey,
+        scope: &str,
+        type_: &'static str,
+        state: &ConditionState,
+        generation: Option<i64>,
+    ) -> Value {
+        let status = state.status_str().to_string();
+        let entry = self
+            .since
+            .entry((key.clone(), scope.to_string(), type_))
+            .or_insert_with(|| {
+                (
+                    status.clone(),
+                    state.reason.to_string(),
+                    jiff::Timestamp::now(),
+                )
+            });
+        if entry.0 != status || entry.1 != state.reason {
+            *entry = (
+                status.clone(),
+                state.reason.to_string(),
+                jiff::Timestamp::now(),
+            );
+        }
+        let since = entry.2.round(jiff::Unit::Second).unwrap_or(entry.2);
+        let mut condition = json!({
+            "type": type_,
+            "status": status,
+            "reason": state.reason,
+            "message": state.message,
+            "lastTransitionTime": since.to_string(),
+        });
+        if let Some(generation) = generation {
+            condition["observedGeneration"] = generation.into();
+        }
+        condition
     }
 }

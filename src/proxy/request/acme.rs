@@ -58,7 +58,7 @@ impl Proxy {
             set_cookies: Vec::new(),
         };
         let route = found.route.clone();
-        let resp = match self.forward(&ctx, req, &found, &anonymous).await {
+        let resp = match self.forward(&ctx, req, &found, &anonymous, None).await {
             Ok(resp) => self.response_filter(&ctx, &route, resp),
             Err(e) => self.upstream_error(&ctx, &route, e),
         };

@@ -116,6 +116,17 @@ impl Proxy {
                 identity: identified.identity,
                 set_cookies: identified.set_cookies,
             }),
+            // Sign-in sets Secure cookies: a Gateway's plain-HTTP listener cannot.
+            (Outcome::SignIn, Some(_))
+                if ctx.conn.gateway.as_ref().is_some_and(|g| g.certs.is_none()) =>
+            {
+                let resp = respond::error(
+                    ctx,
+                    StatusCode::FORBIDDEN,
+                    "This route needs a signed-in user, and sign-in works over HTTPS only;                      use the Gateway's HTTPS listener for this host.",
+                );
+                Err(with_cookies(resp, identified))
+            }
             (Outcome::SignIn, Some(auth)) => {
                 let resp = auth.sign_in_response(
                     req.headers(),

@@ -71,7 +71,10 @@ impl Proxy {
         if let Some(sni) = &ctx.conn.sni
             && **sni != *ctx.host
         {
-            let store = self.certs.load();
+            let store = match ctx.conn.gateway.as_ref().and_then(|g| g.certs.as_ref()) {
+                Some(certs) => certs.load(),
+                None => self.certs.load(),
+            };
             if !std::sync::Arc::ptr_eq(&store.pick(Some(sni)), &store.pick(Some(&ctx.host))) {
                 return Err(refuse(
                     ctx,

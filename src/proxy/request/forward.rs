@@ -23,6 +23,14 @@ use crate::telemetry::error_chain;
 /// `HTTP2-Settings` goes with any refused `h2c` upgrade.
 const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
+/// Where a request goes: its route (options, TLS) and the backend chosen for it (the
+/// route's, or a Gateway API rule's by weight).
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    route: &'a Arc<Route>,
+    backend: &'a crate::routes::Backend,
+}
+
 /// Why the upstream exchange failed.
 pub(super) enum UpstreamError {
     NoEndpoints,
@@ -42,6 +50,7 @@ impl Proxy {
         req: Request<Incoming>,
         found: &Found,
         authorized: &Authorized,
+        gateway: Option<super::gateway::Picked<'_>>,
     ) -> Result<Response<Body>, UpstreamError> {
         let route = &found.route;
         let path = ctx.path(&req);
@@ -82,9 +91,20 @@ impl Proxy {
         for (name, value) in &route.options.set_request_headers {
             parts.headers.insert(name.clone(), value.clone());
         }
+        if let Some(picked) = &gateway {
+            picked.filter_request(&mut parts.headers);
+        }
+        let backend = gateway.map_or(&route.backend, |p| p.backend);
         parts.version = http::Version::HTTP_11;
         let result = self
-            .exchange(route, parts, body, path_and_query, &client_host, upgrade)
+            .exchange(
+                Target { route, backend },
+                parts,
+                body,
+                path_and_query,
+                &client_host,
+                upgrade,
+            )
             .await?;
         if result.status() == StatusCode::SWITCHING_PROTOCOLS && !upgrade {
             return Err(UpstreamError::UnaskedUpgrade);
@@ -94,7 +114,7 @@ impl Proxy {
 
     async fn exchange(
         &self,
-        route: &Arc<Route>,
+        Target { route, backend }: Target<'_>,
         parts: http::request::Parts,
         body: Incoming,
         path_and_query: PathAndQuery,
@@ -102,11 +122,10 @@ impl Proxy {
         upgrade: bool,
     ) -> Result<Response<Body>, UpstreamError> {
         let body_empty = hyper::body::Body::is_end_stream(&body);
-        let may_retry = body_empty && !upgrade && route.backend.endpoints.len() > 1;
+        let may_retry = body_empty && !upgrade && backend.endpoints.len() > 1;
         // The HTTP/1.1 pool hands an unsent request back; only the general clients
         // need a copy kept in case the first endpoint cannot be reached.
-        let all_plain = route
-            .backend
+        let all_plain = backend
             .endpoints
             .iter()
             .all(|e| e.spec.scheme == UpstreamScheme::Http);
@@ -115,10 +134,7 @@ impl Proxy {
         let mut head = Some(parts);
         for attempt in 0..2 {
             let now_ms = self.now_ms();
-            let endpoint = route
-                .backend
-                .pick(now_ms)
-                .ok_or(UpstreamError::NoEndpoints)?;
+            let endpoint = backend.pick(now_ms).ok_or(UpstreamError::NoEndpoints)?;
             let mut parts = match (head.take(), &retry_head) {
                 (Some(p), _) => p,
                 (None, Some(h)) => clone_head(h),

@@ -33,6 +33,26 @@ impl Proxy {
                 "No route matches this host and path.",
             ))
         };
+        if let Some(gateway) = &ctx.conn.gateway {
+            // Gateway API rules take the strict canonical path only.
+            if let Some(e) = ctx.path_error {
+                return Err(Box::new(early::ambiguous(ctx, e)));
+            }
+            let greq = crate::routes::gateway::GatewayRequest {
+                host: &ctx.host,
+                method: req.method(),
+                path: ctx.path(req),
+                query: req.uri().query(),
+                headers: req.headers(),
+            };
+            let m = table
+                .lookup_gateway(gateway.local_port, &greq)
+                .ok_or_else(|| not_found(ctx))?;
+            return Ok(Found {
+                route: m.route.clone(),
+                matched_len: m.matched_len,
+            });
+        }
         let Some(strict_error) = ctx.path_error else {
             let m = table
                 .lookup(&ctx.host, ctx.port, ctx.path(req))

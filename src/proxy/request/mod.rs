@@ -15,6 +15,7 @@ mod acme;
 mod authorize;
 mod early;
 mod forward;
+mod gateway;
 mod log;
 mod lookup;
 mod respond;
@@ -53,6 +54,17 @@ pub struct ConnInfo {
     /// The TLS server name the client sent (lower-case), if any: a request for a host
     /// another certificate would serve is misdirected (421).
     pub sni: Option<Arc<str>>,
+    /// Set on a Gateway's socket: requests are looked up in that Gateway's rules.
+    pub gateway: Option<GatewayConn>,
+}
+
+/// The Gateway socket a connection came in on.
+#[derive(Debug, Clone)]
+pub struct GatewayConn {
+    /// The socket's local port: the key of its rules in the table.
+    pub local_port: u16,
+    /// Its certificates, for HTTPS listeners (`None`: plain HTTP).
+    pub certs: Option<Arc<arc_swap::ArcSwap<crate::proxy::tls::CertStore>>>,
 }
 
 /// One request as the phases see it: decided once, early, and only added to after.
@@ -166,8 +178,11 @@ impl Proxy {
             ctx.log_path = Some(ctx.path(&req).to_owned());
         }
         let snapshot = self.table.load_full();
+        // Sign-in endpoints need Secure cookies: never on a Gateway's plain-HTTP socket.
+        let plain_gateway = ctx.conn.gateway.as_ref().is_some_and(|g| g.certs.is_none());
         if let Some(auth) = &self.auth
             && ctx.path_error.is_none()
+            && !plain_gateway
             && auth.is_endpoint(&ctx.host, ctx.port, ctx.path(&req))
         {
             return Box::pin(self.endpoint(auth, ctx, req, &snapshot.table)).await;
@@ -182,7 +197,14 @@ impl Proxy {
             Err(resp) => return *resp,
         };
         let route = found.route.clone();
-        let mut resp = match self.forward(ctx, req, &found, &authorized).await {
+        let backend = match self.gateway_step(ctx, &req, &route, found.matched_len) {
+            Ok(backend) => backend,
+            Err(mut resp) => {
+                crate::auth::endpoints::append_cookies(resp.headers_mut(), authorized.set_cookies);
+                return *resp;
+            }
+        };
+        let mut resp = match self.forward(ctx, req, &found, &authorized, backend).await {
             Ok(resp) => self.response_filter(ctx, &route, resp),
             Err(e) => self.upstream_error(ctx, &route, e),
         };

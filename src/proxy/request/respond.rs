@@ -38,6 +38,9 @@ impl Proxy {
         for (name, value) in &route.options.set_response_headers {
             resp.headers_mut().insert(name.clone(), value.clone());
         }
+        if let Some(modifier) = super::gateway::response_headers(route) {
+            modifier.apply(resp.headers_mut());
+        }
         resp
     }
 

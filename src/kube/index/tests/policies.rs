@@ -190,12 +190,29 @@ fn wrong_kind_target() {
         "apps",
         "p",
         json!({
-        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "a"}],
+        "targetRefs": [{"group": "", "kind": "Service", "name": "a"}],
         "rules": rules()}),
     ))
     .unwrap();
     let t = ix.translate();
     assert_eq!(t.policies[0].resolved_refs.reason, "InvalidKind");
+    // Gateway API kinds are valid; one that does not exist is not found.
+    ix.apply_identity_policy(identity_policy(
+        "apps",
+        "p",
+        json!({
+        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "a"}],
+        "rules": rules()}),
+    ))
+    .unwrap();
+    let t = ix.translate();
+    assert_eq!(t.policies[0].resolved_refs.reason, "TargetNotFound");
+    assert!(
+        t.policies[0]
+            .resolved_refs
+            .message
+            .contains("HTTPRoute apps/a not found")
+    );
 }
 
 #[test]

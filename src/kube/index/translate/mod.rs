@@ -49,6 +49,8 @@ impl Index {
     /// The namespaces and ClusterIPs the upstream checks compare against.
     fn upstream_rules(&self) -> UpstreamRules<'_> {
         let namespaces: BTreeSet<&str> = (self.ingresses.items.keys())
+            .chain(self.http_routes.items.keys())
+            .chain(self.gateways.items.keys())
             .chain(self.services.items.keys())
             .chain(self.slices.items.keys())
             .chain(self.secrets.items.keys())
@@ -191,7 +193,16 @@ impl<'a> Translator<'a> {
         });
 
         let tenancy = &self.index.settings.tenancy;
-        let claims: Vec<Claim<'_>> = ours.iter().map(|(k, e)| claim(k, e)).collect();
+        // One ownership decision for Ingress rules, HTTPRoute and listener hostnames,
+        // oldest claim first (an Ingress before a route of the same age).
+        let route_claims = super::gateway::claims(self.index);
+        let mut aged: Vec<((bool, Option<jiff::Timestamp>), Claim<'_>)> = ours
+            .iter()
+            .map(|(k, e)| (super::gateway::age(&e.ingress.metadata), claim(k, e)))
+            .collect();
+        aged.extend(route_claims.iter().map(|c| (c.age, c.claim())));
+        aged.sort_by_key(|(age, _)| *age);
+        let claims: Vec<Claim<'_>> = aged.into_iter().map(|(_, c)| c).collect();
         let owners = Owners::decide(&tenancy.hosts, &tenancy.reserved, &claims);
         let mut outs: Vec<IngressOut<'_>> = ours
             .iter()
@@ -279,7 +290,9 @@ impl<'a> Translator<'a> {
             c.names.sort();
         }
         let default_certificate_hosts = pinned_hosts(&certificates, &claims, &owners);
-        let policies = self.policy_reports(&ours, &attached_count);
+        let gateway = super::gateway::translate(self.index, &self.services, &owners);
+        model.gateways = gateway.ports.clone();
+        let policies = self.policy_reports(&ours, &attached_count, &gateway);
 
         let mut ingresses: Vec<IngressReport> = outs.into_iter().map(|o| o.report).collect();
         ingresses.sort_by(|a, b| a.key.cmp(&b.key));
@@ -289,6 +302,7 @@ impl<'a> Translator<'a> {
             default_certificate_hosts,
             ingresses,
             policies,
+            gateway,
         }
     }
 
@@ -296,6 +310,7 @@ impl<'a> Translator<'a> {
         &self,
         ours: &[(&ObjectKey, &IngressEntry)],
         attached: &HashMap<&ObjectKey, i32>,
+        gateway: &super::gateway::GatewayTranslation,
     ) -> Vec<IdentityPolicyReport> {
         let our_keys: HashSet<&ObjectKey> = ours.iter().map(|(k, _)| *k).collect();
         self.index
@@ -323,9 +338,21 @@ impl<'a> Translator<'a> {
 
                 let mut reason = REASON_REFS_RESOLVED;
                 let mut problems = Vec::new();
+                let reached = gateway.policies.get(key);
                 for (i, t) in entry.policy.spec.target_refs.iter().enumerate() {
                     let target = ObjectKey::new(&key.namespace, &t.name);
-                    if !t.is_ingress() {
+                    if let Some(kind) = t.gateway_kind() {
+                        let found = reached
+                            .is_some_and(|r| r.targets.iter().any(|(k, tk)| *k == kind && *tk == target));
+                        if !found {
+                            if reason == REASON_REFS_RESOLVED {
+                                reason = REASON_TARGET_NOT_FOUND;
+                            }
+                            problems.push(format!(
+                                "targetRefs[{i}]: {kind} {target} not found, or not attached to a Gateway of a Portcullis GatewayClass"
+                            ));
+                        }
+                    } else if !t.is_ingress() {
                         reason = REASON_INVALID_KIND;
                         problems.push(format!(
                             "targetRefs[{i}]: {}/{} is not networking.k8s.io/Ingress",
@@ -347,6 +374,8 @@ impl<'a> Translator<'a> {
                     key: key.clone(),
                     generation: entry.policy.metadata.generation,
                     attached_ingresses: attached.get(key).copied().unwrap_or(0),
+                    attached_routes: reached.map_or(0, |r| r.routes),
+                    ancestors: reached.map(|r| r.ancestors.clone()).unwrap_or_default(),
                     accepted,
                     resolved_refs: ConditionState {
                         status: problems.is_empty(),
@@ -360,7 +389,12 @@ impl<'a> Translator<'a> {
 }
 
 /// Adds a note unless an equal one is there already (several paths, one Service).
-fn push_note(notes: &mut Vec<Note>, type_: NoteType, reason: &'static str, message: String) {
+pub(super) fn push_note(
+    notes: &mut Vec<Note>,
+    type_: NoteType,
+    reason: &'static str,
+    message: String,
+) {
     if !notes
         .iter()
         .any(|n| n.reason == reason && n.message == message)
@@ -442,7 +476,7 @@ fn pinned_hosts(
 }
 
 /// The certificate and key of a TLS Secret.
-fn tls_pair(s: &k8s_openapi::api::core::v1::Secret) -> Result<(&[u8], &[u8]), String> {
+pub(super) fn tls_pair(s: &k8s_openapi::api::core::v1::Secret) -> Result<(&[u8], &[u8]), String> {
     if s.type_.as_deref() != Some(TLS_SECRET_TYPE) {
         return Err(format!(
             "is of type {}, not {TLS_SECRET_TYPE}",

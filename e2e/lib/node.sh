@@ -219,6 +219,12 @@ node_files_down() {
   local p
   for p in "${NODE_HOST_PATHS[@]}"; do
     if ! grep -qxF "$p" "$STATE/node/host-paths.existed" 2>/dev/null; then
+      # The node made it, so what is mounted inside is the node's too: network
+      # namespaces a killed run left bound under /run/netns, say, which rm cannot remove.
+      local m
+      while read -r m; do
+        umount -l "$m" 2>/dev/null || log "could not unmount $m"
+      done < <(awk -v p="$p/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r)
       rm -rf "$p"
     fi
   done

@@ -208,11 +208,16 @@ node_processes_down() {
     find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     [[ -d $d ]] && log "could not remove every cgroup under $d"
   done
-  # Mounts under the state dir (pod volumes, container rootfs, sandbox shm), deepest first.
+  # Mounts under the state dir (pod volumes, container rootfs, sandbox shm).
+  _node_umount_under "$STATE"
+}
+
+# _node_umount_under DIR: unmounts everything mounted below DIR, deepest first.
+_node_umount_under() {
   local m
   while read -r m; do
     umount -l "$m" 2>/dev/null || log "could not unmount $m"
-  done < <(awk -v p="$STATE/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r)
+  done < <(awk -v p="$1/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r)
 }
 
 node_files_down() {
@@ -221,10 +226,7 @@ node_files_down() {
     if ! grep -qxF "$p" "$STATE/node/host-paths.existed" 2>/dev/null; then
       # The node made it, so what is mounted inside is the node's too: network
       # namespaces a killed run left bound under /run/netns, say, which rm cannot remove.
-      local m
-      while read -r m; do
-        umount -l "$m" 2>/dev/null || log "could not unmount $m"
-      done < <(awk -v p="$p/" 'index($2, p) == 1 {print $2}' /proc/self/mounts | sort -r)
+      _node_umount_under "$p"
       rm -rf "$p"
     fi
   done

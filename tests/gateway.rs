@@ -55,7 +55,12 @@ async fn namespace(cluster: &Cluster, name: &str) {
 async fn setup(tag: &str) -> Setup {
     let cluster = Cluster::up(tag).await;
     let dir = Dir::new(tag);
-    let pki = pki(&["*.example.test", "localhost", "127.0.0.1"]);
+    let pki = pki(&[
+        "*.example.test",
+        "*.apps.example.test",
+        "localhost",
+        "127.0.0.1",
+    ]);
     let cert = dir.write("tls.crt", &pki.server.cert_pem);
     let key = dir.write("tls.key", &pki.server.key_pem);
     let ca_file = dir.write("ca.pem", &common::signin_env::pem_of(&pki.ca_der));
@@ -67,7 +72,8 @@ async fn setup(tag: &str) -> Setup {
     for ns in [INFRA, OTHER] {
         namespace(&cluster, ns).await;
     }
-    // Namespace ops owns grafana.example.test: its Ingress is older than the Gateway.
+    // Namespace ops owns grafana.example.test and *.apps.example.test: its Ingress is
+    // older than the Gateway.
     namespace(&cluster, "ops").await;
     cluster
         .create::<Service>(
@@ -77,14 +83,19 @@ async fn setup(tag: &str) -> Setup {
                             "ports": [{"name": "http", "port": upstream.port()}]}}),
         )
         .await;
+    let ops_rules: Vec<Value> = ["grafana.example.test", "*.apps.example.test"]
+        .iter()
+        .map(|host| {
+            json!({"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "echo", "port": {"number": upstream.port()}}}}]}})
+        })
+        .collect();
     cluster
         .create::<k8s_openapi::api::networking::v1::Ingress>(
             Some("ops"),
             json!({"metadata": {"name": "grafana"}, "spec": {
                 "ingressClassName": "portcullis",
-                "rules": [{"host": "grafana.example.test", "http": {"paths": [{"path": "/",
-                    "pathType": "Prefix", "backend": {"service": {"name": "echo",
-                    "port": {"number": upstream.port()}}}}]}}]}}),
+                "rules": ops_rules}}),
         )
         .await;
     // Creation times are in seconds: the Gateway must be a second younger.
@@ -129,7 +140,11 @@ async fn setup(tag: &str) -> Setup {
          idp_client_id: {CLIENT_ID}\n\
          idp_client_secret: {CLIENT_SECRET}\n\
          idp_ca_file: {ca}\n\
-         cookie_secret: {cookie}\n",
+         cookie_secret: {cookie}\n\
+         routes:\n\
+         \x20 - from: https://file.example.test\n\
+         \x20   to: http://{upstream}\n\
+         \x20   allow_public_unauthenticated_access: true\n",
         ca = ca_file.display(),
         cookie = base64_std(&common::signin_env::rand_bytes()),
     );
@@ -197,8 +212,8 @@ fn base64_std(bytes: &[u8]) -> String {
 }
 
 impl Setup {
-    /// HTTPRoute `ns/name` on `infra/gw` for `host`: `rules` (default: everything to
-    /// `echo`).
+    /// HTTPRoute `ns/name` on `infra/gw` for `host` (empty: no hostnames): `rules`
+    /// (default: everything to `echo`).
     async fn route(&self, ns: &str, name: &str, host: &str, rules: Option<Value>) {
         let rules = rules.unwrap_or_else(
             || json!([{"backendRefs": [{"name": "echo", "port": self.upstream.port()}]}]),
@@ -209,7 +224,8 @@ impl Setup {
                 json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
                     "metadata": {"name": name},
                     "spec": {"parentRefs": [{"name": "gw", "namespace": INFRA}],
-                             "hostnames": [host], "rules": rules}}),
+                             "hostnames": if host.is_empty() { json!([]) } else { json!([host]) },
+                             "rules": rules}}),
             )
             .await;
     }
@@ -506,6 +522,40 @@ async fn status_of_class_gateway_and_routes() {
         || async { s.ask("GET", "broken", "/").await.0 == 500 },
     )
     .await;
+
+    // A wildcard route and a host-less one, admitted, answer names no one has a
+    // standing for, but never a name another namespace owns through a wildcard (ops'
+    // Ingress `*.apps.example.test`) or exactly (grafana), nor the config file's host.
+    let only = |prefix: &str| {
+        Some(
+            json!([{"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                     "backendRefs": [{"name": "echo", "port": s.upstream.port()}]}]),
+        )
+    };
+    s.open_route(NS, "wide", "*.example.test", only("/wide"))
+        .await;
+    s.open_route(NS, "hostless", "", only("/any")).await;
+    for name in ["wide", "hostless"] {
+        s.route_condition(NS, name, "Accepted", "True", None).await;
+    }
+    within(
+        Duration::from_secs(10),
+        "the broad routes answer a name no one owns",
+        || async {
+            s.ask("GET", "fresh", "/wide").await.0 == 200
+                && s.ask("GET", "fresh", "/any").await.0 == 200
+        },
+    )
+    .await;
+    for host in ["x.apps", "grafana", "file"] {
+        for path in ["/wide", "/any"] {
+            let (status, body) = s.ask("GET", host, path).await;
+            assert_eq!(
+                status, 404,
+                "{host}.example.test{path} on the Gateway: {body}"
+            );
+        }
+    }
 }
 
 /// Sign-in through the Okta-shaped provider on a Gateway's HTTPS listener, and

@@ -281,9 +281,28 @@ impl Owners {
         hosts
     }
 
-    /// Every exact host with an owner (first-come claims or the admin's map).
-    pub fn exact_owners(&self) -> impl Iterator<Item = (&str, &BTreeSet<String>)> {
-        self.exact.iter().map(|(h, o)| (h.as_str(), o))
+    /// Every host and wildcard with a standing of its own: owned (first-come claims or
+    /// the admin's map) or reserved (the sign-in host, the config file's). A name
+    /// outside these, and not one label below one of their wildcards, is no one's.
+    /// Sorted, each once.
+    pub fn named_hosts(&self) -> Vec<HostMatch> {
+        let mut hosts: Vec<HostMatch> = self
+            .exact
+            .keys()
+            .chain(&self.reserved.sign_in)
+            .map(|h| HostMatch::Exact(h.clone()))
+            .chain(self.wildcard.keys().map(|p| HostMatch::Wildcard(p.clone())))
+            .chain(
+                self.reserved
+                    .operator
+                    .iter()
+                    .filter(|m| !matches!(m, HostMatch::Any))
+                    .cloned(),
+            )
+            .collect();
+        hosts.sort_by_key(describe);
+        hosts.dedup();
+        hosts
     }
 
     fn owned_by(&self, namespace: &str, host: &HostMatch) -> bool {
@@ -318,7 +337,7 @@ impl Owners {
 }
 
 /// `a.b.c` → `b.c`: the wildcard parent a name falls under.
-fn parent(host: &str) -> Option<&str> {
+pub(crate) fn parent(host: &str) -> Option<&str> {
     host.split_once('.')
         .map(|(_, p)| p)
         .filter(|p| !p.is_empty())

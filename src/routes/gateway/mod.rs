@@ -11,7 +11,7 @@
 //!   wildcards, then rules without hostnames); a request that no rule of one host group
 //!   matches falls through to the next, as the spec orders matching rules across
 //!   hostnames — except onto another namespace's rules for a host its owner claimed
-//!   ([`ListenerSpec::owned_hosts`]). Within a group: Exact path, then
+//!   ([`ListenerSpec::limits`]). Within a group: Exact path, then
 //!   RegularExpression (longer patterns first; the spec leaves regexes to
 //!   implementations), then PathPrefix by length, then a method match, more header
 //!   matches, more query-parameter matches, then the route's rank (oldest, then
@@ -55,9 +55,21 @@ pub struct ListenerSpec {
     /// `None`: every host.
     pub hostname: Option<GatewayHost>,
     pub rules: Vec<RuleSpec>,
-    /// Exact hosts a namespace owns (docs/security.md), with that namespace: requests
-    /// for them fall through only to rules of the owner's routes.
-    pub owned_hosts: Vec<(String, String)>,
+    /// Hosts that only some namespaces' wildcard and host-less rules may answer.
+    pub limits: BroadLimits,
+}
+
+/// Names another namespace owns, or no route may serve (docs/security.md, "Host
+/// ownership"): for them, a listener's wildcard and host-less rules answer only if
+/// their route's namespace is listed. A request's host is looked up exactly, then as
+/// the wildcard one label above it (as ownership is decided); a name in neither is
+/// limited by nothing but the listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BroadLimits {
+    /// Exact host → the namespaces whose broad rules may answer it (empty: none).
+    pub exact: Vec<(String, Vec<String>)>,
+    /// `corp.example` (the names one label below it) → the same.
+    pub parents: Vec<(String, Vec<String>)>,
 }
 
 /// A hostname as Gateway API writes it.
@@ -74,7 +86,7 @@ pub enum GatewayHost {
 pub struct RuleSpec {
     /// `namespace/route/rules[i]/matches[j]`.
     pub id: String,
-    /// The route's namespace, for [`ListenerSpec::owned_hosts`].
+    /// The route's namespace, for [`ListenerSpec::limits`].
     pub namespace: String,
     /// Hostnames the rule answers (the route's, intersected with the listener's);
     /// empty: whatever the listener takes.

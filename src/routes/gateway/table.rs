@@ -37,8 +37,24 @@ struct Listener {
     /// By suffix, longest first.
     wildcard: Vec<(Box<str>, Vec<Arc<Rule>>)>,
     any: Vec<Arc<Rule>>,
-    /// Exact host → the namespace that owns it.
-    owned: HashMap<Box<str>, Box<str>>,
+    /// [`super::BroadLimits`]: exact host → the namespaces whose broad rules may answer it.
+    limited: HashMap<Box<str>, Box<[Box<str>]>>,
+    /// The same for the names one label below a parent.
+    limited_parents: HashMap<Box<str>, Box<[Box<str>]>>,
+}
+
+impl Listener {
+    /// The namespaces whose wildcard and host-less rules may answer `host`; `None`:
+    /// any the listener admitted.
+    fn limit(&self, host: &str) -> Option<&[Box<str>]> {
+        self.limited
+            .get(host)
+            .or_else(|| {
+                let (_, parent) = host.split_once('.')?;
+                self.limited_parents.get(parent)
+            })
+            .map(|v| &**v)
+    }
 }
 
 #[derive(Debug)]
@@ -149,6 +165,16 @@ fn specificity(h: Option<&GatewayHost>) -> (u8, std::cmp::Reverse<usize>) {
     }
 }
 
+fn limit_map(entries: &[(String, Vec<String>)]) -> HashMap<Box<str>, Box<[Box<str>]>> {
+    entries
+        .iter()
+        .map(|(h, namespaces)| {
+            let namespaces = namespaces.iter().map(|ns| ns.as_str().into()).collect();
+            (h.as_str().into(), namespaces)
+        })
+        .collect()
+}
+
 fn compile_listener(
     port: &GatewayPortSpec,
     spec: &ListenerSpec,
@@ -170,11 +196,8 @@ fn compile_listener(
         exact: HashMap::new(),
         wildcard: Vec::new(),
         any: Vec::new(),
-        owned: spec
-            .owned_hosts
-            .iter()
-            .map(|(h, ns)| (h.as_str().into(), ns.as_str().into()))
-            .collect(),
+        limited: limit_map(&spec.limits.exact),
+        limited_parents: limit_map(&spec.limits.parents),
     };
     for (_, spec, rule) in rules {
         if spec.hostnames.is_empty() {
@@ -331,16 +354,17 @@ impl GatewayTable {
         {
             return Some(m);
         }
-        // Onto wildcard and host-less rules: only the owner's, for an owned host.
-        let owner = listener.owned.get(host).map(|ns| &**ns);
+        // Onto wildcard and host-less rules: for a host someone owns, or no one may
+        // serve, only the rules of the namespaces it lists.
+        let limit = listener.limit(host);
         for (suffix, rules) in &listener.wildcard {
             if suffix_matches(suffix, host)
-                && let Some(m) = first_match(rules, req, &mut query, owner)
+                && let Some(m) = first_match(rules, req, &mut query, limit)
             {
                 return Some(m);
             }
         }
-        first_match(&listener.any, req, &mut query, owner)
+        first_match(&listener.any, req, &mut query, limit)
     }
 
     /// Every route of this socket, in no particular order, once each.
@@ -364,10 +388,10 @@ fn first_match<'t>(
     rules: &'t [Arc<Rule>],
     req: &GatewayRequest<'_>,
     query: &mut Option<Vec<(String, String)>>,
-    owner: Option<&str>,
+    limit: Option<&[Box<str>]>,
 ) -> Option<Match<'t>> {
     rules.iter().find_map(|r| {
-        if owner.is_some_and(|ns| ns != &*r.namespace) {
+        if limit.is_some_and(|l| !l.contains(&r.namespace)) {
             return None;
         }
         r.matches(req, query).map(|matched_len| Match {

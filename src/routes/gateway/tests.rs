@@ -77,7 +77,7 @@ fn listener(name: &str, hostname: Option<&str>, rules: Vec<RuleSpec>) -> Listene
         name: name.to_string(),
         hostname: hostname.map(host),
         rules,
-        owned_hosts: Vec::new(),
+        limits: BroadLimits::default(),
     }
 }
 
@@ -223,24 +223,62 @@ fn host_groups_fall_through_in_order() {
 }
 
 #[test]
-fn owned_hosts_fall_through_only_to_their_owner() {
-    let mut theirs = rule("theirs", &["*.example.com"], prefix("/"));
-    theirs.namespace = "other".to_string();
-    let mut own_wild = rule("own-wild", &["*.example.com"], prefix("/own"));
-    own_wild.namespace = "owner".to_string();
-    let mut own_exact = rule("own-exact", &["app.example.com"], prefix("/app"));
-    own_exact.namespace = "owner".to_string();
-    let mut l = listener("http", None, vec![theirs, own_wild, own_exact]);
-    l.owned_hosts = vec![("app.example.com".to_string(), "owner".to_string())];
+fn limited_hosts_fall_through_only_to_the_listed_namespaces() {
+    let ns = |mut r: RuleSpec, ns: &str| {
+        r.namespace = ns.to_string();
+        r
+    };
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut l = listener(
+        "http",
+        None,
+        vec![
+            ns(rule("theirs", &["*.example.com"], prefix("/")), "other"),
+            ns(
+                rule("own-wild", &["*.example.com"], prefix("/own")),
+                "owner",
+            ),
+            ns(
+                rule("own-exact", &["app.example.com"], prefix("/app")),
+                "owner",
+            ),
+            ns(rule("any", &[], prefix("/any")), "other"),
+        ],
+    );
+    l.limits = BroadLimits {
+        exact: vec![
+            ("app.example.com".to_string(), strings(&["owner"])),
+            // No one's broad rule may answer (the config file's host).
+            ("ops.example.com".to_string(), Vec::new()),
+            // Under a limited parent, but the parent's limit is not this host's.
+            (
+                "free.apps.example.com".to_string(),
+                strings(&["other", "owner"]),
+            ),
+        ],
+        parents: vec![("apps.example.com".to_string(), strings(&["owner"]))],
+    };
     let t = table(vec![l]);
     check(
         &t,
         &[
             ("app.example.com", "/app", &[], Some("own-exact")),
             ("app.example.com", "/own", &[], Some("own-wild")),
-            // Another namespace's wildcard never answers for the owner's host.
+            // Another namespace's wildcard or host-less rule never answers for the
+            // owner's host.
             ("app.example.com", "/else", &[], None),
+            ("app.example.com", "/any", &[], None),
+            ("ops.example.com", "/own", &[], None),
+            ("ops.example.com", "/any", &[], None),
+            // One label below the owner's wildcard: the parent's limit.
+            ("x.apps.example.com", "/own", &[], Some("own-wild")),
+            ("x.apps.example.com", "/else", &[], None),
+            ("x.apps.example.com", "/any", &[], None),
+            ("free.apps.example.com", "/else", &[], Some("theirs")),
+            // Two labels below: no name with a standing, no limit.
+            ("y.x.apps.example.com", "/else", &[], Some("theirs")),
             ("else.example.com", "/else", &[], Some("theirs")),
+            ("other.org", "/any", &[], Some("any")),
         ],
     );
 }

@@ -18,9 +18,10 @@ use crate::kube::gateway::api::{Gateway, Listener};
 use crate::kube::gateway::{
     GROUP, KIND_GATEWAY, KIND_HTTP_ROUTE, KIND_SECRET, conditions, reasons,
 };
-use crate::kube::index::ownership::{Owners, Standing};
+use crate::kube::index::ownership::{Owners, Standing, parent};
+use crate::routes::HostMatch;
 use crate::routes::certs::PemPair;
-use crate::routes::gateway::{GatewayHost, GatewayPortSpec, ListenerSpec, RuleSpec};
+use crate::routes::gateway::{BroadLimits, GatewayHost, GatewayPortSpec, ListenerSpec, RuleSpec};
 
 /// A Gateway of one of our classes, judged.
 pub(super) struct GatewayState<'a> {
@@ -514,7 +515,10 @@ pub(super) fn finish(
                 id: format!("{}:{port}", g.key),
                 port: *port,
                 tls,
-                listeners: listeners.iter().map(|l| listener_spec(l, owners)).collect(),
+                listeners: listeners
+                    .iter()
+                    .map(|l| listener_spec(l, &g.key.namespace, owners))
+                    .collect(),
             });
             if tls {
                 // A listener without hostname gives the default certificate.
@@ -616,42 +620,106 @@ pub(super) fn finish(
     out.ports.sort_by_key(|p| p.local_port);
 }
 
-/// A listener as the routing table takes it: its rules, and the exact hosts whose
-/// owner alone may answer them through wildcard or host-less rules.
-fn listener_spec(l: &ListenerState<'_>, owners: &Owners) -> ListenerSpec {
-    let mut owned: BTreeMap<String, String> = BTreeMap::new();
-    let broad = l.rules.iter().any(|r| {
-        r.hostnames.is_empty()
-            || r.hostnames
+/// A listener as the routing table takes it: its rules, and which namespaces' wildcard
+/// and host-less rules may answer each name with a standing of its own (owned by a
+/// namespace, or reserved): the same decision as for a route naming that host, made
+/// for every namespace with such a rule here. Only limits that change the answer are
+/// kept: an exact host's when it differs from its parent wildcard's (or from no limit).
+fn listener_spec(l: &ListenerState<'_>, gw_ns: &str, owners: &Owners) -> ListenerSpec {
+    let broad: BTreeSet<&str> = l
+        .rules
+        .iter()
+        .filter(|r| {
+            r.hostnames.is_empty()
+                || r.hostnames
+                    .iter()
+                    .any(|h| matches!(h, GatewayHost::Wildcard(_)))
+        })
+        .map(|r| r.namespace.as_str())
+        .collect();
+    let mut limits = BroadLimits::default();
+    if !broad.is_empty() {
+        let answering = |host: &HostMatch| -> Vec<String> {
+            broad
                 .iter()
-                .any(|h| matches!(h, GatewayHost::Wildcard(_)))
-    });
-    if broad {
-        for (host, namespaces) in owners.exact_owners() {
-            let covered = l
-                .hostname
-                .as_ref()
-                .is_none_or(|h| routes::host_covers(h, host));
-            if covered && namespaces.len() == 1 {
-                owned.insert(
-                    host.to_string(),
-                    namespaces.iter().next().cloned().unwrap_or_default(),
-                );
+                .filter(|ns| route_may_use(owners, ns, gw_ns, l, host).is_ok())
+                .map(|ns| ns.to_string())
+                .collect()
+        };
+        let everyone: Vec<String> = broad.iter().map(|ns| ns.to_string()).collect();
+        let named = owners.named_hosts();
+        let mut parents: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for host in &named {
+            if let HostMatch::Wildcard(p) = host {
+                let who = answering(host);
+                if who != everyone {
+                    parents.insert(p, who);
+                }
             }
         }
+        for host in &named {
+            let HostMatch::Exact(h) = host else { continue };
+            if !l
+                .hostname
+                .as_ref()
+                .is_none_or(|lh| routes::host_covers(lh, h))
+            {
+                continue;
+            }
+            let who = answering(host);
+            let otherwise = parent(h).and_then(|p| parents.get(p)).unwrap_or(&everyone);
+            if who != *otherwise {
+                limits.exact.push((h.clone(), who));
+            }
+        }
+        limits.parents = parents
+            .into_iter()
+            .map(|(p, who)| (p.to_string(), who))
+            .collect();
     }
     ListenerSpec {
         name: l.spec.name.clone(),
         hostname: l.hostname.clone(),
         rules: l.rules.clone(),
-        owned_hosts: owned.into_iter().collect(),
+        limits,
     }
 }
 
-/// Whether namespace `ns` may use host `h` through its own ownership.
-pub(super) fn may_use(owners: &Owners, ns: &str, h: &GatewayHost) -> Result<(), String> {
-    match owners.standing(ns, &super::ownership_host(h)) {
+/// Whether a route of namespace `route_ns` may answer for `host` on listener `l` of a
+/// Gateway in `gw_ns`: its namespace owns `host`, or the Gateway's namespace owns the
+/// listener's hostname (which covers `host`), admitted the route, and `host` itself is
+/// not another namespace's (an exact host an older Ingress or route named before the
+/// listener's wildcard was claimed stays its owner's). Nobody may use a reserved host
+/// (the sign-in host, the config file's).
+pub(super) fn route_may_use(
+    owners: &Owners,
+    route_ns: &str,
+    gw_ns: &str,
+    l: &ListenerState<'_>,
+    host: &HostMatch,
+) -> Result<(), String> {
+    let usable = |ns: &str, h: &HostMatch| {
+        matches!(
+            owners.standing(ns, h),
+            Standing::Owner | Standing::Delegated { .. }
+        )
+    };
+    match owners.standing(route_ns, host) {
         Standing::Owner | Standing::Delegated { .. } => Ok(()),
-        Standing::Refused { message, .. } => Err(message),
+        Standing::Refused { reason, message } => {
+            let reserved = reason == crate::kube::index::reasons::RESERVED_HOST;
+            let owned_elsewhere =
+                owners.owners(host).is_some_and(|o| !o.contains(gw_ns)) && !usable(gw_ns, host);
+            match &l.hostname {
+                Some(lh)
+                    if !reserved
+                        && !owned_elsewhere
+                        && usable(gw_ns, &super::ownership_host(lh)) =>
+                {
+                    Ok(())
+                }
+                _ => Err(message),
+            }
+        }
     }
 }

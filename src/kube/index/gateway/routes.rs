@@ -15,7 +15,7 @@ use super::super::report::{ConditionState, Note, NoteType};
 use super::super::selector::Selector;
 use super::super::translate::push_note;
 use super::super::{Index, ObjectKey};
-use super::listeners::{GatewayState, ListenerState, may_use};
+use super::listeners::{GatewayState, ListenerState, route_may_use};
 use super::refs::permitted;
 use super::{ParentReport, PolicyAttachment, RouteReport, age};
 use crate::kube::gateway::api::{
@@ -25,7 +25,7 @@ use crate::kube::gateway::api::{
 use crate::kube::gateway::{
     GROUP, KIND_GATEWAY, KIND_HTTP_ROUTE, KIND_SERVICE, conditions, reasons,
 };
-use crate::kube::index::ownership::{Owners, Standing};
+use crate::kube::index::ownership::Owners;
 use crate::policy::{Policy, Shorthands};
 use crate::routes::gateway::{
     Action, Filters, GatewayHost, HeaderModifier, PathMatch, PathRewrite, RedirectSpec,
@@ -372,7 +372,13 @@ fn attach_parent(
         };
         let mut kept = Vec::new();
         for h in hosts {
-            match route_may_use(owners, &key.namespace, &g.key.namespace, l, &h) {
+            match route_may_use(
+                owners,
+                &key.namespace,
+                &g.key.namespace,
+                l,
+                &super::ownership_host(&h),
+            ) {
                 Ok(()) => kept.push(h),
                 Err(why) => not_owned.push(why),
             }
@@ -429,36 +435,6 @@ fn admits(index: &Index, l: &ListenerState<'_>, gw: &ObjectKey, ns: &str) -> boo
                 .is_some_and(|n| selector.matches(n.metadata.labels.as_ref()))
         }
         _ => false,
-    }
-}
-
-/// Whether a route of namespace `route_ns` may answer for `h` on listener `l` of a
-/// Gateway in `gw_ns`: its namespace owns `h`, or the Gateway's namespace owns the
-/// listener's hostname (which covers `h`), admitted the route, and `h` itself is not
-/// another namespace's (an exact host an older Ingress or route named before the
-/// listener's wildcard was claimed stays its owner's). Nobody may use a reserved host
-/// (the sign-in host, the config file's).
-fn route_may_use(
-    owners: &Owners,
-    route_ns: &str,
-    gw_ns: &str,
-    l: &ListenerState<'_>,
-    h: &GatewayHost,
-) -> Result<(), String> {
-    let host = super::ownership_host(h);
-    match owners.standing(route_ns, &host) {
-        Standing::Owner | Standing::Delegated { .. } => Ok(()),
-        Standing::Refused { reason, message } => {
-            let reserved = reason == crate::kube::index::reasons::RESERVED_HOST;
-            let owned_elsewhere = owners.owners(&host).is_some_and(|o| !o.contains(gw_ns))
-                && may_use(owners, gw_ns, h).is_err();
-            match &l.hostname {
-                Some(lh) if !reserved && !owned_elsewhere && may_use(owners, gw_ns, lh).is_ok() => {
-                    Ok(())
-                }
-                _ => Err(message),
-            }
-        }
     }
 }
 

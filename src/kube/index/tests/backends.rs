@@ -230,16 +230,10 @@ fn service_upstream_uses_the_service_dns_name() {
             "{key}"
         );
     }
-    let mut ix = Index::new(Settings {
+    let mut ix = classed(Settings {
         cluster_domain: "corp.internal".into(),
         ..Settings::default()
     });
-    ix.apply_ingress_class(class(
-        "portcullis",
-        crate::kube::index::CONTROLLER_NAME,
-        false,
-    ))
-    .unwrap();
     ix.apply_service(service("apps", "api", json!([{"port": 80}])))
         .unwrap();
     ix.apply_ingress(to_port(

@@ -144,16 +144,10 @@ fn watcher_events_drive_the_index() {
 
 #[test]
 fn namespace_restriction() {
-    let mut ix = Index::new(Settings {
+    let mut ix = classed(Settings {
         namespaces: vec!["apps".into()],
         ..Settings::default()
     });
-    ix.apply_ingress_class(class(
-        "portcullis",
-        crate::kube::index::CONTROLLER_NAME,
-        false,
-    ))
-    .unwrap();
     let mut elsewhere = ingress("x", "x.example.com", json!({}));
     elsewhere.metadata.namespace = Some("other".into());
     assert_eq!(ix.apply_ingress(elsewhere), Ok(false));

@@ -3,6 +3,7 @@
 mod annotations;
 mod backends;
 mod classes;
+mod gateway;
 mod index;
 mod namespaces;
 mod paths;
@@ -50,14 +51,34 @@ pub(super) fn catch_all_index() -> Index {
     })
 }
 
+/// An index with `settings` and our IngressClass `portcullis`, nothing else.
+pub(super) fn classed(settings: Settings) -> Index {
+    let mut ix = Index::new(settings);
+    ix.apply_ingress_class(class("portcullis", super::CONTROLLER_NAME, false))
+        .unwrap();
+    ix
+}
+
+/// Service `ns/web` (port 80 `http`) with one ready endpoint, 10.0.0.1:8080.
+pub(super) fn serve_web(ix: &mut Index, ns: &str) {
+    ix.apply_service(service(ns, "web", json!([{"name": "http", "port": 80}])))
+        .unwrap();
+    ix.apply_endpoint_slice(slice(
+        ns,
+        "web-1",
+        "web",
+        json!([{"name": "http", "port": 8080}]),
+        json!([{"addresses": ["10.0.0.1"]}]),
+    ))
+    .unwrap();
+}
+
 /// [`index`] with other tenancy settings.
 pub(super) fn index_with(tenancy: Tenancy) -> Index {
-    let mut ix = Index::new(Settings {
+    let mut ix = classed(Settings {
         tenancy,
         ..Settings::default()
     });
-    ix.apply_ingress_class(class("portcullis", super::CONTROLLER_NAME, false))
-        .unwrap();
     ix.apply_service(service(
         "apps",
         "web",

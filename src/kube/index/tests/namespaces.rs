@@ -218,16 +218,10 @@ fn admission_keeps_only_the_listed_namespaces() {
 
 #[test]
 fn an_ingress_in_an_unwatched_namespace_never_appears() {
-    let mut ix = Index::new(Settings {
+    let mut ix = classed(Settings {
         namespaces: vec!["a".into(), "b".into()],
         ..Settings::default()
     });
-    ix.apply_ingress_class(class(
-        "portcullis",
-        crate::kube::index::CONTROLLER_NAME,
-        false,
-    ))
-    .unwrap();
     let stray = ingress_in("c", "stray");
 
     // Not by a watch event, ...

@@ -24,16 +24,7 @@ fn ing(ns: &str, name: &str, day: u8, host: &str, path: &str, annotations: Value
 fn tenants(tenancy: Tenancy) -> Index {
     let mut ix = index_with(tenancy);
     for ns in ["ops", "b", "c", "aaa"] {
-        ix.apply_service(service(ns, "web", json!([{"name": "http", "port": 80}])))
-            .unwrap();
-        ix.apply_endpoint_slice(slice(
-            ns,
-            "web-1",
-            "web",
-            json!([{"name": "http", "port": 8080}]),
-            json!([{"addresses": ["10.0.0.1"]}]),
-        ))
-        .unwrap();
+        serve_web(&mut ix, ns);
     }
     ix
 }

@@ -1,0 +1,212 @@
+//! Gateway API tenancy: what the author of an HTTPRoute admitted to a Gateway can answer
+//! with a wildcard or host-less rule. Hosts another namespace owns (exactly, through a
+//! wildcard, or with others under the admin's map) and hosts no route may serve (the
+//! sign-in host, the config file's) are never answered by such a rule of a namespace
+//! that may not use them, whatever the listener admits.
+
+use http::{HeaderMap, Method};
+use serde_json::json;
+
+use super::*;
+use crate::kube::gateway::api::{Gateway, GatewayClass, HTTPRoute};
+use crate::kube::index::gateway::GatewaySettings;
+use crate::kube::index::{HostGrant, HostOwnership, Reserved, Tenancy};
+use crate::routes::gateway::GatewayRequest;
+use crate::routes::{HostMatch, RoutingTable};
+
+fn tenancy(hosts: HostOwnership) -> Tenancy {
+    Tenancy {
+        hosts,
+        reserved: Reserved {
+            sign_in: vec!["auth.example.test".into()],
+            operator: vec![HostMatch::parse("file.example.test").unwrap()],
+        },
+        ..Tenancy::default()
+    }
+}
+
+/// An index watching Gateway API, with Service `web` in every namespace used, our
+/// class, and Gateway `infra/gw` (day 2): listener `open` on port 80 without hostname
+/// and `wild` on port 8080 for `*.example.test`, both admitting every namespace.
+fn gateway_index(hosts: HostOwnership) -> Index {
+    let mut ix = classed(Settings {
+        tenancy: tenancy(hosts),
+        gateway: Some(GatewaySettings::default()),
+        ..Settings::default()
+    });
+    for ns in ["ops", "b", "c", "infra"] {
+        serve_web(&mut ix, ns);
+    }
+    ix.apply_gateway_class(from::<GatewayClass>(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "portcullis"},
+        "spec": {"controllerName": crate::kube::gateway::CONTROLLER_NAME}})))
+        .unwrap();
+    let all = json!({"namespaces": {"from": "All"}});
+    ix.apply_gateway(from::<Gateway>(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw", "namespace": "infra", "generation": 1,
+                     "creationTimestamp": "2024-01-02T00:00:00Z"},
+        "spec": {"gatewayClassName": "portcullis", "listeners": [
+            {"name": "open", "protocol": "HTTP", "port": 80, "allowedRoutes": all},
+            {"name": "wild", "protocol": "HTTP", "port": 8080,
+             "hostname": "*.example.test", "allowedRoutes": all}]}})))
+        .unwrap();
+    ix
+}
+
+/// HTTPRoute `ns/name` (day 3) on `infra/gw` with `hostnames`, `prefix` → `web:80`.
+fn http_route(ns: &str, name: &str, hostnames: &[&str], prefix: &str) -> HTTPRoute {
+    from(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": ns, "generation": 1,
+                     "creationTimestamp": "2024-01-03T00:00:00Z"},
+        "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
+                 "hostnames": hostnames,
+                 "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                            "backendRefs": [{"name": "web", "port": 80}]}]}}))
+}
+
+/// Ingress `ops/name` (day 1) for `host`.
+fn ops_ingress(name: &str, host: &str) -> Ingress {
+    from(json!({
+        "metadata": {"name": name, "namespace": "ops",
+                     "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": {"ingressClassName": "portcullis", "rules": [{"host": host, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+    }))
+}
+
+/// The table the translation builds, and the local port of each Gateway port.
+fn table(ix: &Index) -> (RoutingTable, Vec<(u16, u16)>) {
+    let t = ix.translate();
+    let (table, diagnostics) = crate::routes::build(&t.model, None);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let ports = t
+        .gateway
+        .ports
+        .iter()
+        .map(|p| (p.port, p.local_port))
+        .collect();
+    (table, ports)
+}
+
+/// The route (`ns/name`) a GET reaches on Gateway port `port`; `-`: none.
+fn reached(t: &(RoutingTable, Vec<(u16, u16)>), port: u16, host: &str, path: &str) -> String {
+    let local = t.1.iter().find(|(p, _)| *p == port).expect("port served").1;
+    let headers = HeaderMap::new();
+    let req = GatewayRequest {
+        host,
+        method: &Method::GET,
+        path,
+        query: None,
+        headers: &headers,
+    };
+    t.0.lookup_gateway(local, &req)
+        .map(|m| {
+            let id = m.route.id.to_string();
+            id.split("/rules").next().unwrap_or_default().to_string()
+        })
+        .unwrap_or_else(|| "-".to_string())
+}
+
+fn check(t: &(RoutingTable, Vec<(u16, u16)>), cases: &[(u16, &str, &str, &str)]) {
+    for (port, host, path, want) in cases {
+        assert_eq!(
+            reached(t, *port, host, path),
+            *want,
+            "GET {host}{path} on port {port}"
+        );
+    }
+}
+
+#[test]
+fn broad_routes_never_answer_hosts_owned_elsewhere_or_reserved() {
+    let mut ix = gateway_index(HostOwnership::FirstCome);
+    // ops: a wildcard and an exact host, older than the Gateway's `*.example.test`.
+    ix.apply_ingress(ops_ingress("wild", "*.apps.example.test"))
+        .unwrap();
+    ix.apply_ingress(ops_ingress("grafana", "grafana.example.test"))
+        .unwrap();
+    // b: a wildcard route (it attaches to `wild` only: the Gateway's namespace owns
+    // `*.example.test`) and a host-less one (both listeners).
+    ix.apply_http_route(http_route("b", "wide", &["*.example.test"], "/wide"))
+        .unwrap();
+    ix.apply_http_route(http_route("b", "any", &[], "/any"))
+        .unwrap();
+    // infra, the Gateway's namespace, names a host of its own.
+    ix.apply_http_route(http_route("infra", "mine", &["mine.example.test"], "/mine"))
+        .unwrap();
+    let t = table(&ix);
+    check(
+        &t,
+        &[
+            // Under the Gateway namespace's wildcard, no one else's: b's rules answer
+            // it through `wild`, which admitted them; a name no one has a standing
+            // for, on any listener.
+            (8080, "fresh.example.test", "/wide", "b/wide"),
+            (8080, "fresh.example.test", "/any", "b/any"),
+            (80, "fresh.other.test", "/any", "b/any"),
+            (80, "fresh.example.test", "/any", "-"),
+            // ops' wildcard: one label below it is ops', on every listener.
+            (8080, "x.apps.example.test", "/wide", "-"),
+            (8080, "x.apps.example.test", "/any", "-"),
+            (80, "x.apps.example.test", "/any", "-"),
+            // Two labels below is no one's (ops' Ingress wildcard covers one label).
+            (8080, "y.x.apps.example.test", "/wide", "b/wide"),
+            // ops' exact host, named before the Gateway's wildcard.
+            (8080, "grafana.example.test", "/wide", "-"),
+            (8080, "grafana.example.test", "/any", "-"),
+            (80, "grafana.example.test", "/any", "-"),
+            // The config file's host and the sign-in host: no one's route.
+            (8080, "file.example.test", "/wide", "-"),
+            (80, "file.example.test", "/any", "-"),
+            (8080, "auth.example.test", "/wide", "-"),
+            // The Gateway's namespace's own host: its listener admitted b, so b's
+            // broad rules share it through `wild` (the Gateway owner's choice), not
+            // through the host-less listener, which claims nothing.
+            (8080, "mine.example.test", "/mine", "infra/mine"),
+            (8080, "mine.example.test", "/wide", "b/wide"),
+            (80, "mine.example.test", "/any", "-"),
+            (80, "mine.example.test", "/mine", "infra/mine"),
+        ],
+    );
+}
+
+#[test]
+fn hosts_the_admins_map_gives_to_several_namespaces_are_theirs_alone() {
+    let grant = |s: &str| HostGrant::parse(s).unwrap();
+    let mut ix = gateway_index(HostOwnership::Assigned(vec![
+        grant("b=shared.example.test"),
+        grant("c=shared.example.test"),
+        grant("infra=*.example.test"),
+        grant("ops=*.apps.example.test"),
+    ]));
+    ix.apply_http_route(http_route("b", "b-any", &[], "/b"))
+        .unwrap();
+    ix.apply_http_route(http_route("c", "c-any", &[], "/c"))
+        .unwrap();
+    ix.apply_http_route(http_route("ops", "ops-any", &[], "/ops"))
+        .unwrap();
+    let t = table(&ix);
+    check(
+        &t,
+        &[
+            // Both owners of the shared host answer it; the third namespace does not.
+            (80, "shared.example.test", "/b", "b/b-any"),
+            (80, "shared.example.test", "/c", "c/c-any"),
+            (80, "shared.example.test", "/ops", "-"),
+            (8080, "shared.example.test", "/ops", "-"),
+            // ops' wildcard grant: ops alone.
+            (80, "x.apps.example.test", "/ops", "ops/ops-any"),
+            (80, "x.apps.example.test", "/b", "-"),
+            // The Gateway namespace's wildcard: through `wild`, whose hostname it
+            // owns, every admitted namespace; through `open`, no one but infra.
+            (8080, "z.example.test", "/b", "b/b-any"),
+            (80, "z.example.test", "/b", "-"),
+            // A host the map gives to no one is no one's to protect.
+            (80, "elsewhere.test", "/b", "b/b-any"),
+        ],
+    );
+}

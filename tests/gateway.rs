@@ -21,6 +21,7 @@ use kube::api::{Api, Patch, PatchParams};
 use portcullis::kube::crd::IdentityPolicy;
 use portcullis::kube::gateway::api::{Gateway, GatewayClass, HTTPRoute};
 use portcullis::kube::index::ObjectKey;
+use portcullis::proxy::tls::PemPair;
 use serde_json::{Value, json};
 
 const INFRA: &str = "infra";
@@ -30,7 +31,11 @@ const OTHER: &str = "other";
 struct Setup {
     cluster: Cluster,
     /// Kept running for the test (its log is in the cluster dir).
-    _replica: Replica,
+    replica: Option<Replica>,
+    /// What started it: the config file's lines, its flags, its certificate.
+    config: String,
+    args: Vec<String>,
+    server: PemPair,
     _idp: Proc,
     _dir: Dir,
     /// The local port of the Gateway's HTTPS listener (port 443), from its Service.
@@ -149,18 +154,18 @@ async fn setup(tag: &str) -> Setup {
         cookie = base64_std(&common::signin_env::rand_bytes()),
     );
     let range = format!("{range_start}-{}", range_start + 1);
-    let mut args: Vec<&str> = LOOPBACK_UPSTREAMS.to_vec();
-    args.extend([
-        "--gateway-api",
-        "--gateway-port-range",
-        &range,
-        "--gateway-bind-address",
-        "127.0.0.1",
-    ]);
+    let mut args: Vec<String> = LOOPBACK_UPSTREAMS.iter().map(|a| a.to_string()).collect();
+    args.extend(
+        ["--gateway-api", "--gateway-port-range", &range]
+            .iter()
+            .map(|a| a.to_string()),
+    );
+    let mut own_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    own_args.extend(["--gateway-bind-address", "127.0.0.1"]);
     let options = ReplicaOptions {
         certificate: Some(&pki.server),
         config: &config,
-        args: &args,
+        args: &own_args,
     };
     let replica = Replica::start_on(&cluster, "gw-a", &options, main_port).await;
     // Where the Gateway's ports are: the targets of the Service provisioned for it.
@@ -185,7 +190,10 @@ async fn setup(tag: &str) -> Setup {
     let (gw_port, http_port) = (local[&443], local[&80]);
     Setup {
         cluster,
-        _replica: replica,
+        replica: Some(replica),
+        config,
+        args,
+        server: pki.server.clone(),
         _idp: idp,
         _dir: dir,
         gw_port,
@@ -279,10 +287,28 @@ impl Setup {
         format!("https://{host}.example.test:{}{path}", self.gw_port)
     }
 
+    /// Another replica of the same controller, its Gateway sockets on `bind` (another
+    /// loopback address: as another Pod, same ports), its own HTTPS port.
+    async fn second_replica(&self, identity: &str, bind: &str) -> Replica {
+        let mut args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        args.extend(["--gateway-bind-address", bind]);
+        let options = ReplicaOptions {
+            certificate: Some(&self.server),
+            config: &self.config,
+            args: &args,
+        };
+        Replica::start_with(&self.cluster, identity, &options).await
+    }
+
     /// Status and body of an anonymous `method` on the Gateway socket.
     async fn ask(&self, method: &str, host: &str, path: &str) -> (u16, String) {
+        self.ask_at([127, 0, 0, 1], method, host, path).await
+    }
+
+    /// [`Setup::ask`] on the Gateway socket of the replica bound to `ip`.
+    async fn ask_at(&self, ip: [u8; 4], method: &str, host: &str, path: &str) -> (u16, String) {
         let tls = client_tls(&self.ca, &[b"http/1.1"]);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.gw_port));
+        let addr = SocketAddr::from((ip, self.gw_port));
         let host = format!("{host}.example.test");
         let Ok(Some(mut c)) =
             tokio::time::timeout(Duration::from_secs(2), H1::try_connect(addr, &host, tls)).await
@@ -792,4 +818,124 @@ async fn policy_edit_under_load_drops_nothing() {
     assert_eq!(failed, 0, "requests failed during the policy edit");
     assert!(ok > 0 && denied > 0);
     assert_eq!(s.ask("POST", "load", "/").await.0, 200);
+}
+
+/// Two replicas serve one Gateway, each on its own address (as two Pods do, same
+/// ports). The leader dies (SIGKILL) and routes are created while the Lease is still
+/// its: the survivor serves them at once, without writing; once it takes the Lease it
+/// writes every route's status and the listeners' `attachedRoutes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_serve_one_gateway_and_a_new_leader_finishes_status() {
+    let mut s = setup("gw-two").await;
+    let b = s.second_replica("gw-b", "127.0.0.2").await;
+    let replicas = [([127, 0, 0, 1], "gw-a"), ([127, 0, 0, 2], "gw-b")];
+    s.open_route(NS, "both", "both.example.test", None).await;
+    s.route_condition(NS, "both", "Accepted", "True", None)
+        .await;
+    within(Duration::from_secs(10), "both replicas answer", || async {
+        let mut all = true;
+        for (ip, _) in replicas {
+            all &= s.ask_at(ip, "GET", "both", "/").await.0 == 200;
+        }
+        all
+    })
+    .await;
+
+    let leases = s
+        .cluster
+        .api::<k8s_openapi::api::coordination::v1::Lease>(Some(CONTROLLER_NS));
+    let holder = || async {
+        leases
+            .get_opt("portcullis-leader")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+            .unwrap_or_default()
+    };
+    let leader = holder().await;
+    assert!(["gw-a", "gw-b"].contains(&leader.as_str()), "{leader:?}");
+    // The leader dies, as a crashed Pod does; routes arrive while the Lease is its.
+    let (survivor, ip) = if leader == "gw-a" {
+        drop(s.replica.take());
+        (b, replicas[1].0)
+    } else {
+        drop(b);
+        (s.replica.take().unwrap(), replicas[0].0)
+    };
+    let died = Instant::now();
+    let routes: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    for r in &routes {
+        s.open_route(NS, r, &format!("{r}.example.test"), None)
+            .await;
+    }
+    let api: Api<HTTPRoute> = Api::namespaced(s.cluster.client.clone(), NS);
+    within(
+        Duration::from_secs(10),
+        "the survivor serves the new routes before it leads",
+        || async {
+            let mut all = true;
+            for r in &routes {
+                all &= s.ask_at(ip, "GET", r, "/").await.0 == 200;
+            }
+            all
+        },
+    )
+    .await;
+    assert_eq!(
+        holder().await,
+        leader,
+        "the Lease is still the dead leader's"
+    );
+    for r in &routes {
+        let route = api.get(r).await.unwrap();
+        assert!(route.status.is_none(), "{r}: status before anyone leads");
+    }
+    within(
+        Duration::from_secs(30),
+        "the survivor takes the Lease",
+        || async { holder().await == survivor.identity },
+    )
+    .await;
+    eprintln!(
+        "FIGURE Gateway leader takeover after SIGKILL: {} ms after the kill",
+        died.elapsed().as_millis()
+    );
+    for r in &routes {
+        s.route_condition(NS, r, "Accepted", "True", None).await;
+        let route = api.get(r).await.unwrap();
+        let managers: Vec<String> = route
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.subresource.as_deref() == Some("status"))
+            .filter_map(|m| m.manager)
+            .collect();
+        assert_eq!(
+            managers,
+            [format!("portcullis/{}", survivor.identity)],
+            "{r}: only the new leader wrote its status"
+        );
+    }
+    let gateways: Api<Gateway> = Api::namespaced(s.cluster.client.clone(), INFRA);
+    let attached = || async {
+        let gw = gateways.get("gw").await.unwrap();
+        let status = serde_json::to_value(&gw.status).unwrap();
+        status["listeners"]
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .map(|l| l["attachedRoutes"].clone())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let want = json!(routes.len() + 1);
+    within(
+        Duration::from_secs(20),
+        "attachedRoutes counts every route on both listeners",
+        || async { attached().await == [want.clone(), want.clone()] },
+    )
+    .await;
 }

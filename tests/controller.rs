@@ -297,16 +297,7 @@ async fn one_leader_writes_status_and_another_takes_over() {
     let public = json!({"portcullis.dev/allow-public-unauthenticated-access": "true"});
     let mut a = Replica::start(&cluster, "replica-a", &pki).await;
     let mut b = Replica::start(&cluster, "replica-b", &pki).await;
-    let leases = cluster.api::<k8s_openapi::api::coordination::v1::Lease>(Some(CONTROLLER_NS));
-    let holder = || async {
-        leases
-            .get_opt("portcullis-leader")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
-            .unwrap_or_default()
-    };
+    let holder = || cluster.lease_holder();
     within(
         Duration::from_secs(15),
         "a replica holds the Lease",

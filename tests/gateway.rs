@@ -841,18 +841,7 @@ async fn two_replicas_serve_one_gateway_and_a_new_leader_finishes_status() {
     })
     .await;
 
-    let leases = s
-        .cluster
-        .api::<k8s_openapi::api::coordination::v1::Lease>(Some(CONTROLLER_NS));
-    let holder = || async {
-        leases
-            .get_opt("portcullis-leader")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
-            .unwrap_or_default()
-    };
+    let holder = || s.cluster.lease_holder();
     let leader = holder().await;
     assert!(["gw-a", "gw-b"].contains(&leader.as_str()), "{leader:?}");
     // The leader dies, as a crashed Pod does; routes arrive while the Lease is its.

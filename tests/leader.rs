@@ -20,7 +20,7 @@ use http::{Method, Request, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -153,16 +153,7 @@ async fn a_slow_status_write_does_not_lose_the_lease() {
         args: LOOPBACK_UPSTREAMS,
     };
     let slow = Replica::start_through(&cluster, "replica-slow", &options, &kubeconfig).await;
-    let leases = cluster.api::<Lease>(Some(CONTROLLER_NS));
-    let lease = || async {
-        leases
-            .get_opt("portcullis-leader")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec)
-            .unwrap_or_default()
-    };
+    let lease = || cluster.lease();
     let holder = |spec: &LeaseSpec| spec.holder_identity.clone().unwrap_or_default();
     within(
         Duration::from_secs(15),

@@ -209,6 +209,22 @@ impl Cluster {
         .await;
     }
 
+    /// The leader Lease's spec (empty while no replica holds it).
+    pub async fn lease(&self) -> k8s_openapi::api::coordination::v1::LeaseSpec {
+        self.api::<k8s_openapi::api::coordination::v1::Lease>(Some(CONTROLLER_NS))
+            .get_opt("portcullis-leader")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec)
+            .unwrap_or_default()
+    }
+
+    /// The leader's identity (`--pod-name`); empty while no replica holds the Lease.
+    pub async fn lease_holder(&self) -> String {
+        self.lease().await.holder_identity.unwrap_or_default()
+    }
+
     pub async fn events_for(&self, kind: &str, name: &str) -> Vec<(String, String, String)> {
         self.events_in(NS, kind, name).await
     }

@@ -546,6 +546,21 @@ async fn the_routed_host_is_the_forwarded_host() {
     // Case and a trailing dot are the same host.
     let (s, _) = get1(&env, "SITE.example.test.", "/public/y").await;
     assert_eq!(s, 200);
+    // Two trailing dots (or any empty label) are no host: later phases would drop
+    // another dot and see another name.
+    for host in [
+        "site.example.test..",
+        "site..example.test",
+        ".site.example.test",
+    ] {
+        let (s, _) = raw(
+            &env,
+            "site.example.test",
+            &format!("GET /public/y HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(s, 400, "Host: {host}");
+    }
 }
 
 #[tokio::test]

@@ -46,10 +46,14 @@ pub fn canonical(authority: &str, default_port: u16) -> Option<Canonical<'_>> {
 }
 
 /// Lower-cases `host` and drops one trailing dot; borrows when nothing changes. `None`
-/// for an empty or overlong name, or one with bytes no host name has.
+/// for an empty or overlong name, an empty label (`app..`, `.app`, `a..b`: no two
+/// phases may disagree on how many dots to drop), or bytes no host name has.
 pub fn canonical_host(host: &str) -> Option<Cow<'_, str>> {
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty()
+        || host.starts_with('.')
+        || host.ends_with('.')
+        || host.contains("..")
         || host.len() > MAX_HOST_LEN
         || !host
             .bytes()
@@ -119,7 +123,10 @@ mod tests {
             ("", None),
             (":443", None),
             (".", None),
-            ("app..", Some(("app.", 443))),
+            ("app..", None),
+            ("app...:443", None),
+            (".app", None),
+            ("a..b", None),
             ("user@app.example.com", None),
             ("app example", None),
             ("app/x", None),

@@ -19,6 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::routes::HostMatch;
+use crate::routes::gateway::{HostStandings, NameStanding};
 
 use super::report::reasons;
 
@@ -77,6 +78,20 @@ pub struct Reserved {
 }
 
 impl Reserved {
+    /// Whether no route may name `host` ([`Reserved::why`] without the words).
+    fn covers(&self, host: &HostMatch) -> bool {
+        let operator = |m: &HostMatch| self.operator.contains(m);
+        match host {
+            HostMatch::Exact(h) => {
+                self.sign_in.contains(h)
+                    || operator(host)
+                    || parent(h).is_some_and(|p| operator(&HostMatch::Wildcard(p.into())))
+            }
+            HostMatch::Wildcard(_) => operator(host),
+            HostMatch::Any => false,
+        }
+    }
+
     /// Why no Ingress may name `host`, if so.
     fn why(&self, host: &HostMatch) -> Option<String> {
         let operator = |m: &HostMatch| self.operator.contains(m);
@@ -281,28 +296,52 @@ impl Owners {
         hosts
     }
 
-    /// Every host and wildcard with a standing of its own: owned (first-come claims or
-    /// the admin's map) or reserved (the sign-in host, the config file's). A name
-    /// outside these, and not one label below one of their wildcards, is no one's.
-    /// Sorted, each once.
-    pub fn named_hosts(&self) -> Vec<HostMatch> {
-        let mut hosts: Vec<HostMatch> = self
+    /// Every name with a standing of its own and who may use it: owned (first-come
+    /// claims or the admin's map), delegated by an owner, or reserved (the sign-in host,
+    /// the config file's). A name outside these, and not one label below one of their
+    /// wildcards, is no one's. With shared hosts, only the reserved names.
+    pub fn standings(&self) -> HostStandings {
+        let named = |m: &HostMatch| match m {
+            HostMatch::Exact(h) => Some((false, h.clone())),
+            HostMatch::Wildcard(p) => Some((true, p.clone())),
+            HostMatch::Any => None,
+        };
+        let names: BTreeSet<(bool, String)> = self
             .exact
             .keys()
             .chain(&self.reserved.sign_in)
-            .map(|h| HostMatch::Exact(h.clone()))
-            .chain(self.wildcard.keys().map(|p| HostMatch::Wildcard(p.clone())))
-            .chain(
-                self.reserved
-                    .operator
-                    .iter()
-                    .filter(|m| !matches!(m, HostMatch::Any))
-                    .cloned(),
-            )
+            .map(|h| (false, h.clone()))
+            .chain(self.wildcard.keys().map(|p| (true, p.clone())))
+            .chain(self.reserved.operator.iter().filter_map(named))
+            .chain(self.delegations.keys().filter_map(named))
             .collect();
-        hosts.sort_by_key(describe);
-        hosts.dedup();
-        hosts
+        let mut out = HostStandings::default();
+        let boxed = |it: &mut dyn Iterator<Item = &String>| -> Box<[Box<str>]> {
+            let set: BTreeSet<&String> = it.collect();
+            set.into_iter().map(|s| s.as_str().into()).collect()
+        };
+        for (parent, name) in names {
+            let host = if parent {
+                HostMatch::Wildcard(name)
+            } else {
+                HostMatch::Exact(name)
+            };
+            let reserved = self.reserved.covers(&host);
+            if self.mode == Mode::Shared && !reserved {
+                continue;
+            }
+            let owners = self.owners(&host);
+            let standing = NameStanding {
+                reserved,
+                owners: boxed(&mut owners.into_iter().flatten()),
+                delegates: boxed(&mut self.delegations_of(&host, owners).map(|(_, d)| d)),
+            };
+            let (HostMatch::Exact(name) | HostMatch::Wildcard(name)) = &host else {
+                continue;
+            };
+            out.insert(name, parent, standing);
+        }
+        out
     }
 
     fn owned_by(&self, namespace: &str, host: &HostMatch) -> bool {
@@ -317,7 +356,18 @@ impl Owners {
         host: &HostMatch,
         owners: Option<&BTreeSet<String>>,
     ) -> Option<String> {
-        let owners = owners?;
+        self.delegations_of(host, owners)
+            .find(|(_, delegate)| *delegate == namespace)
+            .map(|(owner, _)| owner.clone())
+    }
+
+    /// `(owner, delegate)` pairs that let a delegate use `host`: delegations of the
+    /// host, or of the wildcard it is owned through, by one of its `owners`.
+    fn delegations_of<'s>(
+        &'s self,
+        host: &HostMatch,
+        owners: Option<&'s BTreeSet<String>>,
+    ) -> impl Iterator<Item = (&'s String, &'s String)> + 's {
         let through_wildcard = match host {
             HostMatch::Exact(h) => parent(h).map(|p| HostMatch::Wildcard(p.to_string())),
             _ => None,
@@ -327,12 +377,12 @@ impl Owners {
             .flatten()
             .filter_map(|h| self.delegations.get(&h))
             .flatten()
-            .find(|(owner, delegate)| delegate == namespace && owners.contains(owner))
-            .map(|(owner, _)| owner.clone())
+            .filter(move |(owner, _)| owners.is_some_and(|o| o.contains(owner)))
+            .map(|(owner, delegate)| (owner, delegate))
     }
 
     fn is_reserved(&self, host: &HostMatch) -> bool {
-        self.reserved.why(host).is_some()
+        self.reserved.covers(host)
     }
 }
 

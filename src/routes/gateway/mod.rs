@@ -11,7 +11,7 @@
 //!   wildcards, then rules without hostnames); a request that no rule of one host group
 //!   matches falls through to the next, as the spec orders matching rules across
 //!   hostnames — except onto another namespace's rules for a host its owner claimed
-//!   ([`ListenerSpec::limits`]). Within a group: Exact path, then
+//!   ([`HostStandings`]). Within a group: Exact path, then
 //!   RegularExpression (longer patterns first; the spec leaves regexes to
 //!   implementations), then PathPrefix by length, then a method match, more header
 //!   matches, more query-parameter matches, then the route's rank (oldest, then
@@ -24,6 +24,7 @@ pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method};
@@ -46,6 +47,8 @@ pub struct GatewayPortSpec {
     /// HTTPS (TLS terminated by Portcullis) rather than HTTP.
     pub tls: bool,
     pub listeners: Vec<ListenerSpec>,
+    /// Who may use which names (shared by every port of a translation).
+    pub standings: Arc<HostStandings>,
 }
 
 /// One listener: a hostname (or none) and the rules attached to it.
@@ -55,21 +58,76 @@ pub struct ListenerSpec {
     /// `None`: every host.
     pub hostname: Option<GatewayHost>,
     pub rules: Vec<RuleSpec>,
-    /// Hosts that only some namespaces' wildcard and host-less rules may answer.
-    pub limits: BroadLimits,
+    /// The Gateway's namespace.
+    pub gateway_namespace: String,
+    /// The Gateway's namespace owns the listener's hostname: the routes it admits may
+    /// answer, through wildcard and host-less rules, names under it that namespace owns
+    /// (or no one does). A listener without hostname claims nothing.
+    pub shares_owned_names: bool,
 }
 
-/// Names another namespace owns, or no route may serve (docs/security.md, "Host
-/// ownership"): for them, a listener's wildcard and host-less rules answer only if
-/// their route's namespace is listed. A request's host is looked up exactly, then as
-/// the wildcard one label above it (as ownership is decided); a name in neither is
-/// limited by nothing but the listener.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BroadLimits {
-    /// Exact host → the namespaces whose broad rules may answer it (empty: none).
-    pub exact: Vec<(String, Vec<String>)>,
-    /// `corp.example` (the names one label below it) → the same.
-    pub parents: Vec<(String, Vec<String>)>,
+/// Names with a standing of their own (owned by namespaces, or reserved), from the one
+/// ownership decision (docs/security.md, "Host ownership"): a listener's wildcard and
+/// host-less rules answer such a name only for a namespace that could name it. A host
+/// is looked up exactly, then as the wildcard one label above it, as ownership is
+/// decided; a name in neither is limited by nothing but the listener. One map for
+/// every Gateway socket of a table.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HostStandings {
+    exact: HashMap<Box<str>, NameStanding>,
+    parents: HashMap<Box<str>, NameStanding>,
+}
+
+/// Who may use one name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NameStanding {
+    /// The sign-in host or the config file's: no route answers it.
+    pub reserved: bool,
+    /// The namespaces that own it.
+    pub owners: Box<[Box<str>]>,
+    /// Namespaces an owner let add paths.
+    pub delegates: Box<[Box<str>]>,
+}
+
+impl HostStandings {
+    /// `name`: an exact host, or (`parent`) `corp.example` for the names one label
+    /// below it.
+    pub fn insert(&mut self, name: &str, parent: bool, standing: NameStanding) {
+        let map = if parent {
+            &mut self.parents
+        } else {
+            &mut self.exact
+        };
+        map.insert(name.into(), standing);
+    }
+
+    /// The standing of a lower-case host, if it has one.
+    pub fn of(&self, host: &str) -> Option<&NameStanding> {
+        self.exact.get(host).or_else(|| {
+            let (_, parent) = host.split_once('.')?;
+            self.parents.get(parent)
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.parents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl NameStanding {
+    /// Whether a wildcard or host-less rule of `namespace`'s, on a listener of a
+    /// Gateway in `gateway_namespace` (that `shares` its owned names), may answer.
+    pub fn admits(&self, namespace: &str, gateway_namespace: &str, shares: bool) -> bool {
+        let listed = |list: &[Box<str>], ns: &str| list.iter().any(|n| **n == *ns);
+        !self.reserved
+            && (listed(&self.owners, namespace)
+                || listed(&self.delegates, namespace)
+                || (shares && (self.owners.is_empty() || listed(&self.owners, gateway_namespace))))
+    }
 }
 
 /// A hostname as Gateway API writes it.
@@ -86,7 +144,7 @@ pub enum GatewayHost {
 pub struct RuleSpec {
     /// `namespace/route/rules[i]/matches[j]`.
     pub id: String,
-    /// The route's namespace, for [`ListenerSpec::limits`].
+    /// The route's namespace, for [`HostStandings`].
     pub namespace: String,
     /// Hostnames the rule answers (the route's, intersected with the listener's);
     /// empty: whatever the listener takes.

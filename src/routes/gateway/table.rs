@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderName, Method};
 use regex_automata::meta::Regex;
 
 use super::{
-    Action, Filters, GatewayHost, GatewayPortSpec, HeaderModifier, ListenerSpec, PathMatch,
-    RedirectSpec, RuleSpec, ValueMatch,
+    Action, Filters, GatewayHost, GatewayPortSpec, HeaderModifier, HostStandings, ListenerSpec,
+    NameStanding, PathMatch, RedirectSpec, RuleSpec, ValueMatch,
 };
 use crate::routes::table::{Backend, Match, Route};
 
@@ -28,6 +28,7 @@ pub struct GatewayTable {
     pub tls: bool,
     /// Most specific hostname first; a listener without hostname last.
     listeners: Vec<Listener>,
+    standings: Arc<HostStandings>,
 }
 
 #[derive(Debug)]
@@ -37,24 +38,9 @@ struct Listener {
     /// By suffix, longest first.
     wildcard: Vec<(Box<str>, Vec<Arc<Rule>>)>,
     any: Vec<Arc<Rule>>,
-    /// [`super::BroadLimits`]: exact host → the namespaces whose broad rules may answer it.
-    limited: HashMap<Box<str>, Box<[Box<str>]>>,
-    /// The same for the names one label below a parent.
-    limited_parents: HashMap<Box<str>, Box<[Box<str>]>>,
-}
-
-impl Listener {
-    /// The namespaces whose wildcard and host-less rules may answer `host`; `None`:
-    /// any the listener admitted.
-    fn limit(&self, host: &str) -> Option<&[Box<str>]> {
-        self.limited
-            .get(host)
-            .or_else(|| {
-                let (_, parent) = host.split_once('.')?;
-                self.limited_parents.get(parent)
-            })
-            .map(|v| &**v)
-    }
+    gateway_namespace: Box<str>,
+    /// [`super::ListenerSpec::shares_owned_names`].
+    shares: bool,
 }
 
 #[derive(Debug)]
@@ -153,6 +139,7 @@ pub(crate) fn compile(
         port: spec.port,
         tls: spec.tls,
         listeners,
+        standings: spec.standings.clone(),
     }
 }
 
@@ -163,16 +150,6 @@ fn specificity(h: Option<&GatewayHost>) -> (u8, std::cmp::Reverse<usize>) {
         Some(GatewayHost::Wildcard(s)) => (1, std::cmp::Reverse(s.len())),
         None => (2, std::cmp::Reverse(0)),
     }
-}
-
-fn limit_map(entries: &[(String, Vec<String>)]) -> HashMap<Box<str>, Box<[Box<str>]>> {
-    entries
-        .iter()
-        .map(|(h, namespaces)| {
-            let namespaces = namespaces.iter().map(|ns| ns.as_str().into()).collect();
-            (h.as_str().into(), namespaces)
-        })
-        .collect()
 }
 
 fn compile_listener(
@@ -196,8 +173,8 @@ fn compile_listener(
         exact: HashMap::new(),
         wildcard: Vec::new(),
         any: Vec::new(),
-        limited: limit_map(&spec.limits.exact),
-        limited_parents: limit_map(&spec.limits.parents),
+        gateway_namespace: spec.gateway_namespace.as_str().into(),
+        shares: spec.shares_owned_names,
     };
     for (_, spec, rule) in rules {
         if spec.hostnames.is_empty() {
@@ -354,9 +331,9 @@ impl GatewayTable {
         {
             return Some(m);
         }
-        // Onto wildcard and host-less rules: for a host someone owns, or no one may
-        // serve, only the rules of the namespaces it lists.
-        let limit = listener.limit(host);
+        // Onto wildcard and host-less rules: for a name with a standing, only the
+        // rules of namespaces that could name it.
+        let limit = self.standings.of(host).map(|s| (s, listener));
         for (suffix, rules) in &listener.wildcard {
             if suffix_matches(suffix, host)
                 && let Some(m) = first_match(rules, req, &mut query, limit)
@@ -388,10 +365,12 @@ fn first_match<'t>(
     rules: &'t [Arc<Rule>],
     req: &GatewayRequest<'_>,
     query: &mut Option<Vec<(String, String)>>,
-    limit: Option<&[Box<str>]>,
+    limit: Option<(&NameStanding, &Listener)>,
 ) -> Option<Match<'t>> {
     rules.iter().find_map(|r| {
-        if limit.is_some_and(|l| !l.contains(&r.namespace)) {
+        if let Some((standing, l)) = limit
+            && !standing.admits(&r.namespace, &l.gateway_namespace, l.shares)
+        {
             return None;
         }
         r.matches(req, query).map(|matched_len| Match {

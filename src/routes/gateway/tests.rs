@@ -77,11 +77,17 @@ fn listener(name: &str, hostname: Option<&str>, rules: Vec<RuleSpec>) -> Listene
         name: name.to_string(),
         hostname: hostname.map(host),
         rules,
-        limits: BroadLimits::default(),
+        gateway_namespace: "infra".to_string(),
+        shares_owned_names: false,
     }
 }
 
 fn table(listeners: Vec<ListenerSpec>) -> RoutingTable {
+    table_with(listeners, Arc::default())
+}
+
+/// [`table`] with names that have a standing.
+fn table_with(listeners: Vec<ListenerSpec>, standings: Arc<HostStandings>) -> RoutingTable {
     let model = Model {
         gateways: vec![GatewayPortSpec {
             local_port: PORT,
@@ -89,6 +95,7 @@ fn table(listeners: Vec<ListenerSpec>) -> RoutingTable {
             port: 80,
             tls: false,
             listeners,
+            standings,
         }],
         ..Model::default()
     };
@@ -223,15 +230,18 @@ fn host_groups_fall_through_in_order() {
 }
 
 #[test]
-fn limited_hosts_fall_through_only_to_the_listed_namespaces() {
+fn names_with_a_standing_fall_through_only_to_namespaces_that_may_use_them() {
     let ns = |mut r: RuleSpec, ns: &str| {
         r.namespace = ns.to_string();
         r
     };
-    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let mut l = listener(
-        "http",
-        None,
+    let names = |v: &[&str]| v.iter().map(|s| (*s).into()).collect::<Box<[Box<str>]>>();
+    let owned = |owners: &[&str], delegates: &[&str]| NameStanding {
+        reserved: false,
+        owners: names(owners),
+        delegates: names(delegates),
+    };
+    let rules = |gw_ns: &str| {
         vec![
             ns(rule("theirs", &["*.example.com"], prefix("/")), "other"),
             ns(
@@ -243,22 +253,36 @@ fn limited_hosts_fall_through_only_to_the_listed_namespaces() {
                 "owner",
             ),
             ns(rule("any", &[], prefix("/any")), "other"),
-        ],
-    );
-    l.limits = BroadLimits {
-        exact: vec![
-            ("app.example.com".to_string(), strings(&["owner"])),
-            // No one's broad rule may answer (the config file's host).
-            ("ops.example.com".to_string(), Vec::new()),
-            // Under a limited parent, but the parent's limit is not this host's.
-            (
-                "free.apps.example.com".to_string(),
-                strings(&["other", "owner"]),
-            ),
-        ],
-        parents: vec![("apps.example.com".to_string(), strings(&["owner"]))],
+            ns(rule("gw", &[], prefix("/gw")), gw_ns),
+        ]
     };
-    let t = table(vec![l]);
+    let mut standings = HostStandings::default();
+    standings.insert("app.example.com", false, owned(&["owner"], &[]));
+    standings.insert(
+        "ops.example.com",
+        false,
+        NameStanding {
+            reserved: true,
+            ..NameStanding::default()
+        },
+    );
+    standings.insert("apps.example.com", true, owned(&["owner"], &[]));
+    // Under the owner's wildcard, a host the owner let `other` use.
+    standings.insert(
+        "free.apps.example.com",
+        false,
+        owned(&["owner"], &["other"]),
+    );
+    // The Gateway's namespace's own names.
+    standings.insert("infra.example.com", true, owned(&["infra"], &[]));
+    // A standing without owner (a delegation no owner backs): a route naming it needs
+    // a listener whose hostname its Gateway's namespace owns.
+    standings.insert("left.example.com", false, owned(&[], &[]));
+    let standings = Arc::new(standings);
+    let t = table_with(
+        vec![listener("http", None, rules("infra"))],
+        standings.clone(),
+    );
     check(
         &t,
         &[
@@ -268,17 +292,39 @@ fn limited_hosts_fall_through_only_to_the_listed_namespaces() {
             // owner's host.
             ("app.example.com", "/else", &[], None),
             ("app.example.com", "/any", &[], None),
+            // Reserved: no one's broad rule.
             ("ops.example.com", "/own", &[], None),
             ("ops.example.com", "/any", &[], None),
-            // One label below the owner's wildcard: the parent's limit.
+            // One label below the owner's wildcard: the parent's standing.
             ("x.apps.example.com", "/own", &[], Some("own-wild")),
             ("x.apps.example.com", "/else", &[], None),
             ("x.apps.example.com", "/any", &[], None),
+            // A delegate's rules answer what it was delegated.
             ("free.apps.example.com", "/else", &[], Some("theirs")),
-            // Two labels below: no name with a standing, no limit.
+            // Two labels below: no standing, no limit.
             ("y.x.apps.example.com", "/else", &[], Some("theirs")),
             ("else.example.com", "/else", &[], Some("theirs")),
             ("other.org", "/any", &[], Some("any")),
+            // The Gateway namespace's names: its own rules; a listener without
+            // hostname shares nothing with the routes it admits.
+            ("x.infra.example.com", "/gw", &[], Some("gw")),
+            ("x.infra.example.com", "/any", &[], None),
+            ("left.example.com", "/any", &[], None),
+        ],
+    );
+    // A listener whose hostname the Gateway's namespace owns shares that namespace's
+    // names (and names no one owns) with the routes it admits, nothing else.
+    let mut l = listener("https", Some("*.example.com"), rules("infra"));
+    l.shares_owned_names = true;
+    let t = table_with(vec![l], standings);
+    check(
+        &t,
+        &[
+            ("x.infra.example.com", "/any", &[], Some("theirs")),
+            ("left.example.com", "/any", &[], Some("theirs")),
+            ("app.example.com", "/any", &[], None),
+            ("x.apps.example.com", "/else", &[], None),
+            ("ops.example.com", "/gw", &[], None),
         ],
     );
 }
@@ -547,6 +593,7 @@ fn unknown_sockets_and_the_sign_in_host_answer_nothing() {
             port: 80,
             tls: false,
             listeners: vec![listener("http", None, vec![rule("any", &[], prefix("/"))])],
+            standings: Arc::default(),
         }],
         authenticate_host: Some(HostPort {
             host: "authenticate.example.com".into(),

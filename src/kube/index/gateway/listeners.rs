@@ -18,10 +18,10 @@ use crate::kube::gateway::api::{Gateway, Listener};
 use crate::kube::gateway::{
     GROUP, KIND_GATEWAY, KIND_HTTP_ROUTE, KIND_SECRET, conditions, reasons,
 };
-use crate::kube::index::ownership::{Owners, Standing, parent};
+use crate::kube::index::ownership::{Owners, Standing};
 use crate::routes::HostMatch;
 use crate::routes::certs::PemPair;
-use crate::routes::gateway::{BroadLimits, GatewayHost, GatewayPortSpec, ListenerSpec, RuleSpec};
+use crate::routes::gateway::{GatewayHost, GatewayPortSpec, ListenerSpec, RuleSpec};
 
 /// A Gateway of one of our classes, judged.
 pub(super) struct GatewayState<'a> {
@@ -396,6 +396,12 @@ pub(super) fn finish(
         wanted.extend(ports.into_iter().map(|p| (g.key.clone(), p)));
     }
     let allocated = ports::allocate(settings.local_ports, &wanted);
+    // Who may use which names: once, for every socket.
+    let standings = std::sync::Arc::new(if wanted.is_empty() {
+        Default::default()
+    } else {
+        owners.standings()
+    });
     let controller_ns = index.settings.tenancy.controller_namespace.as_str();
 
     for g in gateways {
@@ -519,6 +525,7 @@ pub(super) fn finish(
                     .iter()
                     .map(|l| listener_spec(l, &g.key.namespace, owners))
                     .collect(),
+                standings: standings.clone(),
             });
             if tls {
                 // A listener without hostname gives the default certificate.
@@ -620,68 +627,19 @@ pub(super) fn finish(
     out.ports.sort_by_key(|p| p.local_port);
 }
 
-/// A listener as the routing table takes it: its rules, and which namespaces' wildcard
-/// and host-less rules may answer each name with a standing of its own (owned by a
-/// namespace, or reserved): the same decision as for a route naming that host, made
-/// for every namespace with such a rule here. Only limits that change the answer are
-/// kept: an exact host's when it differs from its parent wildcard's (or from no limit).
+/// A listener as the routing table takes it: its rules, and whether the Gateway's
+/// namespace (`gw_ns`) owns its hostname (then the routes it admits share the names
+/// under it that namespace owns; [`crate::routes::gateway::HostStandings`]).
 fn listener_spec(l: &ListenerState<'_>, gw_ns: &str, owners: &Owners) -> ListenerSpec {
-    let broad: BTreeSet<&str> = l
-        .rules
-        .iter()
-        .filter(|r| {
-            r.hostnames.is_empty()
-                || r.hostnames
-                    .iter()
-                    .any(|h| matches!(h, GatewayHost::Wildcard(_)))
-        })
-        .map(|r| r.namespace.as_str())
-        .collect();
-    let mut limits = BroadLimits::default();
-    if !broad.is_empty() {
-        let answering = |host: &HostMatch| -> Vec<String> {
-            broad
-                .iter()
-                .filter(|ns| route_may_use(owners, ns, gw_ns, l, host).is_ok())
-                .map(|ns| ns.to_string())
-                .collect()
-        };
-        let everyone: Vec<String> = broad.iter().map(|ns| ns.to_string()).collect();
-        let named = owners.named_hosts();
-        let mut parents: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for host in &named {
-            if let HostMatch::Wildcard(p) = host {
-                let who = answering(host);
-                if who != everyone {
-                    parents.insert(p, who);
-                }
-            }
-        }
-        for host in &named {
-            let HostMatch::Exact(h) = host else { continue };
-            if !l
-                .hostname
-                .as_ref()
-                .is_none_or(|lh| routes::host_covers(lh, h))
-            {
-                continue;
-            }
-            let who = answering(host);
-            let otherwise = parent(h).and_then(|p| parents.get(p)).unwrap_or(&everyone);
-            if who != *otherwise {
-                limits.exact.push((h.clone(), who));
-            }
-        }
-        limits.parents = parents
-            .into_iter()
-            .map(|(p, who)| (p.to_string(), who))
-            .collect();
-    }
     ListenerSpec {
         name: l.spec.name.clone(),
         hostname: l.hostname.clone(),
         rules: l.rules.clone(),
-        limits,
+        gateway_namespace: gw_ns.to_string(),
+        shares_owned_names: l
+            .hostname
+            .as_ref()
+            .is_some_and(|h| owners.owns(gw_ns, &super::ownership_host(h))),
     }
 }
 
@@ -698,23 +656,18 @@ pub(super) fn route_may_use(
     l: &ListenerState<'_>,
     host: &HostMatch,
 ) -> Result<(), String> {
-    let usable = |ns: &str, h: &HostMatch| {
-        matches!(
-            owners.standing(ns, h),
-            Standing::Owner | Standing::Delegated { .. }
-        )
-    };
     match owners.standing(route_ns, host) {
         Standing::Owner | Standing::Delegated { .. } => Ok(()),
         Standing::Refused { reason, message } => {
+            // Through the listener: only what the Gateway's namespace owns (a delegate
+            // owns nothing, so it passes nothing on).
             let reserved = reason == crate::kube::index::reasons::RESERVED_HOST;
-            let owned_elsewhere =
-                owners.owners(host).is_some_and(|o| !o.contains(gw_ns)) && !usable(gw_ns, host);
+            let owned_elsewhere = owners.owners(host).is_some_and(|o| !o.contains(gw_ns));
             match &l.hostname {
                 Some(lh)
                     if !reserved
                         && !owned_elsewhere
-                        && usable(gw_ns, &super::ownership_host(lh)) =>
+                        && owners.owns(gw_ns, &super::ownership_host(lh)) =>
                 {
                     Ok(())
                 }

@@ -186,18 +186,36 @@ pub(super) fn attach(
                 why.clone(),
             );
         }
-        let hostnames: Vec<GatewayHost> = route
-            .spec
-            .hostnames
-            .iter()
-            .filter_map(|h| parse_hostname(h).ok())
-            .collect();
+        // A hostname that is no host name is left out and said; a route whose every
+        // hostname is one answers nothing (never every host, as no hostnames would).
+        let mut hostnames: Vec<GatewayHost> = Vec::new();
+        let mut bad: Vec<String> = Vec::new();
+        for h in &route.spec.hostnames {
+            match parse_hostname(h) {
+                Ok(h) => hostnames.push(h),
+                Err(why) => bad.push(why),
+            }
+        }
+        let mut unsupported = built.unsupported.clone();
+        if !bad.is_empty() {
+            let message = format!("spec.hostnames: not host names: {}", bad.join("; "));
+            if hostnames.is_empty() {
+                unsupported.get_or_insert((reasons::UNSUPPORTED_VALUE, message));
+            } else {
+                push_note(
+                    &mut notes,
+                    NoteType::Warning,
+                    reasons::UNSUPPORTED_VALUE,
+                    message,
+                );
+            }
+        }
         let mut parent_reports = Vec::new();
         let mut accepted_by: Vec<ObjectKey> = Vec::new();
         for (_, p, gi) in parents {
             let g = &mut gateways[gi];
             let (accepted, attached) = attach_parent(index, owners, key, &hostnames, p, g);
-            let accepted = match (&built.unsupported, accepted) {
+            let accepted = match (&unsupported, accepted) {
                 (Some((reason, message)), a) if a.status => ConditionState {
                     status: false,
                     reason,

@@ -210,3 +210,211 @@ fn hosts_the_admins_map_gives_to_several_namespaces_are_theirs_alone() {
         ],
     );
 }
+
+/// Ingress `ns/name` (day 1) for `host`, with `annotations`.
+fn ingress_in(ns: &str, name: &str, host: &str, annotations: serde_json::Value) -> Ingress {
+    from(json!({
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations,
+                     "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": {"ingressClassName": "portcullis", "rules": [{"host": host, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix",
+             "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+    }))
+}
+
+/// ops delegates its host to the Gateway's namespace only (infra); infra's
+/// `*.example.test` listener admits every namespace: b, never delegated, gets nothing
+/// of ops' host, with a host-less rule or an exact hostname (a delegate owns nothing,
+/// so its listener passes nothing on).
+#[test]
+fn a_delegation_to_the_gateway_namespace_is_not_passed_on_by_its_listener() {
+    let mut ix = gateway_index(HostOwnership::FirstCome);
+    ix.apply_ingress(ingress_in(
+        "ops",
+        "grafana",
+        "grafana.example.test",
+        json!({"portcullis.dev/allow-paths-from-namespaces": "infra"}),
+    ))
+    .unwrap();
+    ix.apply_http_route(http_route("b", "any", &[], "/any"))
+        .unwrap();
+    ix.apply_http_route(http_route(
+        "b",
+        "exact",
+        &["grafana.example.test"],
+        "/exact",
+    ))
+    .unwrap();
+    let t = table(&ix);
+    // b is not ops' delegate: a route of b naming grafana directly on `open` is refused...
+    assert_eq!(reached(&t, 80, "grafana.example.test", "/exact"), "-");
+    assert_eq!(reached(&t, 80, "grafana.example.test", "/any"), "-");
+    // ... nor through infra's listener.
+    let got = (
+        reached(&t, 8080, "grafana.example.test", "/any"),
+        reached(&t, 8080, "grafana.example.test", "/exact"),
+    );
+    assert_eq!(got, ("-".to_string(), "-".to_string()));
+}
+
+/// The same with a wildcard: ops delegates `*.apps.example.test` to infra, which names
+/// it on a listener admitting All; c's host-less route answers none of its names.
+#[test]
+fn a_delegated_wildcard_on_a_listener_hostname_stays_closed_to_others() {
+    let mut ix = gateway_index(HostOwnership::FirstCome);
+    ix.apply_ingress(ingress_in(
+        "ops",
+        "apps",
+        "*.apps.example.test",
+        json!({"portcullis.dev/allow-paths-from-namespaces": "infra"}),
+    ))
+    .unwrap();
+    let all = json!({"namespaces": {"from": "All"}});
+    ix.apply_gateway(from::<Gateway>(json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": "gw2", "namespace": "infra", "generation": 1,
+                     "creationTimestamp": "2024-01-02T00:00:00Z"},
+        "spec": {"gatewayClassName": "portcullis", "listeners": [
+            {"name": "apps", "protocol": "HTTP", "port": 9090,
+             "hostname": "*.apps.example.test", "allowedRoutes": all}]}})))
+        .unwrap();
+    let mut r: HTTPRoute = http_route("c", "any", &[], "/c");
+    r.spec.parent_refs[0].name = "gw2".into();
+    ix.apply_http_route(r).unwrap();
+    let t = table(&ix);
+    assert_eq!(reached(&t, 9090, "x.apps.example.test", "/c"), "-");
+}
+
+/// Under the admin's map, an exact host an owner delegates below its wildcard grant:
+/// the delegate's broad rule answers it, as a route naming it is accepted.
+#[test]
+fn an_exact_delegation_under_an_assigned_wildcard_holds_for_broad_rules() {
+    let grant = |s: &str| HostGrant::parse(s).unwrap();
+    let mut ix = gateway_index(HostOwnership::Assigned(vec![
+        grant("infra=*.example.test"),
+        grant("ops=*.apps.example.test"),
+    ]));
+    ix.apply_ingress(ingress_in(
+        "ops",
+        "x",
+        "x.apps.example.test",
+        json!({"portcullis.dev/allow-paths-from-namespaces": "b"}),
+    ))
+    .unwrap();
+    ix.apply_http_route(http_route("b", "any", &[], "/any"))
+        .unwrap();
+    ix.apply_http_route(http_route("b", "exact", &["x.apps.example.test"], "/exact"))
+        .unwrap();
+    let t = table(&ix);
+    // The exact route is accepted (b is ops' delegate for the host) ...
+    assert_eq!(reached(&t, 80, "x.apps.example.test", "/exact"), "b/exact");
+    // ... and so is b's host-less rule, for that host alone.
+    assert_eq!(reached(&t, 80, "x.apps.example.test", "/any"), "b/any");
+    assert_eq!(reached(&t, 80, "y.apps.example.test", "/any"), "-");
+}
+
+/// A route whose only hostname is one the CRD admits but is no host name (an IP
+/// literal, a 64-octet label) answers nothing and is not accepted; it never becomes
+/// host-less (every host the listener takes).
+#[test]
+fn invalid_hostnames_never_widen_a_route_to_host_less() {
+    let mut ix = gateway_index(HostOwnership::FirstCome);
+    ix.apply_http_route(http_route("b", "ip", &["10.1.2.3"], "/ip"))
+        .unwrap();
+    // One bad name among good ones is left out (and said); the rest serve.
+    ix.apply_http_route(http_route(
+        "b",
+        "mixed",
+        &["10.1.2.4", "m.other.test"],
+        "/m",
+    ))
+    .unwrap();
+    let t = table(&ix);
+    assert_eq!(reached(&t, 80, "anything.other.test", "/ip"), "-");
+    assert_eq!(reached(&t, 80, "anything.other.test", "/m"), "-");
+    assert_eq!(reached(&t, 80, "m.other.test", "/m"), "b/mixed");
+    let report = ix.translate().gateway.routes;
+    let accepted = |name: &str| {
+        let r = report.iter().find(|r| r.key.name == name).unwrap();
+        let (_, c) = &r.parents[0].conditions[0];
+        (
+            c.status,
+            c.reason,
+            r.notes.iter().any(|n| n.message.contains("10.1.2")),
+        )
+    };
+    assert_eq!(accepted("ip"), (false, "UnsupportedValue", true));
+    assert_eq!(accepted("mixed"), (true, "Accepted", true));
+}
+
+/// Who may use which names is one map for every socket, its size the names with a
+/// standing; many Gateways with host-less listeners add nothing to it. Prints the time
+/// a translation takes (no assertion on it: machines vary).
+#[test]
+fn standings_are_one_map_whatever_the_number_of_gateways() {
+    for (hosts, tenants, gateways) in [(2000, 20, 1), (2000, 20, 20), (5000, 1, 100)] {
+        let mut ix = gateway_index(HostOwnership::FirstCome);
+        for i in 0..hosts {
+            ix.apply_ingress(ingress_in(
+                "ops",
+                &format!("h{i}"),
+                &format!("h{i}.ops.test"),
+                json!({}),
+            ))
+            .unwrap();
+        }
+        for n in 0..tenants {
+            let ns = format!("t{n}");
+            serve_web(&mut ix, &ns);
+            ix.apply_http_route(http_route(&ns, "any", &[], "/any"))
+                .unwrap();
+        }
+        // Tenant b's own Gateways: one host-less listener each, a broad route of its own.
+        for g in 1..gateways {
+            ix.apply_gateway(from::<Gateway>(json!({
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                "metadata": {"name": format!("g{g}"), "namespace": "b", "generation": 1,
+                             "creationTimestamp": "2024-01-02T00:00:00Z"},
+                "spec": {"gatewayClassName": "portcullis", "listeners": [
+                    {"name": "open", "protocol": "HTTP", "port": 80}]}})))
+                .unwrap();
+            let mut r = http_route("b", &format!("r{g}"), &[], "/b");
+            r.spec.parent_refs[0].name = format!("g{g}");
+            r.spec.parent_refs[0].namespace = None;
+            ix.apply_http_route(r).unwrap();
+        }
+        let started = std::time::Instant::now();
+        let t = ix.translate();
+        let took = started.elapsed();
+        let ports = &t.gateway.ports;
+        assert!(ports.len() >= gateways, "{} sockets", ports.len());
+        assert!(
+            ports
+                .iter()
+                .all(|p| std::sync::Arc::ptr_eq(&p.standings, &ports[0].standings)),
+            "one map for every socket"
+        );
+        // ops' hosts, the sign-in and config-file hosts, the Gateway's wildcard.
+        assert!(
+            ports[0].standings.len() <= hosts + 4,
+            "{}",
+            ports[0].standings.len()
+        );
+        let (table, _) = crate::routes::build(&t.model, None);
+        let probe = format!("h{}.ops.test", hosts - 1);
+        let local = ports
+            .iter()
+            .find(|p| p.id == "infra/gw:80")
+            .unwrap()
+            .local_port;
+        let (_, reached) = (
+            ports,
+            reached(&(table, vec![(80, local)]), 80, &probe, "/any"),
+        );
+        assert_eq!(reached, "-", "a tenant's host-less rule on ops' host");
+        eprintln!(
+            "FIGURE Gateway translation, {hosts} owned hosts, {tenants} tenants with host-less routes, {gateways} Gateways: {took:?}, {} names with a standing",
+            ports[0].standings.len()
+        );
+    }
+}

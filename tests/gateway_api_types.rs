@@ -1,4 +1,4 @@
-//! The hand-written Gateway API types (src/kube/gateway/api.rs) against the CRDs they
+//! The hand-written Gateway API types (src/kube/gateway/api/) against the CRDs they
 //! read (crds/gateway-api/, the standard channel of the pinned release), both ways:
 //! every field we model exists in the CRD with the same JSON type, and every CRD field
 //! we do not model is listed below with what Portcullis does about it. A new release's

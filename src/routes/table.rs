@@ -5,17 +5,24 @@
 //! Path regexes are compiled with bounded sizes ([`compile_path_regex`]) once per
 //! distinct pattern, and carried from one table to the next like the backends, so a
 //! rebuild compiles only patterns it has not seen.
+//!
+//! A table also holds the Gateway API sockets, one per Gateway port, each looked up on
+//! its own ([`gateways`]): [`RoutingTable::lookup`] never answers with their rules.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use regex_automata::meta::Regex;
 
+use super::gateway::GatewayTable;
 use super::model::*;
 use crate::policy::Policy;
 
 mod backend;
+mod gateways;
 mod regex;
+
+use gateways::GatewayHosts;
 
 pub use backend::{Backend, EJECT_AFTER_FAILURES, EJECT_FOR_MS, Endpoint, InflightGuard};
 pub use regex::{
@@ -45,15 +52,9 @@ pub struct RoutingTable {
     /// Path regexes this build compiled, and those it took from the previous table.
     regex_stats: RegexStats,
     /// Gateway API sockets by local port.
-    gateways: HashMap<u16, super::gateway::GatewayTable>,
+    gateways: HashMap<u16, GatewayTable>,
     /// Exact hosts and wildcard suffixes of Gateway API rules, for [`Self::knows_host`].
     gateway_hosts: GatewayHosts,
-}
-
-#[derive(Debug, Default)]
-struct GatewayHosts {
-    exact: std::collections::HashSet<Box<str>>,
-    suffixes: Vec<Box<str>>,
 }
 
 /// How a build came by its path regexes.
@@ -212,32 +213,6 @@ impl RoutingTable {
         })
     }
 
-    /// Finds the Gateway API rule for a request that came in on `local_port` (one
-    /// Gateway's socket). `None`: no such socket, or no rule matches. Nothing answers
-    /// on the authenticate host here either.
-    pub fn lookup_gateway(
-        &self,
-        local_port: u16,
-        req: &super::gateway::GatewayRequest<'_>,
-    ) -> Option<Match<'_>> {
-        let mut buf = [0u8; MAX_HOST_LEN];
-        let host = normalize_host(req.host, &mut buf)?;
-        if self
-            .authenticate_host
-            .as_ref()
-            .is_some_and(|a| a.host == host)
-        {
-            return None;
-        }
-        let req = super::gateway::GatewayRequest { host, ..*req };
-        self.gateways.get(&local_port)?.lookup(&req)
-    }
-
-    /// The Gateway API socket for `local_port`, if the table has one.
-    pub fn gateway(&self, local_port: u16) -> Option<&super::gateway::GatewayTable> {
-        self.gateways.get(&local_port)
-    }
-
     /// Whether `host` (as sent by the client) is the authenticate service's host.
     pub fn is_authenticate_host(&self, host: &str, port: u16) -> bool {
         let mut buf = [0u8; MAX_HOST_LEN];
@@ -259,13 +234,7 @@ impl RoutingTable {
                 .split_once('.')
                 .is_some_and(|(_, parent)| self.wildcard.contains_key(parent)),
         };
-        ingress
-            || self.gateway_hosts.exact.contains(host)
-            || self.gateway_hosts.suffixes.iter().any(|s| {
-                host.len() > s.len() + 1
-                    && host.ends_with(&**s)
-                    && host.as_bytes()[host.len() - s.len() - 1] == b'.'
-            })
+        ingress || self.gateway_hosts.knows(host)
     }
 
     /// Every route in model order (the default backend last, if any).
@@ -338,89 +307,6 @@ impl RoutingTable {
             .unwrap_or_else(|| Arc::new(Backend::new(spec)));
         self.backends.insert(spec.clone(), backend.clone());
         backend
-    }
-
-    /// Compiles one Gateway API socket. A second spec for the same local port is
-    /// refused: two Gateways never share a socket.
-    fn add_gateway(
-        &mut self,
-        spec: &super::gateway::GatewayPortSpec,
-        previous: Option<&RoutingTable>,
-        diagnostics: &mut Vec<Diagnostic>,
-    ) {
-        use super::gateway::{GatewayHost, GatewayRoute, RuleSpec};
-        if let Some(other) = self.gateways.get(&spec.local_port) {
-            diagnostics.push(Diagnostic {
-                route_id: spec.id.clone(),
-                message: format!(
-                    "local port {} is already {}'s; left out",
-                    spec.local_port, other.id
-                ),
-            });
-            return;
-        }
-        let mut routes: Vec<Arc<Route>> = Vec::new();
-        let mut found: Vec<(String, String)> = Vec::new();
-        let empty = BackendSpec {
-            endpoints: Vec::new(),
-            balance: Balance::RoundRobin,
-        };
-        let compiled = {
-            let this = std::cell::RefCell::new(&mut *self);
-            let mut route = |r: &RuleSpec, gateway: GatewayRoute| -> Arc<Route> {
-                let first = match &gateway.action {
-                    super::gateway::CompiledAction::Forward { backends, .. } => {
-                        backends.iter().find_map(|(b, _, _)| b.clone())
-                    }
-                    _ => None,
-                };
-                let backend = first.unwrap_or_else(|| this.borrow_mut().backend(&empty, previous));
-                let route = Arc::new(Route {
-                    id: r.id.as_str().into(),
-                    host: match r.hostnames.first() {
-                        Some(GatewayHost::Exact(h)) => HostMatch::Exact(h.clone()),
-                        Some(GatewayHost::Wildcard(h)) => HostMatch::Wildcard(h.clone()),
-                        None => HostMatch::Any,
-                    },
-                    port: None,
-                    path: match &r.matches.path {
-                        super::gateway::PathMatch::Exact(p) => PathMatch::Exact(p.clone()),
-                        super::gateway::PathMatch::Prefix(p) => PathMatch::SegmentPrefix(p.clone()),
-                        super::gateway::PathMatch::Regex(p) => PathMatch::Regex(p.clone()),
-                    },
-                    backend,
-                    policy: r.policy.clone(),
-                    options: r.options.clone(),
-                    gateway: Some(Box::new(gateway)),
-                });
-                routes.push(route.clone());
-                route
-            };
-            let mut backend = |b: &BackendSpec| this.borrow_mut().backend(b, previous);
-            let mut regex = |p: &str| this.borrow_mut().regex(p, previous);
-            super::gateway::table::compile(spec, &mut route, &mut backend, &mut regex, &mut found)
-        };
-        for l in &spec.listeners {
-            for r in &l.rules {
-                for h in &r.hostnames {
-                    match h {
-                        GatewayHost::Exact(h) => {
-                            self.gateway_hosts.exact.insert(h.as_str().into());
-                        }
-                        GatewayHost::Wildcard(s) => {
-                            self.gateway_hosts.suffixes.push(s.as_str().into())
-                        }
-                    }
-                }
-            }
-        }
-        diagnostics.extend(
-            found
-                .into_iter()
-                .map(|(route_id, message)| Diagnostic { route_id, message }),
-        );
-        self.routes.extend(routes);
-        self.gateways.insert(spec.local_port, compiled);
     }
 }
 

@@ -8,6 +8,10 @@
 //! objects always give the same translation. A malformed object is skipped and reported
 //! as [`Malformed`], never a panic, so one bad object cannot stop a watch.
 //!
+//! Every kind is kept the same way: [`Index::apply`], [`Index::delete`] and
+//! [`Index::reset_scoped`] work for any [`Indexed`] kind, and a kind says only where its
+//! objects are stored and what is kept of one ([`kinds`]).
+//!
 //! Driving it from `kube::runtime::watcher` events: keep one [`Relist`] per watcher (per
 //! kind, or per kind and namespace when watching a namespace list) and pass each event to
 //! [`Relist::handle`]; rebuild (debounced) when it says `changed`. A namespaced watcher's
@@ -15,7 +19,9 @@
 
 mod backend;
 pub mod gateway;
+mod kinds;
 pub mod ownership;
+mod relist;
 mod report;
 mod selector;
 mod store;
@@ -30,15 +36,15 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::watcher;
 
-use super::crd::IdentityPolicy;
 use super::gateway::api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use crate::routes::AddressPolicy;
 
+pub use kinds::Indexed;
 pub use ownership::{HostGrant, HostOwnership, Reserved};
+pub use relist::{Handled, Relist};
 pub use report::{
     ConditionState, IdentityPolicyReport, IngressReport, Note, NoteType, Translation, reasons,
 };
@@ -225,66 +231,6 @@ pub struct Index {
 
 // === impl Index ===
 
-/// What `store::admit_X` makes of one object: its key, and what is kept of it (`None`:
-/// nothing, the object is of no interest).
-type Admit<T, E> = fn(&Settings, T) -> Result<(ObjectKey, Option<E>), Malformed>;
-
-/// Admits a re-listed set of objects and resets `store` to it within `scope` (see
-/// [`Store::reset_scoped`]).
-fn relist<T, E: store::Content>(
-    settings: &Settings,
-    store: &mut Store<E>,
-    admit: Admit<T, E>,
-    objs: Vec<T>,
-    scope: Option<&str>,
-) -> Reset {
-    let mut reset = Reset::default();
-    let mut entries = BTreeMap::new();
-    for obj in objs {
-        match admit(settings, obj) {
-            Ok((key, Some(entry))) => {
-                entries.insert(key, entry);
-            }
-            Ok((_, None)) => {}
-            Err(m) => reset.malformed.push(m),
-        }
-    }
-    reset.changed = store.reset_scoped(entries, scope);
-    reset
-}
-
-/// `apply_X`, `delete_X`, `reset_X` and `reset_X_scoped` for one namespaced kind: the
-/// stores do the bookkeeping, `store::admit_X` decides what is kept of an object.
-macro_rules! kind_methods {
-    (
-        $ty:ty, $store:ident, $admit:path, $apply:ident, $delete:ident, $reset:ident,
-        $reset_scoped:ident, $doc:literal
-    ) => {
-        #[doc = concat!("Adds or replaces ", $doc, ". `Ok(true)` when what translation reads changed.")]
-        pub fn $apply(&mut self, obj: $ty) -> Result<bool, Malformed> {
-            let (key, entry) = $admit(&self.settings, obj)?;
-            Ok(self.$store.apply(key, entry))
-        }
-
-        #[doc = concat!("Removes ", $doc, "; `true` when it was indexed.")]
-        pub fn $delete(&mut self, namespace: &str, name: &str) -> bool {
-            self.$store.delete(&ObjectKey::new(namespace, name))
-        }
-
-        #[doc = concat!("Replaces every ", $doc, " with a fresh list (a cluster-wide re-list).")]
-        pub fn $reset(&mut self, objs: Vec<$ty>) -> Reset {
-            self.$reset_scoped(objs, None)
-        }
-
-        #[doc = concat!("Replaces ", $doc, " with a fresh list within `scope`: `None` ")]
-        #[doc = "replaces all of them (a cluster-wide re-list), `Some(ns)` only those of"]
-        #[doc = "namespace `ns` (that namespace's watcher re-listed); others stay."]
-        pub fn $reset_scoped(&mut self, objs: Vec<$ty>, scope: Option<&str>) -> Reset {
-            relist(&self.settings, &mut self.$store, $admit, objs, scope)
-        }
-    };
-}
-
 impl Index {
     pub fn new(settings: Settings) -> Self {
         Index {
@@ -297,368 +243,43 @@ impl Index {
         &self.settings
     }
 
-    kind_methods!(
-        Ingress,
-        ingresses,
-        store::admit_ingress,
-        apply_ingress,
-        delete_ingress,
-        reset_ingresses,
-        reset_ingresses_scoped,
-        "an Ingress"
-    );
-    kind_methods!(
-        Service,
-        services,
-        store::admit_service,
-        apply_service,
-        delete_service,
-        reset_services,
-        reset_services_scoped,
-        "a Service"
-    );
-    kind_methods!(
-        EndpointSlice,
-        slices,
-        store::admit_endpoint_slice,
-        apply_endpoint_slice,
-        delete_endpoint_slice,
-        reset_endpoint_slices,
-        reset_endpoint_slices_scoped,
-        "an EndpointSlice"
-    );
-    kind_methods!(
-        Secret,
-        secrets,
-        store::admit_secret,
-        apply_secret,
-        delete_secret,
-        reset_secrets,
-        reset_secrets_scoped,
-        "a Secret (only TLS and CA Secrets are kept)"
-    );
-    kind_methods!(
-        IdentityPolicy,
-        policies,
-        store::admit_identity_policy,
-        apply_identity_policy,
-        delete_identity_policy,
-        reset_identity_policies,
-        reset_identity_policies_scoped,
-        "an IdentityPolicy"
-    );
-
-    kind_methods!(
-        Gateway,
-        gateways,
-        gateway::store::admit_gateway,
-        apply_gateway,
-        delete_gateway,
-        reset_gateways,
-        reset_gateways_scoped,
-        "a Gateway"
-    );
-    kind_methods!(
-        HTTPRoute,
-        http_routes,
-        gateway::store::admit_http_route,
-        apply_http_route,
-        delete_http_route,
-        reset_http_routes,
-        reset_http_routes_scoped,
-        "an HTTPRoute"
-    );
-    kind_methods!(
-        ReferenceGrant,
-        reference_grants,
-        gateway::store::admit_reference_grant,
-        apply_reference_grant,
-        delete_reference_grant,
-        reset_reference_grants,
-        reset_reference_grants_scoped,
-        "a ReferenceGrant"
-    );
-    kind_methods!(
-        ConfigMap,
-        config_maps,
-        gateway::store::admit_config_map,
-        apply_config_map,
-        delete_config_map,
-        reset_config_maps,
-        reset_config_maps_scoped,
-        "a ConfigMap (only the controller namespace's are kept)"
-    );
-
-    /// Adds or replaces a GatewayClass (only ours are kept).
-    pub fn apply_gateway_class(&mut self, obj: GatewayClass) -> Result<bool, Malformed> {
-        let (key, entry) = gateway::store::admit_gateway_class(&self.settings, obj)?;
-        Ok(self.gateway_classes.apply(key, entry))
+    /// Adds or replaces an object (what is kept of it is the kind's business; see
+    /// [`kinds`]). `Ok(true)` when what translation reads changed.
+    pub fn apply<K: Indexed>(&mut self, obj: K) -> Result<bool, Malformed> {
+        let (key, entry) = K::admit(&self.settings, obj)?;
+        Ok(K::store(self).apply(key, entry))
     }
 
-    /// Removes a GatewayClass (cluster-scoped: by name).
-    pub fn delete_gateway_class(&mut self, name: &str) -> bool {
-        self.gateway_classes.delete(&ObjectKey::new("", name))
+    /// Removes the object `namespace/name` (of a cluster-scoped kind: `name`, whatever
+    /// `namespace` says); `true` when it was indexed.
+    pub fn delete<K: Indexed>(&mut self, namespace: &str, name: &str) -> bool {
+        let namespace = if K::CLUSTER_SCOPED { "" } else { namespace };
+        K::store(self).delete(&ObjectKey::new(namespace, name))
     }
 
-    /// Adds or replaces a Namespace (its labels).
-    pub fn apply_namespace(&mut self, obj: Namespace) -> Result<bool, Malformed> {
-        let (key, entry) = gateway::store::admit_namespace(&self.settings, obj)?;
-        Ok(self.namespaces.apply(key, entry))
+    /// Replaces every object of a kind with a fresh list (a cluster-wide re-list).
+    pub fn reset<K: Indexed>(&mut self, objs: Vec<K>) -> Reset {
+        self.reset_scoped(objs, None)
     }
 
-    /// Removes a Namespace (by name).
-    pub fn delete_namespace(&mut self, name: &str) -> bool {
-        self.namespaces.delete(&ObjectKey::new("", name))
-    }
-
-    /// Adds or replaces an IngressClass. `Ok(true)` when what translation reads changed.
-    pub fn apply_ingress_class(&mut self, obj: IngressClass) -> Result<bool, Malformed> {
-        let (key, entry) = store::admit_ingress_class(&self.settings, obj)?;
-        Ok(self.classes.apply(key, entry))
-    }
-
-    /// Removes an IngressClass (cluster-scoped: by name); `true` when it was indexed.
-    pub fn delete_ingress_class(&mut self, name: &str) -> bool {
-        self.classes.delete(&ObjectKey::new("", name))
-    }
-
-    /// Replaces every IngressClass with a fresh list (a watcher re-list).
-    pub fn reset_ingress_classes(&mut self, objs: Vec<IngressClass>) -> Reset {
-        relist(
-            &self.settings,
-            &mut self.classes,
-            store::admit_ingress_class,
-            objs,
-            None,
-        )
-    }
-}
-
-// === impl Indexed ===
-
-/// A kind the index keeps, so one generic [`Relist`] can drive every watcher.
-pub trait Indexed: Sized {
-    /// The kind, for log lines.
-    const KIND: &'static str;
-    fn apply_to(index: &mut Index, obj: Self) -> Result<bool, Malformed>;
-    fn delete_from(index: &mut Index, obj: &Self) -> bool;
-    /// A re-list: replaces this kind's objects within `scope` (`None`: all of them,
-    /// `Some(ns)`: those of namespace `ns`).
-    fn reset_in(index: &mut Index, objs: Vec<Self>, scope: Option<&str>) -> Reset;
-}
-
-macro_rules! indexed {
-    ($ty:ty, $kind:literal, $apply:ident, $delete:ident, $reset:ident) => {
-        impl Indexed for $ty {
-            const KIND: &'static str = $kind;
-            fn apply_to(index: &mut Index, obj: Self) -> Result<bool, Malformed> {
-                index.$apply(obj)
-            }
-            fn delete_from(index: &mut Index, obj: &Self) -> bool {
-                let m = &obj.metadata;
-                index.$delete(
-                    m.namespace.as_deref().unwrap_or_default(),
-                    m.name.as_deref().unwrap_or_default(),
-                )
-            }
-            fn reset_in(index: &mut Index, objs: Vec<Self>, scope: Option<&str>) -> Reset {
-                index.$reset(objs, scope)
+    /// Replaces the objects of a kind with a fresh list within `scope`: `None` replaces
+    /// all of them (a cluster-wide re-list), `Some(ns)` only those of namespace `ns`
+    /// (that namespace's watcher re-listed); others stay. A cluster-scoped kind is
+    /// listed by one cluster-wide watcher: its re-list always replaces them all.
+    pub fn reset_scoped<K: Indexed>(&mut self, objs: Vec<K>, scope: Option<&str>) -> Reset {
+        let scope = if K::CLUSTER_SCOPED { None } else { scope };
+        let mut reset = Reset::default();
+        let mut entries = BTreeMap::new();
+        for obj in objs {
+            match K::admit(&self.settings, obj) {
+                Ok((key, Some(entry))) => {
+                    entries.insert(key, entry);
+                }
+                Ok((_, None)) => {}
+                Err(m) => reset.malformed.push(m),
             }
         }
-    };
-}
-
-indexed!(
-    Ingress,
-    "Ingress",
-    apply_ingress,
-    delete_ingress,
-    reset_ingresses_scoped
-);
-indexed!(
-    Service,
-    "Service",
-    apply_service,
-    delete_service,
-    reset_services_scoped
-);
-indexed!(
-    EndpointSlice,
-    "EndpointSlice",
-    apply_endpoint_slice,
-    delete_endpoint_slice,
-    reset_endpoint_slices_scoped
-);
-indexed!(
-    Secret,
-    "Secret",
-    apply_secret,
-    delete_secret,
-    reset_secrets_scoped
-);
-indexed!(
-    IdentityPolicy,
-    "IdentityPolicy",
-    apply_identity_policy,
-    delete_identity_policy,
-    reset_identity_policies_scoped
-);
-
-indexed!(
-    Gateway,
-    "Gateway",
-    apply_gateway,
-    delete_gateway,
-    reset_gateways_scoped
-);
-indexed!(
-    HTTPRoute,
-    "HTTPRoute",
-    apply_http_route,
-    delete_http_route,
-    reset_http_routes_scoped
-);
-indexed!(
-    ReferenceGrant,
-    "ReferenceGrant",
-    apply_reference_grant,
-    delete_reference_grant,
-    reset_reference_grants_scoped
-);
-indexed!(
-    ConfigMap,
-    "ConfigMap",
-    apply_config_map,
-    delete_config_map,
-    reset_config_maps_scoped
-);
-
-/// A cluster-scoped kind: applied and deleted by name; a re-list replaces them all.
-macro_rules! indexed_cluster {
-    ($ty:ty, $kind:literal, $apply:ident, $delete:ident, $store:ident, $admit:path) => {
-        impl Indexed for $ty {
-            const KIND: &'static str = $kind;
-            fn apply_to(index: &mut Index, obj: Self) -> Result<bool, Malformed> {
-                index.$apply(obj)
-            }
-            fn delete_from(index: &mut Index, obj: &Self) -> bool {
-                index.$delete(obj.metadata.name.as_deref().unwrap_or_default())
-            }
-            fn reset_in(index: &mut Index, objs: Vec<Self>, _scope: Option<&str>) -> Reset {
-                relist(&index.settings, &mut index.$store, $admit, objs, None)
-            }
-        }
-    };
-}
-
-indexed_cluster!(
-    GatewayClass,
-    "GatewayClass",
-    apply_gateway_class,
-    delete_gateway_class,
-    gateway_classes,
-    gateway::store::admit_gateway_class
-);
-indexed_cluster!(
-    Namespace,
-    "Namespace",
-    apply_namespace,
-    delete_namespace,
-    namespaces,
-    gateway::store::admit_namespace
-);
-
-impl Indexed for IngressClass {
-    const KIND: &'static str = "IngressClass";
-    fn apply_to(index: &mut Index, obj: Self) -> Result<bool, Malformed> {
-        index.apply_ingress_class(obj)
-    }
-    fn delete_from(index: &mut Index, obj: &Self) -> bool {
-        index.delete_ingress_class(obj.metadata.name.as_deref().unwrap_or_default())
-    }
-    /// IngressClasses are cluster-scoped and watched by one cluster-wide watcher: a
-    /// re-list always replaces them all.
-    fn reset_in(index: &mut Index, objs: Vec<Self>, _scope: Option<&str>) -> Reset {
-        index.reset_ingress_classes(objs)
-    }
-}
-
-// === impl Relist ===
-
-/// Turns one watcher's event stream into index calls: `Apply`/`Delete` go straight
-/// through; `Init` … `InitApply`* … `InitDone` is buffered and becomes one `reset`, so
-/// objects deleted while the watch was down disappear, and a half-listed set is never
-/// translated. A [`Relist::scoped`] tracker feeds a watcher of one namespace: its
-/// re-list replaces only that namespace's objects.
-#[derive(Debug)]
-pub struct Relist<K> {
-    buffer: Option<Vec<K>>,
-    /// Whether a full list has been applied at least once (for `/readyz`).
-    synced: bool,
-    /// The namespace this watcher lists; `None`: the whole cluster.
-    scope: Option<String>,
-}
-
-impl<K> Default for Relist<K> {
-    fn default() -> Self {
-        Relist {
-            buffer: None,
-            synced: false,
-            scope: None,
-        }
-    }
-}
-
-/// What handling one event did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Handled {
-    /// The index changed: schedule a (debounced) translation.
-    pub changed: bool,
-    pub malformed: Vec<Malformed>,
-}
-
-impl<K: Indexed> Relist<K> {
-    /// The tracker of a cluster-wide watcher.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The tracker of a watcher of namespace `namespace` alone.
-    pub fn scoped(namespace: impl Into<String>) -> Self {
-        Relist {
-            scope: Some(namespace.into()),
-            ..Self::default()
-        }
-    }
-
-    /// The namespace this watcher lists; `None`: the whole cluster.
-    pub fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
-    }
-
-    /// Whether this kind has completed its first full list.
-    pub fn synced(&self) -> bool {
-        self.synced
-    }
-
-    pub fn handle(&mut self, index: &mut Index, event: watcher::Event<K>) -> Handled {
-        let mut out = Handled::default();
-        match event {
-            watcher::Event::Apply(obj) => match K::apply_to(index, obj) {
-                Ok(changed) => out.changed = changed,
-                Err(m) => out.malformed.push(m),
-            },
-            watcher::Event::Delete(obj) => out.changed = K::delete_from(index, &obj),
-            watcher::Event::Init => self.buffer = Some(Vec::new()),
-            watcher::Event::InitApply(obj) => self.buffer.get_or_insert_with(Vec::new).push(obj),
-            watcher::Event::InitDone => {
-                let objs = self.buffer.take().unwrap_or_default();
-                let reset = K::reset_in(index, objs, self.scope.as_deref());
-                self.synced = true;
-                out.changed = reset.changed;
-                out.malformed = reset.malformed;
-            }
-        }
-        out
+        reset.changed = K::store(self).reset_scoped(entries, scope);
+        reset
     }
 }

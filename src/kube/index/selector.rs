@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// A checked label selector. Empty (`{}`) matches every object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Selector {
+pub struct Selector {
     requirements: Vec<Requirement>,
 }
 

@@ -22,13 +22,13 @@ pub(super) const CA_KEY: &str = "ca.crt";
 pub(super) const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
 /// How an entry tells whether a new version matters.
-pub(super) trait Content {
+pub trait Content {
     fn same_content(&self, other: &Self) -> bool;
 }
 
 /// One kind's objects by key, in key order (so iteration is deterministic).
 #[derive(Debug, Clone)]
-pub(super) struct Store<E> {
+pub struct Store<E> {
     pub items: BTreeMap<ObjectKey, E>,
 }
 
@@ -102,7 +102,7 @@ impl<E: Content> Store<E> {
 
 /// An Ingress and its annotations, read once per change.
 #[derive(Debug, Clone)]
-pub(super) struct IngressEntry {
+pub struct IngressEntry {
     pub ingress: Ingress,
     pub annotations: Parsed,
     /// Its path regexes, compiled once per change to check their size.
@@ -116,7 +116,7 @@ pub(super) const MAX_PATH_REGEX_BYTES: usize = 256 * 1024;
 
 /// What checking an Ingress' path regexes found.
 #[derive(Debug, Clone, Default)]
-pub(super) struct PathRegexes {
+pub struct PathRegexes {
     /// `(rule, path)` → why that regex cannot be used.
     pub errors: BTreeMap<(usize, usize), String>,
     /// A limit the Ingress as a whole exceeds.
@@ -172,7 +172,7 @@ fn check_path_regexes(ingress: &Ingress, path_regex: bool) -> PathRegexes {
 
 /// An IdentityPolicy with its rules compiled and its selector checked, once per change.
 #[derive(Debug, Clone)]
-pub(super) struct PolicyEntry {
+pub struct PolicyEntry {
     pub policy: IdentityPolicy,
     pub rules: Result<Policy, PolicyError>,
     /// `None`: no `ingressSelector` (matches nothing); `Err`: a selector we cannot use.

@@ -4,11 +4,14 @@
 //! carries `Accepted` and `ResolvedRefs`; every rejection and warning becomes an Event
 //! on its object.
 //!
-//! [`writer`] writes status with server-side apply; [`events`] publishes the Events.
+//! [`writer`] writes status with server-side apply (Ingress and IdentityPolicy status in
+//! its own modules); [`events`] publishes the Events; [`transitions`] keeps each
+//! condition's `lastTransitionTime`.
 //! Writes read the current claim before each API call and never hold up the Lease's
 //! renewal (docs/design.md, "Leader election").
 
 mod events;
+mod transitions;
 mod writer;
 
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use super::lease::{self, LeaseSettings};
 use writer::Writer;
 
 pub(crate) use events::{Recorder, object_reference};
-pub(crate) use writer::Transitions;
+pub(crate) use transitions::Transitions;
 
 pub use super::lease::Leadership;
 

@@ -289,7 +289,7 @@ fn combinations_that_contradict() {
 #[test]
 fn options_reach_the_routes() {
     let mut ix = index();
-    ix.apply_ingress(ingress(
+    ix.apply(ingress(
         "a",
         "a.example.com",
         json!({
@@ -324,7 +324,7 @@ fn a_typo_rejects_the_ingress_with_deny_routes() {
     for ann in cases {
         let mut ix = catch_all_index();
         // A catch-all of another Ingress must not take the rejected Ingress' traffic.
-        ix.apply_ingress(ingress_spec(
+        ix.apply(ingress_spec(
             "catch-all",
             json!({
             "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}),
@@ -338,7 +338,7 @@ fn a_typo_rejects_the_ingress_with_deny_routes() {
             ]}}]}),
         );
         ing.metadata.annotations = from(ann.clone());
-        ix.apply_ingress(ing).unwrap();
+        ix.apply(ing).unwrap();
         let t = ix.translate();
         let rep = report(&t, "apps/a");
         assert!(!rep.accepted, "{ann}");

@@ -41,7 +41,7 @@ fn endpoints(t: &Translation) -> Vec<(String, u16)> {
 /// Service `apps/api`: ports 80 `http` → 8080 and 9090 `metrics`; two slices.
 fn api_index() -> Index {
     let mut ix = index();
-    ix.apply_service(service(
+    ix.apply(service(
         "apps",
         "api",
         json!([
@@ -51,7 +51,7 @@ fn api_index() -> Index {
     ))
     .unwrap();
     let ports = json!([{"name": "http", "port": 8080}, {"name": "metrics", "port": 9091}]);
-    ix.apply_endpoint_slice(slice(
+    ix.apply(slice(
         "apps",
         "api-1",
         "api",
@@ -64,7 +64,7 @@ fn api_index() -> Index {
         ]),
     ))
     .unwrap();
-    ix.apply_endpoint_slice(slice(
+    ix.apply(slice(
         "apps",
         "api-2",
         "api",
@@ -76,7 +76,7 @@ fn api_index() -> Index {
     ))
     .unwrap();
     // Another Service's slice in the same namespace is not ours.
-    ix.apply_endpoint_slice(slice(
+    ix.apply(slice(
         "apps",
         "other-1",
         "other",
@@ -90,8 +90,7 @@ fn api_index() -> Index {
 #[test]
 fn ready_endpoints_deduplicated_and_sorted() {
     let mut ix = api_index();
-    ix.apply_ingress(to_port(json!({"number": 80}), json!({})))
-        .unwrap();
+    ix.apply(to_port(json!({"number": 80}), json!({}))).unwrap();
     let t = ix.translate();
     assert_eq!(
         endpoints(&t),
@@ -116,7 +115,7 @@ fn named_and_numbered_ports() {
     ];
     for (port, want) in cases {
         let mut ix = api_index();
-        ix.apply_ingress(to_port(port.clone(), json!({}))).unwrap();
+        ix.apply(to_port(port.clone(), json!({}))).unwrap();
         let t = ix.translate();
         let rep = report(&t, "apps/a");
         match want {
@@ -133,13 +132,13 @@ fn named_and_numbered_ports() {
 #[test]
 fn unnamed_service_port_matches_unnamed_slice_port() {
     let mut ix = index();
-    ix.apply_service(service(
+    ix.apply(service(
         "apps",
         "api",
         json!([{"port": 80, "targetPort": 3000}]),
     ))
     .unwrap();
-    ix.apply_endpoint_slice(slice(
+    ix.apply(slice(
         "apps",
         "api-1",
         "api",
@@ -147,22 +146,20 @@ fn unnamed_service_port_matches_unnamed_slice_port() {
         json!([{"addresses": ["10.1.0.1"]}]),
     ))
     .unwrap();
-    ix.apply_ingress(to_port(json!({"number": 80}), json!({})))
-        .unwrap();
+    ix.apply(to_port(json!({"number": 80}), json!({}))).unwrap();
     assert_eq!(endpoints(&ix.translate()), [("10.1.0.1".into(), 3000)]);
 }
 
 #[test]
 fn slices_follow_applies_and_deletes() {
     let mut ix = api_index();
-    ix.apply_ingress(to_port(json!({"number": 80}), json!({})))
-        .unwrap();
-    assert!(ix.delete_endpoint_slice("apps", "api-2"));
+    ix.apply(to_port(json!({"number": 80}), json!({}))).unwrap();
+    assert!(ix.delete::<EndpointSlice>("apps", "api-2"));
     assert_eq!(
         endpoints(&ix.translate()),
         [("10.0.0.2".into(), 8080), ("10.0.0.3".into(), 8080)]
     );
-    assert!(ix.delete_endpoint_slice("apps", "api-1"));
+    assert!(ix.delete::<EndpointSlice>("apps", "api-1"));
     let t = ix.translate();
     assert!(endpoints(&t).is_empty());
     assert_eq!(warnings(report(&t, "apps/a")), ["NoReadyEndpoints"]);
@@ -171,8 +168,7 @@ fn slices_follow_applies_and_deletes() {
 #[test]
 fn missing_service_is_a_warning() {
     let mut ix = index();
-    ix.apply_ingress(to_port(json!({"number": 80}), json!({})))
-        .unwrap();
+    ix.apply(to_port(json!({"number": 80}), json!({}))).unwrap();
     let t = ix.translate();
     let rep = report(&t, "apps/a");
     assert!(rep.accepted);
@@ -186,7 +182,7 @@ fn external_name() {
         allow_external_names: true,
         ..Tenancy::default()
     });
-    ix.apply_service(from(json!({
+    ix.apply::<Service>(from(json!({
         "metadata": {"name": "api", "namespace": "apps"},
         "spec": {"type": "ExternalName", "externalName": "API.example.net.",
                  "ports": [{"name": "https", "port": 8443}]},
@@ -196,7 +192,7 @@ fn external_name() {
         (json!({"number": 443}), 443),
         (json!({"name": "https"}), 8443),
     ] {
-        ix.apply_ingress(to_port(
+        ix.apply(to_port(
             port,
             json!({"portcullis.dev/backend-protocol": "https"}),
         ))
@@ -222,7 +218,7 @@ fn service_upstream_uses_the_service_dns_name() {
         "ingress.pomerium.io/service_proxy_upstream",
     ] {
         let mut ix = api_index();
-        ix.apply_ingress(to_port(json!({"name": "metrics"}), json!({key: "true"})))
+        ix.apply(to_port(json!({"name": "metrics"}), json!({key: "true"})))
             .unwrap();
         assert_eq!(
             endpoints(&ix.translate()),
@@ -234,9 +230,9 @@ fn service_upstream_uses_the_service_dns_name() {
         cluster_domain: "corp.internal".into(),
         ..Settings::default()
     });
-    ix.apply_service(service("apps", "api", json!([{"port": 80}])))
+    ix.apply(service("apps", "api", json!([{"port": 80}])))
         .unwrap();
-    ix.apply_ingress(to_port(
+    ix.apply(to_port(
         json!({"number": 80}),
         json!({"portcullis.dev/service-upstream": "true"}),
     ))
@@ -294,7 +290,7 @@ fn scheme_and_balance() {
     ];
     for (ann, scheme, balance) in cases {
         let mut ix = api_index();
-        ix.apply_ingress(to_port(json!({"number": 80}), ann.clone()))
+        ix.apply(to_port(json!({"number": 80}), ann.clone()))
             .unwrap();
         let t = ix.translate();
         assert!(report(&t, "apps/a").accepted, "{ann}");
@@ -317,7 +313,7 @@ fn scheme_and_balance() {
 #[test]
 fn resource_backend_rejects() {
     let mut ix = index();
-    ix.apply_ingress(ingress_spec("a", json!({"rules": [{"host": "a.example.com", "http": {"paths": [
+    ix.apply(ingress_spec("a", json!({"rules": [{"host": "a.example.com", "http": {"paths": [
         {"path": "/static", "pathType": "Prefix",
          "backend": {"resource": {"apiGroup": "k8s.example.com", "kind": "StorageBucket", "name": "b"}}},
         {"path": "/", "pathType": "Prefix",

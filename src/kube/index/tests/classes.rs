@@ -40,12 +40,11 @@ fn class_selection() {
     ];
     for (i, &(class_name, legacy, default, ours)) in cases.iter().enumerate() {
         let mut ix = index();
-        ix.apply_ingress_class(class("portcullis", CONTROLLER_NAME, default))
+        ix.apply(class("portcullis", CONTROLLER_NAME, default))
             .unwrap();
-        ix.apply_ingress_class(class("nginx", "k8s.io/ingress-nginx", false))
+        ix.apply(class("nginx", "k8s.io/ingress-nginx", false))
             .unwrap();
-        ix.apply_ingress(with_class("a", class_name, legacy))
-            .unwrap();
+        ix.apply(with_class("a", class_name, legacy)).unwrap();
         let t = ix.translate();
         assert_eq!(t.ingresses.len(), usize::from(ours), "case {i}");
         assert_eq!(t.model.routes.len(), usize::from(ours), "case {i}");
@@ -55,19 +54,17 @@ fn class_selection() {
 #[test]
 fn another_class_named_for_our_controller_counts() {
     let mut ix = index();
-    ix.apply_ingress_class(class("internal", CONTROLLER_NAME, false))
-        .unwrap();
-    ix.apply_ingress(with_class("a", Some("internal"), None))
-        .unwrap();
+    ix.apply(class("internal", CONTROLLER_NAME, false)).unwrap();
+    ix.apply(with_class("a", Some("internal"), None)).unwrap();
     assert_eq!(ix.translate().ingresses.len(), 1);
 }
 
 #[test]
 fn default_class_of_another_controller_does_not_claim() {
     let mut ix = index();
-    ix.apply_ingress_class(class("nginx", "k8s.io/ingress-nginx", true))
+    ix.apply(class("nginx", "k8s.io/ingress-nginx", true))
         .unwrap();
-    ix.apply_ingress(with_class("a", None, None)).unwrap();
+    ix.apply(with_class("a", None, None)).unwrap();
     assert!(ix.translate().ingresses.is_empty());
 }
 
@@ -78,7 +75,7 @@ fn other_classes_are_untouched_even_when_broken() {
     let mut ix = index();
     let mut ing = with_class("theirs", Some("nginx"), None);
     ing.metadata.annotations = Some([("portcullis.dev/bogus".to_string(), "x".to_string())].into());
-    ix.apply_ingress(ing).unwrap();
+    ix.apply(ing).unwrap();
     let t = ix.translate();
     assert!(t.ingresses.is_empty());
     assert!(t.model.routes.is_empty());
@@ -88,12 +85,11 @@ fn other_classes_are_untouched_even_when_broken() {
 #[test]
 fn class_arriving_later_claims_the_ingress() {
     let mut ix = Index::new(Settings::default());
-    ix.apply_ingress(with_class("a", Some("portcullis"), None))
-        .unwrap();
+    ix.apply(with_class("a", Some("portcullis"), None)).unwrap();
     assert!(ix.translate().ingresses.is_empty());
-    ix.apply_ingress_class(class("portcullis", CONTROLLER_NAME, false))
+    ix.apply(class("portcullis", CONTROLLER_NAME, false))
         .unwrap();
     assert_eq!(ix.translate().ingresses.len(), 1);
-    ix.delete_ingress_class("portcullis");
+    ix.delete::<IngressClass>("", "portcullis");
     assert!(ix.translate().ingresses.is_empty());
 }

@@ -37,13 +37,13 @@ fn gateway_index(hosts: HostOwnership) -> Index {
     for ns in ["ops", "b", "c", "infra"] {
         serve_web(&mut ix, ns);
     }
-    ix.apply_gateway_class(from::<GatewayClass>(json!({
+    ix.apply(from::<GatewayClass>(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
         "metadata": {"name": "portcullis"},
         "spec": {"controllerName": crate::kube::gateway::CONTROLLER_NAME}})))
         .unwrap();
     let all = json!({"namespaces": {"from": "All"}});
-    ix.apply_gateway(from::<Gateway>(json!({
+    ix.apply(from::<Gateway>(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "gw", "namespace": "infra", "generation": 1,
                      "creationTimestamp": "2024-01-02T00:00:00Z"},
@@ -125,18 +125,17 @@ fn check(t: &(RoutingTable, Vec<(u16, u16)>), cases: &[(u16, &str, &str, &str)])
 fn broad_routes_never_answer_hosts_owned_elsewhere_or_reserved() {
     let mut ix = gateway_index(HostOwnership::FirstCome);
     // ops: a wildcard and an exact host, older than the Gateway's `*.example.test`.
-    ix.apply_ingress(ops_ingress("wild", "*.apps.example.test"))
+    ix.apply(ops_ingress("wild", "*.apps.example.test"))
         .unwrap();
-    ix.apply_ingress(ops_ingress("grafana", "grafana.example.test"))
+    ix.apply(ops_ingress("grafana", "grafana.example.test"))
         .unwrap();
     // b: a wildcard route (it attaches to `wild` only: the Gateway's namespace owns
     // `*.example.test`) and a host-less one (both listeners).
-    ix.apply_http_route(http_route("b", "wide", &["*.example.test"], "/wide"))
+    ix.apply(http_route("b", "wide", &["*.example.test"], "/wide"))
         .unwrap();
-    ix.apply_http_route(http_route("b", "any", &[], "/any"))
-        .unwrap();
+    ix.apply(http_route("b", "any", &[], "/any")).unwrap();
     // infra, the Gateway's namespace, names a host of its own.
-    ix.apply_http_route(http_route("infra", "mine", &["mine.example.test"], "/mine"))
+    ix.apply(http_route("infra", "mine", &["mine.example.test"], "/mine"))
         .unwrap();
     let t = table(&ix);
     check(
@@ -183,12 +182,9 @@ fn hosts_the_admins_map_gives_to_several_namespaces_are_theirs_alone() {
         grant("infra=*.example.test"),
         grant("ops=*.apps.example.test"),
     ]));
-    ix.apply_http_route(http_route("b", "b-any", &[], "/b"))
-        .unwrap();
-    ix.apply_http_route(http_route("c", "c-any", &[], "/c"))
-        .unwrap();
-    ix.apply_http_route(http_route("ops", "ops-any", &[], "/ops"))
-        .unwrap();
+    ix.apply(http_route("b", "b-any", &[], "/b")).unwrap();
+    ix.apply(http_route("c", "c-any", &[], "/c")).unwrap();
+    ix.apply(http_route("ops", "ops-any", &[], "/ops")).unwrap();
     let t = table(&ix);
     check(
         &t,

@@ -11,37 +11,37 @@ use crate::kube::index::{ObjectKey, Relist};
 fn apply_reports_only_changes_translation_reads() {
     let mut ix = index();
     let ing = ingress("a", "a.example.com", json!({}));
-    assert_eq!(ix.apply_ingress(ing.clone()), Ok(true));
-    assert_eq!(ix.apply_ingress(ing.clone()), Ok(false));
+    assert_eq!(ix.apply(ing.clone()), Ok(true));
+    assert_eq!(ix.apply(ing.clone()), Ok(false));
     // Our own status write, and a resourceVersion bump, change nothing we read.
     let mut touched = ing.clone();
     touched.metadata.resource_version = Some("42".into());
     touched.status = from(json!({"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}));
-    assert_eq!(ix.apply_ingress(touched), Ok(false));
+    assert_eq!(ix.apply(touched), Ok(false));
     let mut relabelled = ing;
     relabelled.metadata.labels = from(json!({"team": "ops"}));
-    assert_eq!(ix.apply_ingress(relabelled), Ok(true));
+    assert_eq!(ix.apply(relabelled), Ok(true));
 
     // Secrets no Ingress could use are not kept.
     let token: Secret = from(json!({"metadata": {"name": "tok", "namespace": "apps"},
         "type": "kubernetes.io/service-account-token", "data": {"token": "eA=="}}));
-    assert_eq!(ix.apply_secret(token), Ok(false));
-    assert!(!ix.delete_secret("apps", "tok"));
+    assert_eq!(ix.apply(token), Ok(false));
+    assert!(!ix.delete::<Secret>("apps", "tok"));
 }
 
 #[test]
 fn malformed_objects_are_skipped_not_fatal() {
     let mut ix = index();
     let nameless: Ingress = from(json!({"metadata": {"namespace": "apps"}}));
-    let err = ix.apply_ingress(nameless).unwrap_err();
+    let err = ix.apply(nameless).unwrap_err();
     assert_eq!(err.kind, "Ingress");
     assert!(err.to_string().contains("no metadata.name"), "{err}");
     let namespaceless: Service = from(json!({"metadata": {"name": "x"}}));
-    assert!(ix.apply_service(namespaceless).is_err());
+    assert!(ix.apply(namespaceless).is_err());
     let classless: IngressClass = from(json!({"metadata": {}}));
-    assert!(ix.apply_ingress_class(classless).is_err());
+    assert!(ix.apply(classless).is_err());
 
-    let reset = ix.reset_ingresses(vec![
+    let reset = ix.reset(vec![
         ingress("good", "good.example.com", json!({})),
         from(json!({"metadata": {"namespace": "apps"}})),
     ]);
@@ -54,14 +54,14 @@ fn malformed_objects_are_skipped_not_fatal() {
 fn reset_reconciles_deletions_missed_while_the_watch_was_down() {
     let mut ix = index();
     for name in ["a", "b", "c"] {
-        ix.apply_ingress(ingress(name, &format!("{name}.example.com"), json!({})))
+        ix.apply(ingress(name, &format!("{name}.example.com"), json!({})))
             .unwrap();
     }
-    ix.apply_secret(tls_secret("apps", "old")).unwrap();
+    ix.apply(tls_secret("apps", "old")).unwrap();
     assert_eq!(ix.translate().ingresses.len(), 3);
 
     // Re-list: b was deleted and d created meanwhile.
-    let reset = ix.reset_ingresses(vec![
+    let reset = ix.reset(vec![
         ingress("a", "a.example.com", json!({})),
         ingress("c", "c.example.com", json!({})),
         ingress("d", "d.example.com", json!({})),
@@ -79,7 +79,7 @@ fn reset_reconciles_deletions_missed_while_the_watch_was_down() {
     assert!(t.model.routes.iter().all(|r| !r.id.starts_with("apps/b/")));
 
     // The same list again changes nothing.
-    let again = ix.reset_ingresses(vec![
+    let again = ix.reset(vec![
         ingress("a", "a.example.com", json!({})),
         ingress("c", "c.example.com", json!({})),
         ingress("d", "d.example.com", json!({})),
@@ -87,10 +87,10 @@ fn reset_reconciles_deletions_missed_while_the_watch_was_down() {
     assert!(!again.changed);
 
     // Every kind resets.
-    assert!(ix.reset_secrets(vec![]).changed);
-    assert!(ix.reset_services(vec![]).changed);
-    assert!(ix.reset_endpoint_slices(vec![]).changed);
-    assert!(!ix.reset_identity_policies(vec![]).changed);
+    assert!(ix.reset::<Secret>(vec![]).changed);
+    assert!(ix.reset::<Service>(vec![]).changed);
+    assert!(ix.reset::<EndpointSlice>(vec![]).changed);
+    assert!(!ix.reset::<IdentityPolicy>(vec![]).changed);
     let t = ix.translate();
     assert!(
         t.model
@@ -98,7 +98,7 @@ fn reset_reconciles_deletions_missed_while_the_watch_was_down() {
             .iter()
             .all(|r| r.backend.endpoints.is_empty())
     );
-    assert!(ix.reset_ingress_classes(vec![]).changed);
+    assert!(ix.reset::<IngressClass>(vec![]).changed);
     assert!(ix.translate().ingresses.is_empty());
 }
 
@@ -116,7 +116,7 @@ fn watcher_events_drive_the_index() {
     assert!(!relist.handle(&mut ix, Event::Delete(b.clone())).changed);
 
     // A re-list is buffered: nothing changes until InitDone, then missing objects go.
-    ix.apply_ingress(b.clone()).unwrap();
+    ix.apply(b.clone()).unwrap();
     assert!(!relist.handle(&mut ix, Event::Init).changed);
     assert!(!relist.handle(&mut ix, Event::InitApply(a.clone())).changed);
     assert_eq!(ix.translate().ingresses.len(), 2);
@@ -150,11 +150,8 @@ fn namespace_restriction() {
     });
     let mut elsewhere = ingress("x", "x.example.com", json!({}));
     elsewhere.metadata.namespace = Some("other".into());
-    assert_eq!(ix.apply_ingress(elsewhere), Ok(false));
-    assert_eq!(
-        ix.apply_ingress(ingress("a", "a.example.com", json!({}))),
-        Ok(true)
-    );
+    assert_eq!(ix.apply(elsewhere), Ok(false));
+    assert_eq!(ix.apply(ingress("a", "a.example.com", json!({}))), Ok(true));
     let t = ix.translate();
     assert_eq!(t.ingresses.len(), 1);
     assert_eq!(t.ingresses[0].key.namespace, "apps");
@@ -169,10 +166,10 @@ fn translation_is_deterministic() {
             names.reverse();
         }
         for n in &names {
-            ix.apply_secret(tls_secret("apps", n)).unwrap();
+            ix.apply(tls_secret("apps", n)).unwrap();
             let mut ing = ingress(n, &format!("{n}.example.com"), json!({}));
             ing.spec.as_mut().unwrap().tls = from(json!([{"secretName": n}]));
-            ix.apply_ingress(ing).unwrap();
+            ix.apply(ing).unwrap();
         }
         format!("{:?}", ix.translate())
     };

@@ -54,16 +54,16 @@ pub(super) fn catch_all_index() -> Index {
 /// An index with `settings` and our IngressClass `portcullis`, nothing else.
 pub(super) fn classed(settings: Settings) -> Index {
     let mut ix = Index::new(settings);
-    ix.apply_ingress_class(class("portcullis", super::CONTROLLER_NAME, false))
+    ix.apply(class("portcullis", super::CONTROLLER_NAME, false))
         .unwrap();
     ix
 }
 
 /// Service `ns/web` (port 80 `http`) with one ready endpoint, 10.0.0.1:8080.
 pub(super) fn serve_web(ix: &mut Index, ns: &str) {
-    ix.apply_service(service(ns, "web", json!([{"name": "http", "port": 80}])))
+    ix.apply(service(ns, "web", json!([{"name": "http", "port": 80}])))
         .unwrap();
-    ix.apply_endpoint_slice(slice(
+    ix.apply(slice(
         ns,
         "web-1",
         "web",
@@ -79,13 +79,13 @@ pub(super) fn index_with(tenancy: Tenancy) -> Index {
         tenancy,
         ..Settings::default()
     });
-    ix.apply_service(service(
+    ix.apply(service(
         "apps",
         "web",
         json!([{"name": "http", "port": 80, "targetPort": 8080}]),
     ))
     .unwrap();
-    ix.apply_endpoint_slice(slice(
+    ix.apply(slice(
         "apps",
         "web-abc",
         "web",

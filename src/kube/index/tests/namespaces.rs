@@ -25,14 +25,14 @@ fn ingress_keys(ix: &Index) -> Vec<String> {
 /// An index of every namespace holding Ingresses `a/x`, `a/y`, `b/x` and `b/z`.
 fn two_namespaces() -> Index {
     let mut ix = Index::new(Settings::default());
-    ix.apply_ingress_class(class(
+    ix.apply(class(
         "portcullis",
         crate::kube::index::CONTROLLER_NAME,
         false,
     ))
     .unwrap();
     for (ns, name) in [("a", "x"), ("a", "y"), ("b", "x"), ("b", "z")] {
-        assert_eq!(ix.apply_ingress(ingress_in(ns, name)), Ok(true));
+        assert_eq!(ix.apply(ingress_in(ns, name)), Ok(true));
     }
     ix
 }
@@ -111,7 +111,7 @@ fn scoped_reset_replaces_only_its_namespace() {
             .iter()
             .map(|(ns, name)| ingress_in(ns, name))
             .collect();
-        let reset = ix.reset_ingresses_scoped(objs, case.scope);
+        let reset = ix.reset_scoped(objs, case.scope);
         assert_eq!(reset.changed, case.changed, "{}", case.name);
         assert!(reset.malformed.is_empty(), "{}", case.name);
         assert_eq!(ingress_keys(&ix), case.keys, "{}", case.name);
@@ -122,16 +122,15 @@ fn scoped_reset_replaces_only_its_namespace() {
 fn every_namespaced_kind_resets_within_its_scope() {
     let mut ix = Index::new(Settings::default());
     for ns in ["a", "b"] {
-        ix.apply_service(service(ns, "web", json!([{"port": 80}])))
+        ix.apply(service(ns, "web", json!([{"port": 80}]))).unwrap();
+        ix.apply(slice(ns, "web-1", "web", json!([]), json!([])))
             .unwrap();
-        ix.apply_endpoint_slice(slice(ns, "web-1", "web", json!([]), json!([])))
-            .unwrap();
-        ix.apply_secret(tls_secret(ns, "tls")).unwrap();
-        ix.apply_identity_policy(identity_policy(ns, "p", json!({"rules": []})))
+        ix.apply(tls_secret(ns, "tls")).unwrap();
+        ix.apply(identity_policy(ns, "p", json!({"rules": []})))
             .unwrap();
     }
     fn empty_relist<K: Indexed>(ix: &mut Index) {
-        let reset = K::reset_in(ix, Vec::new(), Some("a"));
+        let reset = ix.reset_scoped::<K>(Vec::new(), Some("a"));
         assert!(reset.changed, "{}", K::KIND);
     }
     empty_relist::<Service>(&mut ix);
@@ -191,7 +190,7 @@ fn admission_keeps_only_the_listed_namespaces() {
     });
     // IngressClasses are cluster-scoped: always kept.
     assert_eq!(
-        ix.apply_ingress_class(class(
+        ix.apply(class(
             "portcullis",
             crate::kube::index::CONTROLLER_NAME,
             false
@@ -200,14 +199,14 @@ fn admission_keeps_only_the_listed_namespaces() {
     );
     for ns in ["a", "b", "c"] {
         let kept = ns != "c";
-        assert_eq!(ix.apply_ingress(ingress_in(ns, "x")), Ok(kept), "{ns}");
+        assert_eq!(ix.apply(ingress_in(ns, "x")), Ok(kept), "{ns}");
         let svc = service(ns, "web", json!([{"port": 80}]));
-        assert_eq!(ix.apply_service(svc), Ok(kept), "{ns}");
+        assert_eq!(ix.apply(svc), Ok(kept), "{ns}");
         let slice = slice(ns, "web-1", "web", json!([]), json!([]));
-        assert_eq!(ix.apply_endpoint_slice(slice), Ok(kept), "{ns}");
-        assert_eq!(ix.apply_secret(tls_secret(ns, "tls")), Ok(kept), "{ns}");
+        assert_eq!(ix.apply(slice), Ok(kept), "{ns}");
+        assert_eq!(ix.apply(tls_secret(ns, "tls")), Ok(kept), "{ns}");
         let policy = identity_policy(ns, "p", json!({"rules": []}));
-        assert_eq!(ix.apply_identity_policy(policy), Ok(kept), "{ns}");
+        assert_eq!(ix.apply(policy), Ok(kept), "{ns}");
     }
     assert_eq!(ingress_keys(&ix), ["a/x", "b/x"]);
     assert!(ix.services.items.keys().all(|k| k.namespace != "c"));
@@ -234,10 +233,10 @@ fn an_ingress_in_an_unwatched_namespace_never_appears() {
     relist.handle(&mut ix, Event::InitDone);
     assert_eq!(ingress_keys(&ix), ["a/x"]);
     // ... nor by a re-list scoped to its own namespace.
-    let reset = ix.reset_ingresses_scoped(vec![stray.clone()], Some("c"));
+    let reset = ix.reset_scoped(vec![stray.clone()], Some("c"));
     assert!(!reset.changed);
     assert_eq!(ingress_keys(&ix), ["a/x"]);
     let t = ix.translate();
     assert!(t.model.routes.iter().all(|r| !r.id.starts_with("c/")));
-    assert!(!ix.delete_ingress("c", "stray"));
+    assert!(!ix.delete::<Ingress>("c", "stray"));
 }

@@ -77,8 +77,7 @@ fn path_types() {
     ];
     for (path_type, path, ann, want) in cases {
         let mut ix = index();
-        ix.apply_ingress(one_path(path_type, path, ann.clone()))
-            .unwrap();
+        ix.apply(one_path(path_type, path, ann.clone())).unwrap();
         let t = ix.translate();
         let r = route(&t, "apps/a/rules[0]/paths[0]");
         assert_eq!(r.path, want, "{path_type} {path:?}");
@@ -97,7 +96,7 @@ fn bad_paths_reject_with_a_deny_over_the_host() {
     ];
     for (path_type, path, ann) in cases {
         let mut ix = index();
-        ix.apply_ingress(one_path(path_type, path, ann)).unwrap();
+        ix.apply(one_path(path_type, path, ann)).unwrap();
         let t = ix.translate();
         let rep = report(&t, "apps/a");
         assert!(!rep.accepted, "{path_type} {path:?}");
@@ -115,7 +114,7 @@ fn hosts_and_wildcards() {
     let mut ix = catch_all_index();
     let backend = json!({"service": {"name": "web", "port": {"number": 80}}});
     let paths = json!({"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]});
-    ix.apply_ingress(ingress_spec(
+    ix.apply(ingress_spec(
         "a",
         json!({"rules": [
             {"host": "Foo.Example.com", "http": paths},
@@ -147,8 +146,7 @@ fn hosts_and_wildcards() {
 #[test]
 fn invalid_host_rejects() {
     let mut ix = index();
-    ix.apply_ingress(ingress("a", "bad host!", json!({})))
-        .unwrap();
+    ix.apply(ingress("a", "bad host!", json!({}))).unwrap();
     let t = ix.translate();
     let rep = report(&t, "apps/a");
     assert!(!rep.accepted);
@@ -159,7 +157,7 @@ fn invalid_host_rejects() {
 #[test]
 fn rule_without_http_goes_to_the_ingress_default_backend() {
     let mut ix = catch_all_index();
-    ix.apply_ingress(ingress_spec(
+    ix.apply(ingress_spec(
         "a",
         json!({
             "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}},
@@ -190,11 +188,11 @@ fn oldest_default_backend_wins() {
                      "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}},
         }))
     };
-    ix.apply_ingress(with_default("new", "apps", "2024-05-01T00:00:00Z"))
+    ix.apply(with_default("new", "apps", "2024-05-01T00:00:00Z"))
         .unwrap();
-    ix.apply_ingress(with_default("old-b", "apps", "2024-01-01T00:00:00Z"))
+    ix.apply(with_default("old-b", "apps", "2024-01-01T00:00:00Z"))
         .unwrap();
-    ix.apply_ingress(with_default("old-a", "zzz", "2024-01-01T00:00:00Z"))
+    ix.apply(with_default("old-a", "zzz", "2024-01-01T00:00:00Z"))
         .unwrap();
     let t = ix.translate();
     assert_eq!(
@@ -218,8 +216,8 @@ fn identical_routes_older_ingress_wins_and_newer_is_told() {
     let mut ix = index();
     let mut newer = ingress("newer", "same.example.com", json!({}));
     newer.metadata.creation_timestamp = from(json!("2024-06-01T00:00:00Z"));
-    ix.apply_ingress(newer).unwrap();
-    ix.apply_ingress(ingress("older", "same.example.com", json!({})))
+    ix.apply(newer).unwrap();
+    ix.apply(ingress("older", "same.example.com", json!({})))
         .unwrap();
     let t = ix.translate();
     // Model order is age order: the table keeps the first of identical routes.

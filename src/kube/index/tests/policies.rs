@@ -30,37 +30,37 @@ fn attached(t: &Translation, key: &str) -> Vec<String> {
 #[test]
 fn three_ways_to_attach_and_they_add_up() {
     let mut ix = index();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "apps",
         "by-ref",
         json!({
         "targetRefs": [{"kind": "Ingress", "name": "a"}], "rules": rules()}),
     ))
     .unwrap();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "apps",
         "by-label",
         json!({
         "ingressSelector": {"matchLabels": {"team": "ops"}}, "rules": rules()}),
     ))
     .unwrap();
-    ix.apply_identity_policy(identity_policy("apps", "by-expression", json!({
+    ix.apply(identity_policy("apps", "by-expression", json!({
         "ingressSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web", "api"]}]},
         "rules": rules()}))).unwrap();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "apps",
         "everyone",
         json!({
         "ingressSelector": {}, "rules": rules()}),
     ))
     .unwrap();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "apps",
         "no-selector",
         json!({"rules": rules()}),
     ))
     .unwrap();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "other",
         "elsewhere",
         json!({
@@ -68,15 +68,15 @@ fn three_ways_to_attach_and_they_add_up() {
     ))
     .unwrap();
 
-    ix.apply_ingress(labelled("a", json!({"team": "ops"}), json!({})))
+    ix.apply(labelled("a", json!({"team": "ops"}), json!({})))
         .unwrap();
-    ix.apply_ingress(labelled(
+    ix.apply(labelled(
         "b",
         json!({"tier": "api"}),
         json!({"portcullis.dev/identity-policy": "no-selector"}),
     ))
     .unwrap();
-    ix.apply_ingress(labelled(
+    ix.apply(labelled(
         "c",
         json!({}),
         json!({"portcullis.dev/policy": "allow: {or: [{email: {is: a@example.com}}]}"}),
@@ -161,8 +161,8 @@ fn target_of_another_class_is_not_resolved() {
     let mut ix = index();
     let mut theirs = ingress("theirs", "t.example.com", json!({}));
     theirs.spec.as_mut().unwrap().ingress_class_name = Some("nginx".into());
-    ix.apply_ingress(theirs).unwrap();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(theirs).unwrap();
+    ix.apply(identity_policy(
         "apps",
         "p",
         json!({
@@ -186,7 +186,7 @@ fn target_of_another_class_is_not_resolved() {
 #[test]
 fn wrong_kind_target() {
     let mut ix = index();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "apps",
         "p",
         json!({
@@ -197,7 +197,7 @@ fn wrong_kind_target() {
     let t = ix.translate();
     assert_eq!(t.policies[0].resolved_refs.reason, "InvalidKind");
     // Gateway API kinds are valid; one that does not exist is not found.
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "apps",
         "p",
         json!({
@@ -218,13 +218,13 @@ fn wrong_kind_target() {
 #[test]
 fn missing_identity_policy_rejects() {
     let mut ix = index();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "apps",
         "present",
         json!({"rules": rules()}),
     ))
     .unwrap();
-    ix.apply_ingress(ingress(
+    ix.apply(ingress(
         "a",
         "a.example.com",
         json!({"portcullis.dev/identity-policy": "present,absent"}),
@@ -238,7 +238,7 @@ fn missing_identity_policy_rejects() {
     let r = route(&t, "apps/a/rules[0]/paths[0]");
     assert!(denies(r));
     // Creating it heals the Ingress on the next translation.
-    ix.apply_identity_policy(identity_policy("apps", "absent", json!({"rules": rules()})))
+    ix.apply(identity_policy("apps", "absent", json!({"rules": rules()})))
         .unwrap();
     let t = ix.translate();
     assert!(report(&t, "apps/a").accepted);
@@ -252,13 +252,13 @@ fn invalid_rules_deny_every_attached_ingress() {
     let bad = json!([{"allow": {"and": [{"no_such_criterion": true}]}}]);
     let engine_rejects = Policy::from_value(&bad).is_err();
     let mut ix = index();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "apps",
         "bad",
         json!({"ingressSelector": {}, "rules": bad}),
     ))
     .unwrap();
-    ix.apply_ingress(ingress(
+    ix.apply(ingress(
         "a",
         "a.example.com",
         json!({"portcullis.dev/allowed-users": "a@example.com"}),
@@ -285,18 +285,18 @@ fn invalid_rules_deny_every_attached_ingress() {
 #[test]
 fn invalid_selector_is_not_accepted_and_denies_where_named() {
     let mut ix = index();
-    ix.apply_identity_policy(identity_policy("apps", "odd", json!({
+    ix.apply(identity_policy("apps", "odd", json!({
         "ingressSelector": {"matchExpressions": [{"key": "team", "operator": "Like", "values": ["o"]}]},
         "rules": rules()}))).unwrap();
     // Attached by annotation: the policy is not usable, so the Ingress denies.
-    ix.apply_ingress(ingress(
+    ix.apply(ingress(
         "a",
         "a.example.com",
         json!({"portcullis.dev/identity-policy": "odd"}),
     ))
     .unwrap();
     // Not attached any other way: the bad selector selects nothing.
-    ix.apply_ingress(ingress(
+    ix.apply(ingress(
         "b",
         "b.example.com",
         json!({"portcullis.dev/allowed-users": "a@example.com"}),
@@ -324,8 +324,7 @@ fn invalid_selector_is_not_accepted_and_denies_where_named() {
 #[test]
 fn no_policy_at_all_is_a_warning_and_the_empty_union() {
     let mut ix = index();
-    ix.apply_ingress(ingress("a", "a.example.com", json!({})))
-        .unwrap();
+    ix.apply(ingress("a", "a.example.com", json!({}))).unwrap();
     let t = ix.translate();
     let rep = report(&t, "apps/a");
     assert!(rep.accepted, "denying everyone is valid, just rarely meant");
@@ -344,22 +343,22 @@ fn no_policy_at_all_is_a_warning_and_the_empty_union() {
 #[test]
 fn policy_deletion_and_label_changes_detach() {
     let mut ix = index();
-    ix.apply_identity_policy(identity_policy(
+    ix.apply(identity_policy(
         "apps",
         "ops",
         json!({
         "ingressSelector": {"matchLabels": {"team": "ops"}}, "rules": rules()}),
     ))
     .unwrap();
-    ix.apply_ingress(labelled("a", json!({"team": "ops"}), json!({})))
+    ix.apply(labelled("a", json!({"team": "ops"}), json!({})))
         .unwrap();
     assert_eq!(attached(&ix.translate(), "apps/a"), ["apps/ops"]);
-    ix.apply_ingress(labelled("a", json!({"team": "dev"}), json!({})))
+    ix.apply(labelled("a", json!({"team": "dev"}), json!({})))
         .unwrap();
     assert!(attached(&ix.translate(), "apps/a").is_empty());
-    ix.apply_ingress(labelled("a", json!({"team": "ops"}), json!({})))
+    ix.apply(labelled("a", json!({"team": "ops"}), json!({})))
         .unwrap();
-    assert!(ix.delete_identity_policy("apps", "ops"));
+    assert!(ix.delete::<IdentityPolicy>("apps", "ops"));
     let t = ix.translate();
     assert!(attached(&t, "apps/a").is_empty());
     assert!(t.policies.is_empty());

@@ -15,13 +15,13 @@ fn a_thousand_ingresses() {
     for i in 0..N {
         let ns = format!("team-{}", i % 50);
         let name = format!("svc-{i}");
-        ix.apply_service(from(json!({
+        ix.apply::<Service>(from(json!({
             "metadata": {"name": name, "namespace": ns},
             "spec": {"ports": [{"name": "http", "port": 80}]},
         })))
         .unwrap();
         for s in 0..2 {
-            ix.apply_endpoint_slice(from(json!({
+            ix.apply::<EndpointSlice>(from(json!({
                 "metadata": {"name": format!("{name}-{s}"), "namespace": ns,
                              "labels": {"kubernetes.io/service-name": name}},
                 "addressType": "IPv4",
@@ -31,9 +31,8 @@ fn a_thousand_ingresses() {
             })))
             .unwrap();
         }
-        ix.apply_secret(tls_secret(&ns, &format!("{name}-tls")))
-            .unwrap();
-        ix.apply_ingress(from(json!({
+        ix.apply(tls_secret(&ns, &format!("{name}-tls"))).unwrap();
+        ix.apply::<Ingress>(from(json!({
             "metadata": {"name": name, "namespace": ns, "labels": {"team": format!("t{}", i % 7)},
                          "annotations": {"portcullis.dev/allowed-groups": "ops, admins",
                                          "portcullis.dev/timeout": "10s"}},
@@ -51,7 +50,7 @@ fn a_thousand_ingresses() {
         .unwrap();
     }
     for n in 0..50 {
-        ix.apply_identity_policy(identity_policy(
+        ix.apply(identity_policy(
             &format!("team-{n}"),
             "team",
             json!({

@@ -34,7 +34,7 @@ fn put(ix: &mut Index, key: &str, day: u8, url: &str, annotations: Value) {
     let (ns, name) = key.split_once('/').unwrap();
     let slash = url.find('/').unwrap();
     let (host, path) = url.split_at(slash);
-    ix.apply_ingress(ing(ns, name, day, host, path, annotations))
+    ix.apply(ing(ns, name, day, host, path, annotations))
         .unwrap();
 }
 
@@ -209,7 +209,7 @@ fn catch_all_rules_and_default_backends_only_where_the_admin_says() {
         }))
     };
     let mut ix = tenants(Tenancy::default());
-    ix.apply_ingress(catch_all("everything")).unwrap();
+    ix.apply(catch_all("everything")).unwrap();
     let t = ix.translate();
     let rep = report(&t, "b/everything");
     assert_eq!(warnings(rep), ["CatchAllNotAllowed", "CatchAllNotAllowed"]);
@@ -222,7 +222,7 @@ fn catch_all_rules_and_default_backends_only_where_the_admin_says() {
         catch_all_namespaces: vec!["b".into()],
         ..Tenancy::default()
     });
-    ix.apply_ingress(catch_all("everything")).unwrap();
+    ix.apply(catch_all("everything")).unwrap();
     let t = ix.translate();
     assert!(report(&t, "b/everything").accepted);
     assert!(t.model.default_backend.is_some());
@@ -267,7 +267,7 @@ fn tls_secrets_serve_only_owned_listed_hosts() {
         json!({}),
     );
     for (ns, name) in [("aaa", "squat"), ("aaa", "wild"), ("ops", "grafana-tls")] {
-        ix.apply_secret(tls_secret(ns, name)).unwrap();
+        ix.apply(tls_secret(ns, name)).unwrap();
     }
     let mut squat = ing(
         "aaa",
@@ -282,7 +282,7 @@ fn tls_secrets_serve_only_owned_listed_hosts() {
         {"hosts": ["*.corp.example"], "secretName": "wild"},
         {"secretName": "wild"},
     ]));
-    ix.apply_ingress(squat).unwrap();
+    ix.apply(squat).unwrap();
     let mut wild = ing(
         "aaa",
         "wild",
@@ -293,11 +293,11 @@ fn tls_secrets_serve_only_owned_listed_hosts() {
     );
     wild.spec.as_mut().unwrap().tls =
         from(json!([{"hosts": ["*.corp.example"], "secretName": "wild"}]));
-    ix.apply_ingress(wild).unwrap();
+    ix.apply(wild).unwrap();
     let mut owner = ing("ops", "grafana", 1, "grafana.corp.example", "/", json!({}));
     owner.spec.as_mut().unwrap().tls =
         from(json!([{"hosts": ["grafana.corp.example"], "secretName": "grafana-tls"}]));
-    ix.apply_ingress(owner).unwrap();
+    ix.apply(owner).unwrap();
     let t = ix.translate();
     let served: Vec<(&str, Vec<&str>)> = t
         .certificates
@@ -344,8 +344,8 @@ fn to_ext() -> Ingress {
 #[test]
 fn external_name_services_are_off_by_default() {
     let mut ix = tenants(Tenancy::default());
-    ix.apply_service(external("api.example.com")).unwrap();
-    ix.apply_ingress(to_ext()).unwrap();
+    ix.apply(external("api.example.com")).unwrap();
+    ix.apply(to_ext()).unwrap();
     let t = ix.translate();
     let rep = report(&t, "b/ext");
     assert_eq!(warnings(rep), ["ExternalNameNotAllowed"]);
@@ -376,8 +376,8 @@ fn external_names_to_loopback_metadata_and_other_namespaces_are_refused() {
             allow_external_names: true,
             ..Tenancy::default()
         });
-        ix.apply_service(external(name)).unwrap();
-        ix.apply_ingress(to_ext()).unwrap();
+        ix.apply(external(name)).unwrap();
+        ix.apply(to_ext()).unwrap();
         let t = ix.translate();
         let rep = report(&t, "b/ext");
         let r = route(&t, "b/ext/rules[0]/paths[0]");
@@ -405,7 +405,7 @@ fn external_names_to_loopback_metadata_and_other_namespaces_are_refused() {
 fn endpoint_slice_addresses_are_checked_too() {
     let mut ix = tenants(Tenancy::default());
     // A hand-made slice (allowed) whose address is the metadata service (refused).
-    ix.apply_endpoint_slice(slice(
+    ix.apply(slice(
         "b",
         "web-evil",
         "web",
@@ -426,7 +426,7 @@ fn endpoint_slice_addresses_are_checked_too() {
         json!([{"addresses": ["api.example.com"]}]),
     );
     fqdn.address_type = "FQDN".into();
-    ix.apply_endpoint_slice(fqdn).unwrap();
+    ix.apply(fqdn).unwrap();
     put(&mut ix, "b/app", 1, "b.example/", public());
     assert_eq!(
         warnings(report(&ix.translate(), "b/app")),
@@ -455,8 +455,7 @@ fn identity_and_framing_headers_cannot_be_set_or_removed() {
         });
         let mut a = ann.clone();
         a[PUBLIC] = json!("true");
-        ix.apply_ingress(ing("b", "forge", 1, "b.example", "/", a))
-            .unwrap();
+        ix.apply(ing("b", "forge", 1, "b.example", "/", a)).unwrap();
         let t = ix.translate();
         let rep = report(&t, "b/forge");
         assert_eq!(warnings(rep), ["ReservedHeader"], "{ann}");
@@ -493,7 +492,7 @@ fn regex_ingress(patterns: &[String]) -> Ingress {
 fn path_regexes_are_bounded_per_pattern_and_per_ingress() {
     let check = |patterns: Vec<String>| {
         let mut ix = tenants(Tenancy::default());
-        ix.apply_ingress(regex_ingress(&patterns)).unwrap();
+        ix.apply(regex_ingress(&patterns)).unwrap();
         let t = ix.translate();
         let rep = report(&t, "b/re").clone();
         (rep, t)

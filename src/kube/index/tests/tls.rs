@@ -17,17 +17,17 @@ fn with_tls(secrets: &[&str]) -> Ingress {
 #[test]
 fn tls_secrets_present_missing_invalid() {
     let mut ix = index();
-    ix.apply_secret(tls_secret("apps", "a-tls")).unwrap();
-    ix.apply_secret(tls_secret("other", "elsewhere")).unwrap();
-    ix.apply_secret(from(json!({
+    ix.apply(tls_secret("apps", "a-tls")).unwrap();
+    ix.apply(tls_secret("other", "elsewhere")).unwrap();
+    ix.apply::<Secret>(from(json!({
         "metadata": {"name": "opaque", "namespace": "apps"}, "type": "Opaque",
         "data": {"tls.crt": "Q0VSVA==", "tls.key": "S0VZ"}})))
         .unwrap();
-    ix.apply_secret(from(json!({
+    ix.apply::<Secret>(from(json!({
         "metadata": {"name": "half", "namespace": "apps"}, "type": "kubernetes.io/tls",
         "data": {"tls.crt": "Q0VSVA=="}})))
         .unwrap();
-    ix.apply_ingress(with_tls(&[
+    ix.apply(with_tls(&[
         "a-tls",
         "missing",
         "opaque",
@@ -39,7 +39,7 @@ fn tls_secrets_present_missing_invalid() {
     let mut b = with_tls(&["a-tls"]);
     b.metadata.name = Some("b".into());
     b.spec.as_mut().unwrap().rules.as_mut().unwrap()[0].host = Some("b.example.com".into());
-    ix.apply_ingress(b).unwrap();
+    ix.apply(b).unwrap();
 
     let t = ix.translate();
     let names: Vec<&str> = t
@@ -76,7 +76,7 @@ fn tls_secrets_present_missing_invalid() {
 fn custom_ca_secret() {
     let ann = json!({"portcullis.dev/tls-custom-ca-secret": "upstream-ca"});
     let mut ix = index();
-    ix.apply_ingress(ingress("a", "a.example.com", ann.clone()))
+    ix.apply(ingress("a", "a.example.com", ann.clone()))
         .unwrap();
     let t = ix.translate();
     let rep = report(&t, "apps/a");
@@ -84,7 +84,7 @@ fn custom_ca_secret() {
     assert_eq!(warnings(rep), ["CustomCASecretNotFound"]);
     assert!(denies(route(&t, "apps/a/rules[0]/paths[0]")));
 
-    ix.apply_secret(from(json!({
+    ix.apply::<Secret>(from(json!({
         "metadata": {"name": "upstream-ca", "namespace": "apps"}, "type": "Opaque",
         "data": {"ca.crt": "Q0E="}})))
         .unwrap();
@@ -94,7 +94,7 @@ fn custom_ca_secret() {
     assert_eq!(r.options.tls.ca_pem.as_deref(), Some(&b"CA"[..]));
 
     // A Secret of the name without `ca.crt` is not a CA bundle.
-    ix.apply_secret(tls_secret("apps", "upstream-ca")).unwrap();
+    ix.apply(tls_secret("apps", "upstream-ca")).unwrap();
     let t = ix.translate();
     assert_eq!(warnings(report(&t, "apps/a")), ["CustomCASecretInvalid"]);
 }

@@ -11,31 +11,33 @@
 //! reserved header rejects the Ingress, and the offending routes are left out rather
 //! than made to deny, so they cannot cover another namespace's paths. Owners' routes go
 //! before delegates', so an owner's route wins an identical path.
+//!
+//! Here: the order, ownership and conflicts across Ingresses. One Ingress is translated
+//! in [`ingress`] (its rules in [`rules`], its certificates in [`tls`]); IdentityPolicy
+//! reports in [`policies`]; Gateway API objects in `kube::index::gateway`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+mod ingress;
+mod policies;
+mod rules;
+mod tls;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::backend::Services;
 use super::ownership::{Claim, Owners};
-use super::report::{
-    ConditionState, IdentityPolicyReport, IngressReport, Note, NoteType, Translation, reasons,
-};
+use super::report::{IngressReport, Note, NoteType, Translation, reasons};
 use super::selector::Selector;
-use super::store::{IngressEntry, TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE};
+use super::store::IngressEntry;
 use super::upstreams::UpstreamRules;
-
-mod ingress;
-mod rules;
-mod tls;
 use super::{DEFAULT_CLASS_ANNOTATION, Index, LEGACY_CLASS_ANNOTATION, ObjectKey};
-use crate::kube::crd::{
-    REASON_INVALID_KIND, REASON_INVALID_RULES, REASON_REFS_RESOLVED, REASON_TARGET_NOT_FOUND,
-    REASON_VALID,
-};
 use crate::routes::certs::{PemPair, ScopedPair};
 use crate::routes::{HostMatch, Model, PathMatch, RouteSpec};
+use tls::pinned_hosts;
+
+pub(super) use tls::tls_pair;
 
 // === impl Index ===
 
@@ -305,87 +307,6 @@ impl<'a> Translator<'a> {
             gateway,
         }
     }
-
-    fn policy_reports(
-        &self,
-        ours: &[(&ObjectKey, &IngressEntry)],
-        attached: &HashMap<&ObjectKey, i32>,
-        gateway: &super::gateway::GatewayTranslation,
-    ) -> Vec<IdentityPolicyReport> {
-        let our_keys: HashSet<&ObjectKey> = ours.iter().map(|(k, _)| *k).collect();
-        self.index
-            .policies
-            .items
-            .iter()
-            .map(|(key, entry)| {
-                let accepted = match (&entry.rules, &entry.selector) {
-                    (Err(e), _) => ConditionState {
-                        status: false,
-                        reason: REASON_INVALID_RULES,
-                        message: e.to_string(),
-                    },
-                    (_, Err(e)) => ConditionState {
-                        status: false,
-                        reason: reasons::INVALID_SELECTOR,
-                        message: e.clone(),
-                    },
-                    _ => ConditionState {
-                        status: true,
-                        reason: REASON_VALID,
-                        message: String::new(),
-                    },
-                };
-
-                let mut reason = REASON_REFS_RESOLVED;
-                let mut problems = Vec::new();
-                let reached = gateway.policies.get(key);
-                for (i, t) in entry.policy.spec.target_refs.iter().enumerate() {
-                    let target = ObjectKey::new(&key.namespace, &t.name);
-                    if let Some(kind) = t.gateway_kind() {
-                        let found = reached
-                            .is_some_and(|r| r.targets.iter().any(|(k, tk)| *k == kind && *tk == target));
-                        if !found {
-                            if reason == REASON_REFS_RESOLVED {
-                                reason = REASON_TARGET_NOT_FOUND;
-                            }
-                            problems.push(format!(
-                                "targetRefs[{i}]: {kind} {target} not found, or not attached to a Gateway of a Portcullis GatewayClass"
-                            ));
-                        }
-                    } else if !t.is_ingress() {
-                        reason = REASON_INVALID_KIND;
-                        problems.push(format!(
-                            "targetRefs[{i}]: {}/{} is not networking.k8s.io/Ingress",
-                            t.group, t.kind
-                        ));
-                    } else if !our_keys.contains(&target) {
-                        if reason == REASON_REFS_RESOLVED {
-                            reason = REASON_TARGET_NOT_FOUND;
-                        }
-                        let why = if self.index.ingresses.get(&target).is_some() {
-                            "is not of a Portcullis IngressClass"
-                        } else {
-                            "not found"
-                        };
-                        problems.push(format!("targetRefs[{i}]: Ingress {target} {why}"));
-                    }
-                }
-                IdentityPolicyReport {
-                    key: key.clone(),
-                    generation: entry.policy.metadata.generation,
-                    attached_ingresses: attached.get(key).copied().unwrap_or(0),
-                    attached_routes: reached.map_or(0, |r| r.routes),
-                    ancestors: reached.map(|r| r.ancestors.clone()).unwrap_or_default(),
-                    accepted,
-                    resolved_refs: ConditionState {
-                        status: problems.is_empty(),
-                        reason,
-                        message: problems.join("; "),
-                    },
-                }
-            })
-            .collect()
-    }
 }
 
 /// Adds a note unless an equal one is there already (several paths, one Service).
@@ -429,69 +350,5 @@ fn claim<'e>(key: &'e ObjectKey, entry: &'e IngressEntry) -> Claim<'e> {
         namespace: &key.namespace,
         hosts,
         delegates,
-    }
-}
-
-/// Exact hosts that must get the default certificate rather than a wildcard Secret of
-/// a namespace that does not own them.
-fn pinned_hosts(
-    certificates: &BTreeMap<ObjectKey, ScopedPair>,
-    claims: &[Claim<'_>],
-    owners: &Owners,
-) -> Vec<String> {
-    // Wildcard parent → namespaces whose Secrets serve `*.parent`.
-    let mut wildcards: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    for (key, c) in certificates {
-        for n in &c.names {
-            if let Some(parent) = n.strip_prefix("*.") {
-                wildcards
-                    .entry(parent)
-                    .or_default()
-                    .insert(key.namespace.as_str());
-            }
-        }
-    }
-    let exact = claims
-        .iter()
-        .flat_map(|c| c.hosts.iter())
-        .filter_map(|h| match h {
-            HostMatch::Exact(h) => Some(h.clone()),
-            _ => None,
-        })
-        .chain(owners.exclusive_hosts());
-    let mut pinned: BTreeSet<String> = BTreeSet::new();
-    for host in exact {
-        let Some((_, parent)) = host.split_once('.') else {
-            continue;
-        };
-        let Some(namespaces) = wildcards.get(parent) else {
-            continue;
-        };
-        let m = HostMatch::Exact(host.clone());
-        if namespaces.iter().any(|ns| !owners.owns(ns, &m)) {
-            pinned.insert(host);
-        }
-    }
-    pinned.into_iter().collect()
-}
-
-/// The certificate and key of a TLS Secret.
-pub(super) fn tls_pair(s: &k8s_openapi::api::core::v1::Secret) -> Result<(&[u8], &[u8]), String> {
-    if s.type_.as_deref() != Some(TLS_SECRET_TYPE) {
-        return Err(format!(
-            "is of type {}, not {TLS_SECRET_TYPE}",
-            s.type_.as_deref().unwrap_or("Opaque")
-        ));
-    }
-    let get = |k: &str| {
-        s.data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .map(|b| b.0.as_slice())
-            .filter(|b| !b.is_empty())
-    };
-    match (get(TLS_CERT_KEY), get(TLS_KEY_KEY)) {
-        (Some(c), Some(k)) => Ok((c, k)),
-        _ => Err(format!("lacks `{TLS_CERT_KEY}` or `{TLS_KEY_KEY}`")),
     }
 }

@@ -1,14 +1,21 @@
-//! The certificates an Ingress' `spec.tls` may serve: each Secret for the hosts its
-//! namespace owns; a missing or unusable Secret is a warning, not a rejection.
+//! Certificates: the ones an Ingress' `spec.tls` may serve (each Secret for the hosts
+//! its namespace owns; a missing or unusable Secret is a warning, not a rejection), the
+//! exact hosts that must get the default certificate instead of another namespace's
+//! wildcard, and the pair a TLS Secret holds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::IngressSpec;
 
 use super::super::ObjectKey;
-use super::super::ownership::Owners;
+use super::super::ownership::{Claim, Owners};
 use super::super::report::reasons;
+use super::super::store::{TLS_CERT_KEY, TLS_KEY_KEY, TLS_SECRET_TYPE};
+use super::Translator;
 use super::ingress::Findings;
-use super::{Translator, tls_pair};
 use crate::routes::HostMatch;
-use crate::routes::certs::PemPair;
-use k8s_openapi::api::networking::v1::IngressSpec;
+use crate::routes::certs::{PemPair, ScopedPair};
 
 impl Translator<'_> {
     /// Certificates: a Secret serves the `spec.tls[].hosts` its namespace owns. A
@@ -79,5 +86,69 @@ impl Translator<'_> {
             }
         }
         certificates
+    }
+}
+
+/// Exact hosts that must get the default certificate rather than a wildcard Secret of
+/// a namespace that does not own them.
+pub(super) fn pinned_hosts(
+    certificates: &BTreeMap<ObjectKey, ScopedPair>,
+    claims: &[Claim<'_>],
+    owners: &Owners,
+) -> Vec<String> {
+    // Wildcard parent → namespaces whose Secrets serve `*.parent`.
+    let mut wildcards: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    for (key, c) in certificates {
+        for n in &c.names {
+            if let Some(parent) = n.strip_prefix("*.") {
+                wildcards
+                    .entry(parent)
+                    .or_default()
+                    .insert(key.namespace.as_str());
+            }
+        }
+    }
+    let exact = claims
+        .iter()
+        .flat_map(|c| c.hosts.iter())
+        .filter_map(|h| match h {
+            HostMatch::Exact(h) => Some(h.clone()),
+            _ => None,
+        })
+        .chain(owners.exclusive_hosts());
+    let mut pinned: BTreeSet<String> = BTreeSet::new();
+    for host in exact {
+        let Some((_, parent)) = host.split_once('.') else {
+            continue;
+        };
+        let Some(namespaces) = wildcards.get(parent) else {
+            continue;
+        };
+        let m = HostMatch::Exact(host.clone());
+        if namespaces.iter().any(|ns| !owners.owns(ns, &m)) {
+            pinned.insert(host);
+        }
+    }
+    pinned.into_iter().collect()
+}
+
+/// The certificate and key of a TLS Secret.
+pub(in crate::kube::index) fn tls_pair(s: &Secret) -> Result<(&[u8], &[u8]), String> {
+    if s.type_.as_deref() != Some(TLS_SECRET_TYPE) {
+        return Err(format!(
+            "is of type {}, not {TLS_SECRET_TYPE}",
+            s.type_.as_deref().unwrap_or("Opaque")
+        ));
+    }
+    let get = |k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| b.0.as_slice())
+            .filter(|b| !b.is_empty())
+    };
+    match (get(TLS_CERT_KEY), get(TLS_KEY_KEY)) {
+        (Some(c), Some(k)) => Ok((c, k)),
+        _ => Err(format!("lacks `{TLS_CERT_KEY}` or `{TLS_KEY_KEY}`")),
     }
 }

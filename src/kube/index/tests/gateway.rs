@@ -225,16 +225,15 @@ fn ingress_in(ns: &str, name: &str, host: &str, annotations: serde_json::Value) 
 #[test]
 fn a_delegation_to_the_gateway_namespace_is_not_passed_on_by_its_listener() {
     let mut ix = gateway_index(HostOwnership::FirstCome);
-    ix.apply_ingress(ingress_in(
+    ix.apply(ingress_in(
         "ops",
         "grafana",
         "grafana.example.test",
         json!({"portcullis.dev/allow-paths-from-namespaces": "infra"}),
     ))
     .unwrap();
-    ix.apply_http_route(http_route("b", "any", &[], "/any"))
-        .unwrap();
-    ix.apply_http_route(http_route(
+    ix.apply(http_route("b", "any", &[], "/any")).unwrap();
+    ix.apply(http_route(
         "b",
         "exact",
         &["grafana.example.test"],
@@ -258,7 +257,7 @@ fn a_delegation_to_the_gateway_namespace_is_not_passed_on_by_its_listener() {
 #[test]
 fn a_delegated_wildcard_on_a_listener_hostname_stays_closed_to_others() {
     let mut ix = gateway_index(HostOwnership::FirstCome);
-    ix.apply_ingress(ingress_in(
+    ix.apply(ingress_in(
         "ops",
         "apps",
         "*.apps.example.test",
@@ -266,7 +265,7 @@ fn a_delegated_wildcard_on_a_listener_hostname_stays_closed_to_others() {
     ))
     .unwrap();
     let all = json!({"namespaces": {"from": "All"}});
-    ix.apply_gateway(from::<Gateway>(json!({
+    ix.apply(from::<Gateway>(json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "gw2", "namespace": "infra", "generation": 1,
                      "creationTimestamp": "2024-01-02T00:00:00Z"},
@@ -276,7 +275,7 @@ fn a_delegated_wildcard_on_a_listener_hostname_stays_closed_to_others() {
         .unwrap();
     let mut r: HTTPRoute = http_route("c", "any", &[], "/c");
     r.spec.parent_refs[0].name = "gw2".into();
-    ix.apply_http_route(r).unwrap();
+    ix.apply(r).unwrap();
     let t = table(&ix);
     assert_eq!(reached(&t, 9090, "x.apps.example.test", "/c"), "-");
 }
@@ -290,16 +289,15 @@ fn an_exact_delegation_under_an_assigned_wildcard_holds_for_broad_rules() {
         grant("infra=*.example.test"),
         grant("ops=*.apps.example.test"),
     ]));
-    ix.apply_ingress(ingress_in(
+    ix.apply(ingress_in(
         "ops",
         "x",
         "x.apps.example.test",
         json!({"portcullis.dev/allow-paths-from-namespaces": "b"}),
     ))
     .unwrap();
-    ix.apply_http_route(http_route("b", "any", &[], "/any"))
-        .unwrap();
-    ix.apply_http_route(http_route("b", "exact", &["x.apps.example.test"], "/exact"))
+    ix.apply(http_route("b", "any", &[], "/any")).unwrap();
+    ix.apply(http_route("b", "exact", &["x.apps.example.test"], "/exact"))
         .unwrap();
     let t = table(&ix);
     // The exact route is accepted (b is ops' delegate for the host) ...
@@ -315,10 +313,10 @@ fn an_exact_delegation_under_an_assigned_wildcard_holds_for_broad_rules() {
 #[test]
 fn invalid_hostnames_never_widen_a_route_to_host_less() {
     let mut ix = gateway_index(HostOwnership::FirstCome);
-    ix.apply_http_route(http_route("b", "ip", &["10.1.2.3"], "/ip"))
+    ix.apply(http_route("b", "ip", &["10.1.2.3"], "/ip"))
         .unwrap();
     // One bad name among good ones is left out (and said); the rest serve.
-    ix.apply_http_route(http_route(
+    ix.apply(http_route(
         "b",
         "mixed",
         &["10.1.2.4", "m.other.test"],
@@ -351,7 +349,7 @@ fn standings_are_one_map_whatever_the_number_of_gateways() {
     for (hosts, tenants, gateways) in [(2000, 20, 1), (2000, 20, 20), (5000, 1, 100)] {
         let mut ix = gateway_index(HostOwnership::FirstCome);
         for i in 0..hosts {
-            ix.apply_ingress(ingress_in(
+            ix.apply(ingress_in(
                 "ops",
                 &format!("h{i}"),
                 &format!("h{i}.ops.test"),
@@ -362,12 +360,11 @@ fn standings_are_one_map_whatever_the_number_of_gateways() {
         for n in 0..tenants {
             let ns = format!("t{n}");
             serve_web(&mut ix, &ns);
-            ix.apply_http_route(http_route(&ns, "any", &[], "/any"))
-                .unwrap();
+            ix.apply(http_route(&ns, "any", &[], "/any")).unwrap();
         }
         // Tenant b's own Gateways: one host-less listener each, a broad route of its own.
         for g in 1..gateways {
-            ix.apply_gateway(from::<Gateway>(json!({
+            ix.apply(from::<Gateway>(json!({
                 "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
                 "metadata": {"name": format!("g{g}"), "namespace": "b", "generation": 1,
                              "creationTimestamp": "2024-01-02T00:00:00Z"},
@@ -377,7 +374,7 @@ fn standings_are_one_map_whatever_the_number_of_gateways() {
             let mut r = http_route("b", &format!("r{g}"), &[], "/b");
             r.spec.parent_refs[0].name = format!("g{g}");
             r.spec.parent_refs[0].namespace = None;
-            ix.apply_http_route(r).unwrap();
+            ix.apply(r).unwrap();
         }
         let started = std::time::Instant::now();
         let t = ix.translate();

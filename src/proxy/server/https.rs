@@ -23,6 +23,25 @@ pub async fn serve_https(
     serve_tls(listener, proxy, certs, limits, shutdown, Socket::HTTPS).await
 }
 
+/// Why the HTTPS listener's worker threads could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "cannot share the HTTPS listener with the worker threads (out of file descriptors? \
+         raise the limit, or lower --workers)"
+    )]
+    Listener(#[source] std::io::Error),
+    #[error(
+        "cannot start data-plane worker thread {worker} (lower --workers, or raise the \
+         process's thread limit)"
+    )]
+    Thread {
+        worker: usize,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// One data-plane thread: its runtime, where Gateway sockets are served too, and a
 /// token that keeps it from shutting down while they drain (every clone dropped: done).
 #[derive(Clone)]
@@ -43,12 +62,12 @@ pub fn spawn_workers(
     proxy: &Arc<Proxy>,
     limits: Limits,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<(Vec<tokio::sync::oneshot::Receiver<()>>, Vec<Worker>)> {
-    let listener = listener.into_std()?;
+) -> Result<(Vec<tokio::sync::oneshot::Receiver<()>>, Vec<Worker>), ServeError> {
+    let listener = listener.into_std().map_err(ServeError::Listener)?;
     let mut done = Vec::with_capacity(workers);
     let mut handles = Vec::with_capacity(workers);
     for i in 0..workers.max(1) {
-        let listener = listener.try_clone()?;
+        let listener = listener.try_clone().map_err(ServeError::Listener)?;
         let proxy = proxy.clone();
         let shutdown = shutdown.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -89,7 +108,8 @@ pub fn spawn_workers(
                 // Connections still open after the drain are dropped here.
                 runtime.shutdown_timeout(Duration::from_secs(1));
                 let _ = tx.send(());
-            })?;
+            })
+            .map_err(|source| ServeError::Thread { worker: i, source })?;
         done.push(rx);
         if let Ok(w) = handle_rx.recv() {
             handles.push(w);

@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             config,
             workers,
             kube,
-        } => app::run(config, workers, kube),
+        } => app::run(config, workers, kube).map_err(anyhow::Error::from),
         Command::Dev {
             port,
             metrics_port,

@@ -118,11 +118,13 @@ fn main() -> ExitCode {
 
 fn dev(https_port: u16, metrics_port: u16, idp_port: u16) -> anyhow::Result<()> {
     telemetry::init_logging("info", LogFormat::Text)?;
-    app::runtime()?.block_on(portcullis::dev::run(portcullis::dev::DevOptions {
-        https_port,
-        metrics_port,
-        idp_port,
-    }))
+    app::runtime()?
+        .block_on(portcullis::dev::run(portcullis::dev::DevOptions {
+            https_port,
+            metrics_port,
+            idp_port,
+        }))
+        .map_err(anyhow::Error::from)
 }
 
 fn policy_eval(policy: &PathBuf, input: &PathBuf) -> anyhow::Result<()> {

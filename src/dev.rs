@@ -50,7 +50,10 @@ pub enum DevError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot start the development identity provider")]
+    #[error(
+        "cannot start the development identity provider (choose another --idp-port, or 0 \
+         for any free one)"
+    )]
     Idp(#[from] devidp::DevIdpError),
     #[error("the config file's defaults do not parse (a bug: please report it)")]
     Defaults(#[source] crate::config::ConfigError),

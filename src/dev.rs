@@ -39,16 +39,46 @@ pub struct DevOptions {
 /// Client ID `portcullis dev` registers with its own provider.
 const DEV_CLIENT_ID: &str = "portcullis-dev";
 
+/// Why the trial could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("cannot start the demo app on 127.0.0.1")]
+    DemoApp(#[source] std::io::Error),
+    #[error("cannot listen on 127.0.0.1:{port} (free the port, or choose another with --port)")]
+    Https {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot start the development identity provider (choose another --idp-port, or 0 \
+         for any free one)"
+    )]
+    Idp(#[from] devidp::DevIdpError),
+    #[error("the config file's defaults do not parse (a bug: please report it)")]
+    Defaults(#[source] crate::config::ConfigError),
+    #[error("cannot start sign-in with the development identity provider")]
+    SignIn(#[from] crate::auth::gate::AuthStartError),
+    #[error("cannot start the proxy")]
+    Start(#[from] app::AppError),
+}
+
 /// Runs the trial until interrupted.
-pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
-    let echo = TcpListener::bind("127.0.0.1:0").await?;
-    let echo_addr = echo.local_addr()?;
+pub async fn run(opts: DevOptions) -> Result<(), DevError> {
+    let echo = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(DevError::DemoApp)?;
+    let echo_addr = echo.local_addr().map_err(DevError::DemoApp)?;
     tokio::spawn(serve_echo(echo, "demo-app"));
 
     // The HTTPS port must be known before the provider registers the redirect URI.
+    let https_error = |source| DevError::Https {
+        port: opts.https_port,
+        source,
+    };
     let https = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], opts.https_port)))
-        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{}: {e}", opts.https_port))?;
-    let port = https.local_addr()?.port();
+        .map_err(https_error)?;
+    let port = https.local_addr().map_err(https_error)?.port();
     drop(https);
     let authenticate_url = format!("https://authenticate.localhost:{port}");
     let client_secret = random_secret();
@@ -71,7 +101,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
 
     // Everything not specific to the trial takes the config file's defaults.
     let defaults = crate::config::Config::parse("", "(portcullis dev)", &|_| None)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(DevError::Defaults)?;
     let auth = Auth::new(AuthSettings {
         authenticate_url: authenticate_url.clone(),
         provider: ProviderSettings {

@@ -18,4 +18,5 @@ pub mod proxy;
 pub mod reply;
 pub mod routes;
 pub mod server;
+pub mod sync;
 pub mod telemetry;

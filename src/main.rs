@@ -1,9 +1,9 @@
 //! The `portcullis` command: wiring only. Each subcommand calls into the library.
 
-use std::path::PathBuf;
+use std::error::Error;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use portcullis::app::{self, ControllerArgs};
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             config,
             workers,
             kube,
-        } => app::run(config, workers, kube),
+        } => app::run(config, workers, kube).map_err(Failure::from),
         Command::Dev {
             port,
             metrics_port,
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
                 print!("{report}");
                 Ok(())
             }
-            Err(e) => Err(anyhow::anyhow!("{e}")),
+            Err(e) => Err(e.into()),
         },
         Command::Policy {
             command: PolicyCommand::Eval { policy, input },
@@ -110,28 +110,64 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(e.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-fn dev(https_port: u16, metrics_port: u16, idp_port: u16) -> anyhow::Result<()> {
+/// Why a subcommand failed: a room's error, whose causes are its sources.
+type Failure = Box<dyn Error>;
+
+/// An error and its causes, `: `-separated, each said once: a cause whose text is
+/// already in the line (an error that prints its source besides returning it, as
+/// some of ours and many dependencies' do) is not repeated.
+fn report(e: &dyn Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+/// A file named on the command line that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {what} {}", .path.display())]
+struct ReadError {
+    what: &'static str,
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+fn read(what: &'static str, path: &Path) -> Result<String, ReadError> {
+    std::fs::read_to_string(path).map_err(|source| ReadError {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn dev(https_port: u16, metrics_port: u16, idp_port: u16) -> Result<(), Failure> {
     telemetry::init_logging("info", LogFormat::Text)?;
     app::runtime()?.block_on(portcullis::dev::run(portcullis::dev::DevOptions {
         https_port,
         metrics_port,
         idp_port,
-    }))
+    }))?;
+    Ok(())
 }
 
-fn policy_eval(policy: &PathBuf, input: &PathBuf) -> anyhow::Result<()> {
-    let policy_text = std::fs::read_to_string(policy)
-        .with_context(|| format!("reading policy {}", policy.display()))?;
-    let input_text = std::fs::read_to_string(input)
-        .with_context(|| format!("reading input {}", input.display()))?;
-    let out = portcullis::policy::cli::eval_cli(&policy_text, &input_text)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+fn policy_eval(policy: &Path, input: &Path) -> Result<(), Failure> {
+    let policy_text = read("policy", policy)?;
+    let input_text = read("input", input)?;
+    let out = portcullis::policy::cli::eval_cli(&policy_text, &input_text)?;
     print!("{out}");
     if !out.ends_with('\n') {
         println!();

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use common::{Proc, client_tls, free_port, pki, tls_connect, wait_ready};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use portcullis::sync::lock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -73,7 +74,7 @@ async fn upstream(answer: fn(&Seen) -> (u16, &'static str, &'static str)) -> (So
                     }
                     let s = Seen { target, headers };
                     let (status, extra, body) = answer(&s);
-                    seen.lock().unwrap().push(s);
+                    lock(&seen).push(s);
                     let resp = format!(
                         "HTTP/1.1 {status} X\r\n{extra}content-length: {}\r\n\r\n{body}",
                         body.len()
@@ -350,7 +351,7 @@ async fn no_spelling_of_a_path_walks_out_of_a_public_prefix() {
         get1(&env, "site.example.test", "/public/a/../b").await.0,
         200
     );
-    let public = env.public.lock().unwrap().clone();
+    let public = lock(&env.public).clone();
     assert!(!public.is_empty());
     for s in &public {
         assert!(
@@ -362,9 +363,9 @@ async fn no_spelling_of_a_path_walks_out_of_a_public_prefix() {
     // The canonical path is what the upstream sees.
     assert!(public.iter().any(|s| s.target == "/public/b"), "{public:?}");
     assert!(
-        env.private.lock().unwrap().is_empty(),
+        lock(&env.private).is_empty(),
         "the protected upstream saw an anonymous request: {:?}",
-        env.private.lock().unwrap()
+        lock(&env.private)
     );
 }
 
@@ -444,7 +445,7 @@ async fn through_the_controller_no_spelling_walks_out_of_a_public_path() {
         || async { get1("/public/page".into()).await == 200 && get1("/other".into()).await == 403 },
     )
     .await;
-    public.lock().unwrap().clear();
+    lock(&public).clear();
 
     for path in attack_paths() {
         let s1 = get1(path.clone()).await;
@@ -454,7 +455,7 @@ async fn through_the_controller_no_spelling_walks_out_of_a_public_path() {
         }
     }
     assert_eq!(get1("/public/a/../b".into()).await, 200);
-    let seen = public.lock().unwrap().clone();
+    let seen = lock(&public).clone();
     assert!(
         seen.iter().any(|s| s.target == "/public/b"),
         "the canonical path is what the upstream sees: {seen:?}"
@@ -467,9 +468,9 @@ async fn through_the_controller_no_spelling_walks_out_of_a_public_path() {
         );
     }
     assert!(
-        private.lock().unwrap().is_empty(),
+        lock(&private).is_empty(),
         "the protected upstream saw an anonymous request: {:?}",
-        private.lock().unwrap()
+        lock(&private)
     );
 }
 
@@ -479,20 +480,18 @@ async fn lenient_routes_keep_encoded_slashes_but_not_a_way_out() {
     let (s, _) = get1(&env, "rmq.example.test", "/api/vhosts/%2f/queues").await;
     assert_eq!(s, 200);
     assert!(
-        env.public
-            .lock()
-            .unwrap()
+        lock(&env.public)
             .iter()
             .any(|s| s.target == "/api/vhosts/%2F/queues"),
         "{:?}",
-        env.public.lock().unwrap()
+        lock(&env.public)
     );
     // An encoded slash that an upstream would read as a way into /admin is refused.
     for path in ["/api/%2F..%2Fadmin", "/api/..%2Fadmin", "/api;x/../admin"] {
         let (s, _) = get1(&env, "rmq.example.test", path).await;
         assert!(matches!(s, 400 | 403), "{path}: {s}");
     }
-    assert!(env.private.lock().unwrap().is_empty());
+    assert!(lock(&env.private).is_empty());
 }
 
 #[tokio::test]
@@ -507,7 +506,7 @@ async fn the_routed_host_is_the_forwarded_host() {
     )
     .await;
     assert_eq!(s, 200);
-    let seen = env.public.lock().unwrap().last().cloned().unwrap();
+    let seen = lock(&env.public).last().cloned().unwrap();
     assert_eq!(seen.headers["host"], "site.example.test");
     // HTTP/2: a host header that differs from :authority is refused.
     let (s, _) = get2(
@@ -592,7 +591,7 @@ async fn clients_cannot_send_identity_or_forwarding_headers() {
         ),
     )
     .await;
-    let seen = env.public.lock().unwrap().clone();
+    let seen = lock(&env.public).clone();
     assert_eq!(seen.len(), 2, "{seen:?}");
     for s in &seen {
         let h = &s.headers;
@@ -631,7 +630,7 @@ async fn framing_is_decided_by_the_proxy_not_by_either_side() {
     )
     .await;
     assert_eq!(s, 200, "{text}");
-    let seen = env.public.lock().unwrap().last().cloned().unwrap();
+    let seen = lock(&env.public).last().cloned().unwrap();
     for name in ["upgrade", "http2-settings"] {
         assert!(
             seen.headers.get(name).is_none(),
@@ -665,7 +664,7 @@ async fn framing_is_decided_by_the_proxy_not_by_either_side() {
     )
     .await;
     assert_eq!(s, 405);
-    assert!(env.hostile.lock().unwrap().iter().all(|s| s.target != "/"));
+    assert!(lock(&env.hostile).iter().all(|s| s.target != "/"));
 }
 
 /// cert-manager's HTTP-01 solver: the challenge path of a route written for it is
@@ -679,9 +678,7 @@ async fn acme_challenges_answer_on_the_http_listener() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body, "ok");
     assert!(
-        env.public
-            .lock()
-            .unwrap()
+        lock(&env.public)
             .iter()
             .any(|s| s.target == "/.well-known/acme-challenge/tok-123")
     );

@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::api::networking::v1::Ingress;
+use portcullis::sync::lock;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -92,7 +93,7 @@ impl SlowApi {
     }
 
     fn held(&self) -> Vec<Held> {
-        self.held.lock().unwrap().clone()
+        lock(&self.held).clone()
     }
 }
 
@@ -113,7 +114,7 @@ async fn forward(
         parts.headers.remove(name);
     }
     let entry = slow.then(|| {
-        let mut log = log.lock().unwrap();
+        let mut log = lock(&log);
         log.push(Held {
             path: parts.uri.path().to_string(),
             arrived: Instant::now(),
@@ -134,7 +135,7 @@ async fn forward(
     };
     response.headers_mut().remove(header::CONNECTION);
     if let Some(i) = entry {
-        log.lock().unwrap()[i].answered = Some(Instant::now());
+        lock(&log)[i].answered = Some(Instant::now());
     }
     Ok(response)
 }

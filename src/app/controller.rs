@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use anyhow::Context;
-
+use super::{AppError, Result};
 use crate::kube::controller::ControllerSettings;
 use crate::kube::index as kube_index;
 use crate::kube::status::{Leadership, Publish, StatusSettings};
@@ -96,7 +95,7 @@ pub struct ControllerArgs {
 
 impl ControllerArgs {
     /// What tenant endpoints may not reach.
-    pub fn upstream_policy(&self) -> anyhow::Result<crate::routes::AddressPolicy> {
+    pub fn upstream_policy(&self) -> Result<crate::routes::AddressPolicy> {
         let mut policy = crate::routes::AddressPolicy::default();
         if !self.blocked_upstream_cidr.is_empty() {
             policy.blocked = self
@@ -108,16 +107,19 @@ impl ControllerArgs {
                     // A bare address is a /32 or /128.
                     c.parse::<ipnet::IpNet>()
                         .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                        .with_context(|| format!("--blocked-upstream-cidr `{c}` is not a CIDR"))
+                        .map_err(|source| AppError::BlockedUpstreamCidr {
+                            value: c.to_string(),
+                            source,
+                        })
                 })
-                .collect::<anyhow::Result<_>>()?;
+                .collect::<Result<_>>()?;
         }
         policy.allow_loopback = self.test_only_allow_loopback_upstreams;
         Ok(policy)
     }
 
     /// Gateway API settings, when `--gateway-api` is on.
-    fn gateway(&self) -> anyhow::Result<Option<kube_index::gateway::GatewaySettings>> {
+    fn gateway(&self) -> Result<Option<kube_index::gateway::GatewaySettings>> {
         if !self.gateway_api {
             return Ok(None);
         }
@@ -126,12 +128,7 @@ impl ControllerArgs {
             .split_once('-')
             .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
             .filter(|(a, b)| a <= b && *a > 0)
-            .with_context(|| {
-                format!(
-                    "--gateway-port-range `{}`: expected FIRST-LAST, e.g. 20000-29999",
-                    self.gateway_port_range
-                )
-            })?;
+            .ok_or_else(|| AppError::GatewayPortRange(self.gateway_port_range.clone()))?;
         let mut pod_selector = std::collections::BTreeMap::new();
         for kv in self
             .gateway_pod_selector
@@ -140,17 +137,17 @@ impl ControllerArgs {
         {
             let (k, v) = kv
                 .split_once('=')
-                .with_context(|| format!("--gateway-pod-selector `{kv}`: expected KEY=VALUE"))?;
+                .ok_or_else(|| AppError::GatewayPodSelector(kv.clone()))?;
             pod_selector.insert(k.trim().to_string(), v.trim().to_string());
         }
-        anyhow::ensure!(
-            matches!(
-                self.gateway_service_type.as_str(),
-                "ClusterIP" | "NodePort" | "LoadBalancer"
-            ),
-            "--gateway-service-type `{}`: use ClusterIP, NodePort or LoadBalancer",
-            self.gateway_service_type
-        );
+        if !matches!(
+            self.gateway_service_type.as_str(),
+            "ClusterIP" | "NodePort" | "LoadBalancer"
+        ) {
+            return Err(AppError::GatewayServiceType(
+                self.gateway_service_type.clone(),
+            ));
+        }
         Ok(Some(kube_index::gateway::GatewaySettings {
             controller_name: self.gateway_controller_name.clone(),
             local_ports: (lo, hi),
@@ -160,7 +157,7 @@ impl ControllerArgs {
     }
 
     /// Who owns hosts.
-    fn host_ownership(&self) -> anyhow::Result<kube_index::HostOwnership> {
+    fn host_ownership(&self) -> Result<kube_index::HostOwnership> {
         if self.shared_hosts {
             return Ok(kube_index::HostOwnership::Shared);
         }
@@ -170,10 +167,8 @@ impl ControllerArgs {
         let grants = self
             .host_owner
             .iter()
-            .map(|g| {
-                kube_index::HostGrant::parse(g).map_err(|e| anyhow::anyhow!("--host-owner {e}"))
-            })
-            .collect::<anyhow::Result<_>>()?;
+            .map(|g| kube_index::HostGrant::parse(g).map_err(AppError::HostOwner))
+            .collect::<Result<_>>()?;
         Ok(kube_index::HostOwnership::Assigned(grants))
     }
 }
@@ -186,10 +181,10 @@ pub async fn start_controller(
     base: crate::routes::Model,
     base_certificates: Vec<PemPair>,
     claim_headers: Vec<String>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let client = kube::Client::try_default()
         .await
-        .context("connecting to Kubernetes (in-cluster credentials or KUBECONFIG)")?;
+        .map_err(AppError::Kubernetes)?;
     let publish = match (
         &args.publish_service,
         args.publish_status_address.is_empty(),
@@ -197,7 +192,7 @@ pub async fn start_controller(
         (Some(svc), _) => {
             let (namespace, name) = svc
                 .split_once('/')
-                .context("--publish-service takes NAMESPACE/NAME")?;
+                .ok_or_else(|| AppError::PublishService(svc.clone()))?;
             Publish::Service {
                 namespace: namespace.into(),
                 name: name.into(),

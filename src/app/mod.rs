@@ -15,9 +15,11 @@ use crate::routes::{LiveTable, Model};
 use crate::telemetry::{self, AdminState, Metrics};
 
 mod controller;
+mod error;
 mod run;
 
 pub use controller::{ControllerArgs, DataPlaneSink, start_controller};
+pub use error::{AppError, Result};
 pub(crate) use run::limits;
 pub use run::{run, runtime};
 
@@ -71,7 +73,7 @@ pub struct Running {
 
 /// Binds every listener, applies `model` and starts serving. Errors name the
 /// setting at fault (a port in use, a certificate that does not parse).
-pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running> {
+pub async fn start(settings: Settings, model: &Model) -> Result<Running> {
     let fallback_names = crate::proxy::tls::self_signed_names(model);
     let certs = CertStore::new(&settings.certificates, &fallback_names)?;
     if certs.has_generated_default() {
@@ -87,10 +89,10 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
         auth.register_metrics(metrics.registry_mut());
     }
     let directory = match &settings.directory {
-        Some(d) => Some(
-            crate::directory::Directory::start(d, metrics.registry_mut())
-                .map_err(|e| anyhow::anyhow!("directory: {e}"))?,
-        ),
+        Some(d) => Some(crate::directory::Directory::start(
+            d,
+            metrics.registry_mut(),
+        )?),
         None => None,
     };
     let metrics = Arc::new(metrics);
@@ -100,17 +102,25 @@ pub async fn start(settings: Settings, model: &Model) -> anyhow::Result<Running>
     let mut tasks = JoinSet::new();
 
     let https = proxy::server::bind(settings.address, "address").await?;
-    let https_addr = https.local_addr()?;
+    let https_addr = https.local_addr().map_err(AppError::ListenerAddress)?;
     let http = match settings.http_redirect_address {
         Some(a) => Some(proxy::server::bind(a, "http_redirect_address").await?),
         None => None,
     };
-    let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
+    let http_addr = http
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()
+        .map_err(AppError::ListenerAddress)?;
     let admin = match settings.metrics_address {
         Some(a) => Some(telemetry::bind_admin(a).await?),
         None => None,
     };
-    let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
+    let admin_addr = admin
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()
+        .map_err(AppError::ListenerAddress)?;
 
     let own_listeners = [Some(https_addr), http_addr, admin_addr]
         .into_iter()

@@ -4,10 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
-
-use super::Settings;
 use super::controller::{ControllerArgs, start_controller};
+use super::{AppError, Result, Settings};
 use crate::auth::gate::{Auth, AuthSettings};
 use crate::config::Config;
 use crate::proxy::Limits;
@@ -16,34 +14,25 @@ use crate::telemetry;
 
 /// The runtime for everything but the data plane (which has its own worker threads):
 /// the controller, directory sync, the admin listener.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("starting the async runtime")
+        .map_err(AppError::Runtime)
 }
 
-pub fn run(
-    config: Option<PathBuf>,
-    workers: usize,
-    kube: Box<ControllerArgs>,
-) -> anyhow::Result<()> {
+pub fn run(config: Option<PathBuf>, workers: usize, kube: Box<ControllerArgs>) -> Result<()> {
     let (config, origin) = match &config {
-        Some(path) => (
-            Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
-            path.display().to_string(),
-        ),
+        Some(path) => (Config::load(path)?, path.display().to_string()),
         None if kube.kubernetes => {
             let env = |k: &str| std::env::var(k).ok();
             (
-                Config::parse("", "(no config file)", &env).map_err(|e| anyhow::anyhow!("{e}"))?,
+                Config::parse("", "(no config file)", &env)?,
                 "(no config file)".to_string(),
             )
         }
-        None => anyhow::bail!(
-            "give a config file with --config FILE (or PORTCULLIS_CONFIG), or use --kubernetes"
-        ),
+        None => return Err(AppError::NoConfig),
     };
     telemetry::init_logging(&config.log_level, config.log_format)?;
     for w in config.warnings() {
@@ -55,7 +44,10 @@ pub fn run(
     let mut certificates = Vec::new();
     for c in &config.certificates {
         let read = |p: &PathBuf| {
-            std::fs::read(p).with_context(|| format!("reading certificate file {}", p.display()))
+            std::fs::read(p).map_err(|source| AppError::ReadCertificate {
+                path: p.clone(),
+                source,
+            })
         };
         certificates.push(PemPair {
             source_name: c.cert.display().to_string(),

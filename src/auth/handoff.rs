@@ -244,7 +244,7 @@ impl ReplayGuard {
     pub fn first_use(&self, jti: &str, sid: &str, expires_at: Timestamp, now: Timestamp) -> bool {
         let (exp, now) = (expires_at.as_second(), now.as_second());
         // A panic elsewhere can't leave the sets inconsistent in a way that matters.
-        let mut seen = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = crate::sync::lock(&self.inner);
         while let Some(Reverse((e, _))) = seen.queue.peek()
             && *e <= now
         {
@@ -275,11 +275,7 @@ impl ReplayGuard {
 
     /// Unexpired jtis remembered (as of the last call).
     pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_jti
-            .len()
+        crate::sync::lock(&self.inner).by_jti.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -85,7 +85,7 @@ impl Idp {
 
     fn store(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock leaves maps that are still consistent.
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.store)
     }
 }
 

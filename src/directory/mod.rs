@@ -227,7 +227,7 @@ impl Directory {
     }
 
     pub fn status(&self) -> Status {
-        let mut status = self.shared.status.lock().expect("not poisoned").clone();
+        let mut status = crate::sync::lock(&self.shared.status).clone();
         status.api_calls = self.shared.client.calls();
         status.rate_limited = self.shared.client.rate_limited();
         status
@@ -293,7 +293,7 @@ async fn run(shared: Arc<Shared>, options: Options) {
                     );
                     delay
                 };
-                let mut status = shared.status.lock().expect("not poisoned");
+                let mut status = crate::sync::lock(&shared.status);
                 status.last_error = Some(error.to_string());
                 status.last_error_at = Some(Timestamp::now());
                 status.consecutive_failures = failures;
@@ -313,7 +313,7 @@ fn record_success(shared: &Shared, kind: SyncKind, snapshot: &Snapshot, seconds:
         snapshot.user_count(),
         snapshot.group_count(),
     );
-    let mut status = shared.status.lock().expect("not poisoned");
+    let mut status = crate::sync::lock(&shared.status);
     status.ready = true;
     status.last_success = Some(now);
     status.consecutive_failures = 0;

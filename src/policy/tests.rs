@@ -143,7 +143,7 @@ mod corpus_export {
             "policy": yaml,
             "input": {"identity": identity, "request": request, "time": ctx.now.to_string()},
         });
-        let _guard = FILE.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = crate::sync::lock(&FILE);
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 pub use request::{ConnInfo, GatewayConn, LogFields};
-pub use server::{Limits, serve_https, serve_redirect};
+pub use server::{Limits, ServeError, serve_https, serve_redirect};
 
 use crate::routes::LiveTable;
 use crate::telemetry::Metrics;

@@ -49,7 +49,7 @@ impl LiveTable {
     /// Builds a table from `model` and swaps it in. Writers are serialized; readers
     /// never wait.
     pub fn apply(&self, model: &Model) -> Applied {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _writer = crate::sync::lock(&self.writer);
         let started = Instant::now();
         let previous = self.current.load_full();
         let (table, diagnostics) = build(model, Some(&previous.table));

@@ -156,7 +156,7 @@ mod tests {
 
     impl io::Write for Buf {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
+            crate::sync::lock(&self.0).extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -233,7 +233,7 @@ mod tests {
                 events,
             );
         }
-        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+        String::from_utf8(crate::sync::lock(&buf.0).clone()).unwrap()
     }
 
     #[test]

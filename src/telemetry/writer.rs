@@ -8,10 +8,14 @@
 //! panic's message).
 
 use std::io::{self, Write};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
+
+// The writer's own locks are recovered without a log line: one logged here would
+// wait for the lock its writer holds.
+use crate::sync::lock_unlogged as lock;
 
 /// How long a batched line may wait.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
@@ -29,10 +33,6 @@ static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 static OUT: Mutex<()> = Mutex::new(());
 /// Whether the batch writer's thread runs (without it every line is written at once).
 static FLUSHER: OnceLock<bool> = OnceLock::new();
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Writes every gathered line now.
 pub fn flush() {

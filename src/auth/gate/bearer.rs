@@ -18,10 +18,7 @@ impl Auth {
             .map_err(BearerRefused::Provider)?;
         let digest = token_digest(token);
         let in_memory = {
-            let mut revoked = self
-                .signed_out_tokens
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut revoked = crate::sync::lock(&self.signed_out_tokens);
             revoked.retain(|_, exp| *exp > now);
             revoked.contains_key(&digest)
         };
@@ -47,10 +44,7 @@ impl Auth {
             return;
         }
         let digest = token_digest(id_token);
-        self.signed_out_tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(digest, exp);
+        crate::sync::lock(&self.signed_out_tokens).insert(digest, exp);
         if let Err(e) = self.store.sign_out_token(&digest, (exp - now) as u64).await {
             tracing::warn!(error = %e, "could not record the signed-out ID token in the store");
         }

@@ -121,7 +121,7 @@ impl Auth {
         binding: &Binding<'_>,
         now: i64,
     ) -> Option<Arc<Known>> {
-        let cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = crate::sync::lock(&self.decoded);
         let entry = cache.get(&key)?;
         (same(entry.value.as_bytes())
             && entry.binding.is(binding)
@@ -138,7 +138,7 @@ impl Auth {
         known: &Arc<Known>,
         now: i64,
     ) {
-        let mut cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = crate::sync::lock(&self.decoded);
         if cache.len() >= DECODED_ENTRIES {
             cache.retain(|_, e| now - e.at < DECODED_FOR_SECS);
             if cache.len() >= DECODED_ENTRIES {
@@ -166,7 +166,7 @@ impl Auth {
 
     /// Forgets decoded credentials of a session (sign-out).
     pub(in crate::auth) fn forget_decoded(&self, session_id: &str) {
-        let mut cache = self.decoded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = crate::sync::lock(&self.decoded);
         cache.retain(|_, e| e.known.sid != session_id);
     }
 

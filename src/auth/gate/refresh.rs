@@ -95,7 +95,7 @@ impl Auth {
     pub(super) async fn refresh(&self, session: Session, now: i64) -> Result<Option<Session>, ()> {
         let id = session.id.clone();
         let slot = {
-            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            let mut flights = crate::sync::lock(&self.flights);
             flights.retain(|_, slot| Arc::strong_count(slot) > 1 || slot.try_lock().is_err());
             flights.entry(session.id.clone()).or_default().clone()
         };

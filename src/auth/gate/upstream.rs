@@ -84,7 +84,7 @@ impl Auth {
             .hash_one((route_host, &id.user, &id.email, &id.groups));
         let now_s = now.as_second();
         {
-            let cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = crate::sync::lock(&self.assertions);
             if let Some(s) = cache.get(&key)
                 && now_s < s.until
                 && s.is_for(route_host, id)
@@ -98,7 +98,7 @@ impl Auth {
             assertion = assertion.with_email(id.email.clone());
         }
         let value = HeaderValue::from_str(&self.signer.sign(&assertion.claims())).ok()?;
-        let mut cache = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = crate::sync::lock(&self.assertions);
         if cache.len() >= ASSERTION_CACHE_ENTRIES {
             cache.retain(|_, s| now_s < s.until);
             if cache.len() >= ASSERTION_CACHE_ENTRIES {

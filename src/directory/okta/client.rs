@@ -280,7 +280,7 @@ impl Client {
     }
 
     async fn wait_for_budget(&self, endpoint: Endpoint) {
-        let until = self.blocked_until.lock().expect("not poisoned")[endpoint.index()];
+        let until = crate::sync::lock(&self.blocked_until)[endpoint.index()];
         if let Some(until) = until {
             let now = Instant::now();
             if until > now {
@@ -296,8 +296,7 @@ impl Client {
 
     fn note_budget(&self, endpoint: Endpoint, rate: &RateInfo, now: Timestamp) {
         let wait = wait_before_next(rate, now, jitter());
-        self.blocked_until.lock().expect("not poisoned")[endpoint.index()] =
-            wait.map(|w| Instant::now() + w);
+        crate::sync::lock(&self.blocked_until)[endpoint.index()] = wait.map(|w| Instant::now() + w);
     }
 }
 

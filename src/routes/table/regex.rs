@@ -59,7 +59,7 @@ struct SharedRegexes {
 /// [`compile_path_regex`], through the shared memo: the compiled form someone already
 /// holds, or a new one (`true`: compiled now).
 pub fn shared_path_regex(pattern: &str) -> Result<(Arc<Regex>, bool), String> {
-    let lock = || SHARED_REGEXES.lock().unwrap_or_else(|p| p.into_inner());
+    let lock = || crate::sync::lock(&SHARED_REGEXES);
     if let Some(re) = lock()
         .by_pattern
         .as_ref()

@@ -236,15 +236,12 @@ enum Failure {
 
 impl Inner {
     fn current(&self) -> Option<(u64, Conn)> {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::lock(&self.current).clone()
     }
 
     fn install(&self, conn: Conn) {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, conn));
+        *crate::sync::lock(&self.current) = Some((generation, conn));
         self.down.store(false, Ordering::Release);
         self.suspect.store(false, Ordering::Release);
         self.connected.send_replace(generation);
@@ -253,7 +250,7 @@ impl Inner {
 
     /// Forgets connection `generation` (if it is still the current one).
     fn drop_connection(&self, generation: u64, e: &redis::RedisError) {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = crate::sync::lock(&self.current);
         if current.as_ref().is_some_and(|(g, _)| *g == generation) {
             *current = None;
             drop(current);

@@ -65,11 +65,16 @@ pub async fn run(
     let mut retry = tokio::time::interval(RETRY_BIND);
     loop {
         let wanted = specs.borrow_and_update().clone();
-        // Gone, or changed in what a socket is (TLS or not, its port): stop it.
+        // Gone, or changed in what a socket is (TLS or not, its port, whose Gateway
+        // port it serves): stop it. Its open connections never see another Gateway's
+        // rules (`proxy::request::lookup` checks the socket's id).
         bound.retain(|port, b| {
-            let keep = wanted
-                .iter()
-                .any(|s| s.local_port == *port && s.tls == b.spec.tls && s.port == b.spec.port);
+            let keep = wanted.iter().any(|s| {
+                s.local_port == *port
+                    && s.tls == b.spec.tls
+                    && s.port == b.spec.port
+                    && s.id == b.spec.id
+            });
             if !keep {
                 tracing::info!(socket = %b.spec.id, local_port = port, "closing a Gateway socket");
                 let _ = b.stop.send(true);
@@ -148,6 +153,7 @@ fn serve(
         default_port: spec.port,
         gateway: Some(GatewayConn {
             local_port: spec.local_port,
+            id: spec.id.as_str().into(),
             certs: certs.clone(),
         }),
         name: "gateway",

@@ -14,13 +14,11 @@ use serde_json::{Value, json};
 
 use super::api::{Gateway, GatewayClass, HTTPRoute};
 use super::{GROUP, conditions};
-use crate::kube::index::gateway::ports::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::kube::index::gateway::ports::{GATEWAY_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::kube::index::gateway::{GatewaySettings, GatewayTranslation};
 use crate::kube::index::{NoteType, ObjectKey};
 use crate::kube::status::{Recorder, Transitions, object_reference};
 
-/// Annotation on a provisioned Service naming its Gateway (`namespace/name`).
-pub const GATEWAY_ANNOTATION: &str = "gateway.portcullis.dev/gateway";
 /// Field manager of provisioned Services (server-side apply).
 const SERVICE_MANAGER: &str = "portcullis-gateway";
 

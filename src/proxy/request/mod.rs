@@ -63,6 +63,9 @@ pub struct ConnInfo {
 pub struct GatewayConn {
     /// The socket's local port: the key of its rules in the table.
     pub local_port: u16,
+    /// The Gateway port the socket was bound for (`namespace/name:port`): a local port
+    /// that has since gone to another Gateway answers nothing on this connection.
+    pub id: Arc<str>,
     /// Its certificates, for HTTPS listeners (`None`: plain HTTP).
     pub certs: Option<Arc<arc_swap::ArcSwap<crate::proxy::tls::CertStore>>>,
 }

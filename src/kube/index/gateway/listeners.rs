@@ -395,14 +395,18 @@ pub(super) fn finish(
             .collect();
         wanted.extend(ports.into_iter().map(|p| (g.key.clone(), p)));
     }
-    let allocated = ports::allocate(settings.local_ports, &wanted);
+    let controller_ns = index.settings.tenancy.controller_namespace.as_str();
+    let allocated = ports::allocate(
+        settings.local_ports,
+        &wanted,
+        &ports::held(index, controller_ns),
+    );
     // Who may use which names: once, for every socket.
     let standings = std::sync::Arc::new(if wanted.is_empty() {
         Default::default()
     } else {
         owners.standings()
     });
-    let controller_ns = index.settings.tenancy.controller_namespace.as_str();
 
     for g in gateways {
         let generation = g.gateway.metadata.generation;

@@ -6,6 +6,11 @@
 //! Reading is in two steps: [`yaml`] parses the text into a tree that remembers where
 //! each node was written; the readers here and in [`route`] walk that tree, refusing
 //! unknown keys and invalid values, and collect every problem before giving up.
+//!
+//! Here: [`Config`], its top-level keys and the reader that calls the others. Each
+//! section's settings type sits beside its reader in `settings` (sign-in, the session
+//! store, directory sync, certificates and client connections) and is re-exported here;
+//! `check` is `portcullis check`.
 
 mod check;
 mod error;
@@ -20,17 +25,23 @@ mod yaml;
 mod tests;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use http::HeaderName;
 
 use crate::routes::{HostPort, Model};
 
+pub use crate::telemetry::LogFormat;
 pub use check::{Warning, check};
 pub use error::{ConfigError, Problem};
 pub use route::RouteConfig;
 pub use secret::Secret;
+pub use settings::{
+    BearerSettings, CertificateFiles, ConnectionSettings, CookieSettings, DirectoryProvider,
+    DirectorySettings, IdpProvider, IdpSettings, RedisSettings, SameSite, SessionStore,
+    SigningSettings,
+};
 pub use store_url::{StoreUrl, Topology, host_port};
 
 use error::Problems;
@@ -140,146 +151,6 @@ pub struct Config {
     /// `access_log_fields`: the access log's fields (none by default: debug level only).
     pub access_log_fields: crate::telemetry::fields::Fields<crate::telemetry::fields::AccessField>,
     pub routes: Vec<RouteConfig>,
-}
-
-/// The client side of the listeners (`use_proxy_protocol`, `xff_num_trusted_hops`,
-/// `timeout_idle` as in Pomerium; the others ours).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionSettings {
-    /// Every connection to the HTTPS and HTTP listeners starts with a PROXY protocol
-    /// header (v1 or v2); one without is closed.
-    pub use_proxy_protocol: bool,
-    /// Trusted proxies in front that append to `X-Forwarded-For`.
-    pub xff_num_trusted_hops: u32,
-    /// From the TLS handshake to the first request's headers; for HTTP/1.1 also from
-    /// one response to the next request's headers. Zero: none.
-    pub timeout_header_read: Duration,
-    /// A connection with no request in flight is closed after this. Zero: never.
-    pub timeout_idle: Duration,
-    pub max_connections_per_worker: usize,
-    pub max_concurrent_requests_per_connection: usize,
-    pub http2_max_concurrent_streams: u32,
-}
-
-impl Default for ConnectionSettings {
-    /// The data plane's own defaults (one source: `server::Limits`).
-    fn default() -> Self {
-        let l = crate::server::Limits::default();
-        ConnectionSettings {
-            use_proxy_protocol: l.proxy_protocol,
-            xff_num_trusted_hops: l.xff_num_trusted_hops,
-            timeout_header_read: l.header_read_timeout,
-            timeout_idle: l.idle_timeout,
-            max_connections_per_worker: l.max_connections_per_worker,
-            max_concurrent_requests_per_connection: l.max_concurrent_requests_per_connection,
-            http2_max_concurrent_streams: l.http2_max_concurrent_streams,
-        }
-    }
-}
-
-/// `bearer_token_format`, `idp_access_token_allowed_audiences` (Pomerium's keys) and
-/// `idp_access_token_allowed_clients` (ours).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BearerSettings {
-    pub format: crate::routes::BearerFormat,
-    pub audiences: Vec<String>,
-    pub clients: Vec<String>,
-}
-
-/// One `certificates` entry: a PEM certificate chain and its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-pub use crate::telemetry::LogFormat;
-
-/// The identity provider (`idp_*` keys).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdpSettings {
-    pub provider: Option<IdpProvider>,
-    /// The issuer: an Okta org (`https://x.okta.com`) or authorization server
-    /// (`https://x.okta.com/oauth2/default`), or any OpenID Connect issuer.
-    pub provider_url: Option<http::Uri>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<Secret<String>>,
-    pub scopes: Vec<String>,
-    /// Extra CA (PEM) to trust when talking to the provider.
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdpProvider {
-    Okta,
-    Oidc,
-}
-
-/// The session cookie (`cookie_*` keys).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CookieSettings {
-    pub name: String,
-    /// 32 bytes (written base64). When absent, sessions can't outlive the process.
-    pub secret: Option<Secret<[u8; 32]>>,
-    pub domain: Option<String>,
-    pub expire: Duration,
-    pub same_site: SameSite,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SameSite {
-    Strict,
-    /// What browsers assume when the attribute is missing; our default.
-    #[default]
-    Lax,
-    None,
-}
-
-/// Where sessions live (`session_store`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum SessionStore {
-    /// An AEAD-encrypted session in the cookie itself.
-    #[default]
-    Cookie,
-    /// Redis, Sentinel or Cluster (`session_store` and the `session_store_*` keys).
-    Redis(Box<RedisSettings>),
-}
-
-/// A Redis session store: where it is, and the TLS files for `rediss…://` URLs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisSettings {
-    /// The URL, with `session_store_password` in it when that is set.
-    pub url: StoreUrl,
-    /// `session_store_ca_file`: the CA bundle that signed the servers' certificates
-    /// (else the system's roots).
-    pub ca_file: Option<PathBuf>,
-    /// `session_store_cert_file` and `session_store_key_file`: a client certificate.
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-}
-
-/// Keys that sign and bind things (`shared_secret`, `signing_key`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SigningSettings {
-    /// 32 bytes (written base64).
-    pub shared_secret: Option<Secret<[u8; 32]>>,
-    /// A PEM private key (written base64, or as PEM) for the upstream JWT (ES256).
-    pub signing_key: Option<Secret<Vec<u8>>>,
-}
-
-/// Directory sync (`directory:`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirectorySettings {
-    pub provider: DirectoryProvider,
-    /// The Okta org URL; defaults to the origin of `idp_provider_url`.
-    pub url: http::Uri,
-    pub api_token: Secret<String>,
-    pub refresh_interval: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DirectoryProvider {
-    Okta,
 }
 
 // === impl Config ===

@@ -1,8 +1,25 @@
 //! `directory`: the Okta directory sync section.
 
+use std::time::Duration;
+
 use super::super::error::Problems;
 use super::super::fields::{self, Fields};
 use super::super::*;
+
+/// Directory sync (`directory:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectorySettings {
+    pub provider: DirectoryProvider,
+    /// The Okta org URL; defaults to the origin of `idp_provider_url`.
+    pub url: http::Uri,
+    pub api_token: Secret<String>,
+    pub refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryProvider {
+    Okta,
+}
 
 pub(crate) fn read_directory(
     top: &Fields<'_>,

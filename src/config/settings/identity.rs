@@ -1,7 +1,8 @@
 //! The sign-in sections: the IdP, the cookie, the 32-byte secrets and the signing key,
-//! `jwt_claims_headers` and `allowed_return_domains`.
+//! how bearer tokens are read, `jwt_claims_headers` and `allowed_return_domains`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use http::HeaderName;
 
@@ -9,6 +10,64 @@ use super::super::error::Problems;
 use super::super::fields::{self, Fields};
 use super::super::yaml::{Node, Value};
 use super::super::*;
+
+/// The identity provider (`idp_*` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpSettings {
+    pub provider: Option<IdpProvider>,
+    /// The issuer: an Okta org (`https://x.okta.com`) or authorization server
+    /// (`https://x.okta.com/oauth2/default`), or any OpenID Connect issuer.
+    pub provider_url: Option<http::Uri>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret<String>>,
+    pub scopes: Vec<String>,
+    /// Extra CA (PEM) to trust when talking to the provider.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdpProvider {
+    Okta,
+    Oidc,
+}
+
+/// The session cookie (`cookie_*` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSettings {
+    pub name: String,
+    /// 32 bytes (written base64). When absent, sessions can't outlive the process.
+    pub secret: Option<Secret<[u8; 32]>>,
+    pub domain: Option<String>,
+    pub expire: Duration,
+    pub same_site: SameSite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SameSite {
+    Strict,
+    /// What browsers assume when the attribute is missing; our default.
+    #[default]
+    Lax,
+    None,
+}
+
+/// Keys that sign and bind things (`shared_secret`, `signing_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SigningSettings {
+    /// 32 bytes (written base64).
+    pub shared_secret: Option<Secret<[u8; 32]>>,
+    /// A PEM private key (written base64, or as PEM) for the upstream JWT (ES256).
+    pub signing_key: Option<Secret<Vec<u8>>>,
+}
+
+/// `bearer_token_format`, `idp_access_token_allowed_audiences` (Pomerium's keys) and
+/// `idp_access_token_allowed_clients` (ours).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BearerSettings {
+    pub format: crate::routes::BearerFormat,
+    pub audiences: Vec<String>,
+    pub clients: Vec<String>,
+}
 
 pub(crate) fn read_idp(f: &Fields<'_>, p: &mut Problems) -> IdpSettings {
     IdpSettings {

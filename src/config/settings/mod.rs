@@ -1,9 +1,14 @@
-//! Readers for the top-level settings sections: certificates, the IdP, the cookie,
-//! secrets, the session store, claim headers and directory sync.
+//! The top-level settings sections, each beside the type it is read into:
+//! certificates, the IdP, the cookie, secrets, the session store, claim headers and
+//! directory sync.
 //!
-//! `identity` reads the sign-in sections (IdP, cookie, secrets and signing key, claim
-//! headers, return domains), `store` the session store, `directory` directory sync; this
-//! file the listeners' certificates, client-connection limits and log fields.
+//! `identity` holds the sign-in sections (IdP, cookie, secrets and signing key, bearer
+//! tokens, claim headers, return domains), `store` the session store, `directory`
+//! directory sync; this file the listeners' certificates, client-connection limits and
+//! log fields.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use super::error::Problems;
 use super::fields::{self, Fields};
@@ -15,10 +20,57 @@ mod identity;
 mod store;
 
 pub(super) use self::directory::read_directory;
+pub use self::directory::{DirectoryProvider, DirectorySettings};
+pub use self::identity::{
+    BearerSettings, CookieSettings, IdpProvider, IdpSettings, SameSite, SigningSettings,
+};
 pub(super) use self::identity::{
     read_claim_headers, read_cookie, read_idp, read_return_domains, read_signing_key, secret_bytes,
 };
 pub(super) use self::store::read_session_store_settings;
+pub use self::store::{RedisSettings, SessionStore};
+
+/// One `certificates` entry: a PEM certificate chain and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The client side of the listeners (`use_proxy_protocol`, `xff_num_trusted_hops`,
+/// `timeout_idle` as in Pomerium; the others ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// Every connection to the HTTPS and HTTP listeners starts with a PROXY protocol
+    /// header (v1 or v2); one without is closed.
+    pub use_proxy_protocol: bool,
+    /// Trusted proxies in front that append to `X-Forwarded-For`.
+    pub xff_num_trusted_hops: u32,
+    /// From the TLS handshake to the first request's headers; for HTTP/1.1 also from
+    /// one response to the next request's headers. Zero: none.
+    pub timeout_header_read: Duration,
+    /// A connection with no request in flight is closed after this. Zero: never.
+    pub timeout_idle: Duration,
+    pub max_connections_per_worker: usize,
+    pub max_concurrent_requests_per_connection: usize,
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for ConnectionSettings {
+    /// The data plane's own defaults (one source: `server::Limits`).
+    fn default() -> Self {
+        let l = crate::server::Limits::default();
+        ConnectionSettings {
+            use_proxy_protocol: l.proxy_protocol,
+            xff_num_trusted_hops: l.xff_num_trusted_hops,
+            timeout_header_read: l.header_read_timeout,
+            timeout_idle: l.idle_timeout,
+            max_connections_per_worker: l.max_connections_per_worker,
+            max_concurrent_requests_per_connection: l.max_concurrent_requests_per_connection,
+            http2_max_concurrent_streams: l.http2_max_concurrent_streams,
+        }
+    }
+}
 
 pub(super) fn read_certificates(
     node: &Node,

@@ -8,6 +8,29 @@ use super::super::fields::{self, Fields};
 use super::super::yaml::Node;
 use super::super::*;
 
+/// Where sessions live (`session_store`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SessionStore {
+    /// An AEAD-encrypted session in the cookie itself.
+    #[default]
+    Cookie,
+    /// Redis, Sentinel or Cluster (`session_store` and the `session_store_*` keys).
+    Redis(Box<RedisSettings>),
+}
+
+/// A Redis session store: where it is, and the TLS files for `rediss…://` URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// The URL, with `session_store_password` in it when that is set.
+    pub url: StoreUrl,
+    /// `session_store_ca_file`: the CA bundle that signed the servers' certificates
+    /// (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// `session_store_cert_file` and `session_store_key_file`: a client certificate.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
 pub(super) fn read_session_store(
     node: &Node,
     path: &str,

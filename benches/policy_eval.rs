@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis::policy::{Identity, Input, Outcome, Policy, Request, Shorthands};
+use portcullis::api::policy::{Identity, Input, Outcome, Policy, Request, Shorthands};
 
 /// Counts allocations so the bench can check that evaluation makes none.
 struct Counting;

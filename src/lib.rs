@@ -6,17 +6,19 @@
 //! `policy` for a decision on every request; `telemetry` logs and counts.
 #![forbid(unsafe_code)]
 
-pub mod app;
-pub mod auth;
-pub mod config;
-pub mod dev;
-pub mod devidp;
-pub mod directory;
-pub mod kube;
-pub mod policy;
-pub mod proxy;
-pub mod reply;
-pub mod routes;
-pub mod server;
-pub mod sync;
-pub mod telemetry;
+pub mod api;
+
+mod app;
+mod auth;
+mod config;
+mod dev;
+mod devidp;
+mod directory;
+mod kube;
+mod policy;
+mod proxy;
+mod reply;
+mod routes;
+mod server;
+mod sync;
+mod telemetry;

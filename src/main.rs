@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use portcullis::app::{self, ControllerArgs};
-use portcullis::telemetry::{self, LogFormat};
+use portcullis::api::app::{self, ControllerArgs};
+use portcullis::api::telemetry::{self, LogFormat};
 
 /// The allocator: a proxy allocates and frees small buffers per request on every
 /// worker thread, which mimalloc serves markedly faster than the system allocator
@@ -92,10 +92,10 @@ fn main() -> ExitCode {
             idp_port,
         } => dev(port, metrics_port, idp_port),
         Command::Crd => {
-            print!("{}", portcullis::kube::crd::crd_yaml());
+            print!("{}", portcullis::api::kube::crd::crd_yaml());
             Ok(())
         }
-        Command::Check { config } => match portcullis::config::check(&config) {
+        Command::Check { config } => match portcullis::api::config::check(&config) {
             Ok(report) => {
                 print!("{report}");
                 Ok(())
@@ -156,18 +156,20 @@ fn read(what: &'static str, path: &Path) -> Result<String, ReadError> {
 
 fn dev(https_port: u16, metrics_port: u16, idp_port: u16) -> Result<(), Failure> {
     telemetry::init_logging("info", LogFormat::Text)?;
-    app::runtime()?.block_on(portcullis::dev::run(portcullis::dev::DevOptions {
-        https_port,
-        metrics_port,
-        idp_port,
-    }))?;
+    app::runtime()?.block_on(portcullis::api::dev::run(
+        portcullis::api::dev::DevOptions {
+            https_port,
+            metrics_port,
+            idp_port,
+        },
+    ))?;
     Ok(())
 }
 
 fn policy_eval(policy: &Path, input: &Path) -> Result<(), Failure> {
     let policy_text = read("policy", policy)?;
     let input_text = read("input", input)?;
-    let out = portcullis::policy::cli::eval_cli(&policy_text, &input_text)?;
+    let out = portcullis::api::policy::cli::eval_cli(&policy_text, &input_text)?;
     print!("{out}");
     if !out.ends_with('\n') {
         println!();

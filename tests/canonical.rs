@@ -15,7 +15,7 @@ use bytes::Bytes;
 use common::{Proc, client_tls, free_port, pki, tls_connect, wait_ready};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use portcullis::sync::lock;
+use portcullis::api::sync::lock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use http_body_util::BodyExt;
-use portcullis::app::{self, Running, Settings};
-use portcullis::policy::{Policy, Shorthands};
-use portcullis::proxy::Limits;
-use portcullis::routes::*;
+use portcullis::api::app::{self, Running, Settings};
+use portcullis::api::policy::{Policy, Shorthands};
+use portcullis::api::proxy::Limits;
+use portcullis::api::routes::*;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -93,7 +93,7 @@ async fn start(limits: Limits, upstream: SocketAddr) -> Env {
         ready_on_start: true,
         upstream_policy: Default::default(),
         workers: 1,
-        logs: portcullis::proxy::LogFields::default(),
+        logs: portcullis::api::proxy::LogFields::default(),
         claim_headers: Vec::new(),
     };
     let model = Model {

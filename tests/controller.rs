@@ -17,7 +17,7 @@ use common::*;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use portcullis::kube::crd::IdentityPolicy;
+use portcullis::api::kube::crd::IdentityPolicy;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! The `IdentityPolicy` CRD: the committed YAML matches the Rust types, the schema is
 //! one a kube-apiserver accepts (structural), and the documented example reads back.
 
-use portcullis::kube::crd::{
+use portcullis::api::kube::crd::{
     CONDITION_ACCEPTED, CRD_NAME, IdentityPolicy, IdentityPolicySpec, REASON_VALID, TargetRef,
     crd_yaml,
 };

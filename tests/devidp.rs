@@ -20,7 +20,7 @@ use openidconnect::{
     ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope, SubjectIdentifier,
     TokenResponse,
 };
-use portcullis::devidp::{self, DevClient, DevIdpConfig, DevIdpError, DevUser, RunningIdp};
+use portcullis::api::devidp::{self, DevClient, DevIdpConfig, DevIdpError, DevUser, RunningIdp};
 use serde_json::{Value, json};
 
 const CLIENT_ID: &str = "portcullis";

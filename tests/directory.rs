@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::okta_api::{Emulator, TOKEN};
-use portcullis::config::{DirectoryProvider, DirectorySettings, Secret};
-use portcullis::directory::{
+use portcullis::api::config::{DirectoryProvider, DirectorySettings, Secret};
+use portcullis::api::directory::{
     Client, Directory, Options, PageSizes, Snapshot, Status, UserStatus, Verdict, sync,
 };
-use portcullis::policy::Identity;
+use portcullis::api::policy::Identity;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 

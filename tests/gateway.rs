@@ -18,10 +18,10 @@ use common::*;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, Patch, PatchParams};
-use portcullis::kube::crd::IdentityPolicy;
-use portcullis::kube::gateway::api::{Gateway, GatewayClass, HTTPRoute};
-use portcullis::kube::index::ObjectKey;
-use portcullis::proxy::tls::PemPair;
+use portcullis::api::kube::crd::IdentityPolicy;
+use portcullis::api::kube::gateway::api::{Gateway, GatewayClass, HTTPRoute};
+use portcullis::api::kube::index::ObjectKey;
+use portcullis::api::proxy::tls::PemPair;
 use serde_json::{Value, json};
 
 const INFRA: &str = "infra";
@@ -170,7 +170,7 @@ async fn setup(tag: &str) -> Setup {
     let replica = Replica::start_on(&cluster, "gw-a", &options, main_port).await;
     // Where the Gateway's ports are: the targets of the Service provisioned for it.
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), CONTROLLER_NS);
-    let name = portcullis::kube::index::gateway::service_name(&ObjectKey::new(INFRA, "gw"));
+    let name = portcullis::api::kube::index::gateway::service_name(&ObjectKey::new(INFRA, "gw"));
     let targets = || async {
         let svc = services.get_opt(&name).await.ok().flatten()?;
         let mut local = std::collections::BTreeMap::new();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use kube::CustomResourceExt;
-use portcullis::kube::gateway::api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
+use portcullis::api::kube::gateway::api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};
 use serde_json::Value;
 
 /// CRD fields the types leave out, by path prefix, with why that is safe.
@@ -194,7 +194,7 @@ fn the_committed_crds_are_the_pinned_release() {
         let annotations = &crd["metadata"]["annotations"];
         assert_eq!(
             annotations["gateway.networking.k8s.io/bundle-version"],
-            portcullis::kube::gateway::BUNDLE_VERSION,
+            portcullis::api::kube::gateway::BUNDLE_VERSION,
             "{file}"
         );
         assert_eq!(

@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::api::networking::v1::Ingress;
-use portcullis::sync::lock;
+use portcullis::api::sync::lock;
 use serde_json::json;
 use tokio::net::TcpListener;
 

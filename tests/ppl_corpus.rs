@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use portcullis::policy::cli::eval_cli;
+use portcullis::api::policy::cli::eval_cli;
 use serde::Deserialize;
 
 const CORPUS: &str = include_str!("data/ppl-corpus/corpus.json");

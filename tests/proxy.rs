@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderName, HeaderValue};
-use portcullis::app::{self, Running, Settings};
-use portcullis::policy::{Policy, Shorthands};
-use portcullis::proxy::Limits;
-use portcullis::routes::*;
+use portcullis::api::app::{self, Running, Settings};
+use portcullis::api::policy::{Policy, Shorthands};
+use portcullis::api::proxy::Limits;
+use portcullis::api::routes::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn public() -> Arc<Policy> {
@@ -132,7 +132,7 @@ async fn fixture() -> Fixture {
         ready_on_start: true,
         upstream_policy: Default::default(),
         workers: 2,
-        logs: portcullis::proxy::LogFields::default(),
+        logs: portcullis::api::proxy::LogFields::default(),
         claim_headers: Vec::new(),
     };
     let running = app::start(settings, &base_model(a, b, ws)).await.unwrap();
@@ -483,7 +483,7 @@ async fn one_worker(routes: Vec<RouteSpec>) -> (Running, Arc<rustls::ClientConfi
         ready_on_start: true,
         upstream_policy: Default::default(),
         workers: 1,
-        logs: portcullis::proxy::LogFields::default(),
+        logs: portcullis::api::proxy::LogFields::default(),
         claim_headers: Vec::new(),
     };
     let model = Model {

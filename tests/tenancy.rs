@@ -17,7 +17,7 @@ use common::*;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use portcullis::kube::crd::IdentityPolicy;
+use portcullis::api::kube::crd::IdentityPolicy;
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 
@@ -56,7 +56,7 @@ fn external_name(name: &str, target: &str, port: u16) -> Value {
                     "ports": [{"name": "http", "port": port}]}})
 }
 
-fn tls_secret(name: &str, pair: &portcullis::proxy::tls::PemPair) -> Value {
+fn tls_secret(name: &str, pair: &portcullis::api::proxy::tls::PemPair) -> Value {
     json!({"metadata": {"name": name}, "type": "kubernetes.io/tls",
            "stringData": {"tls.crt": String::from_utf8(pair.cert_pem.clone()).unwrap(),
                           "tls.key": String::from_utf8(pair.key_pem.clone()).unwrap()}})
@@ -178,7 +178,7 @@ async fn served_leaf(addr: SocketAddr, sni: Option<&str>) -> CertificateDer<'sta
         .into_owned()
 }
 
-fn leaf_of(pair: &portcullis::proxy::tls::PemPair) -> CertificateDer<'static> {
+fn leaf_of(pair: &portcullis::api::proxy::tls::PemPair) -> CertificateDer<'static> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(&pair.cert_pem)
         .next()

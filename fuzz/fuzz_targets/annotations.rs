@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::kube::annotations::{POMERIUM_PREFIX, PREFIX, parse};
-use portcullis::policy::{Input, Request};
+use portcullis::api::kube::annotations::{POMERIUM_PREFIX, PREFIX, parse};
+use portcullis::api::policy::{Input, Request};
 
 fn annotations(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::config::Config;
+use portcullis::api::config::Config;
 
 const FILE: &str = "config.yaml";
 
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     };
     match Config::parse(text, FILE, &|_| None) {
         Ok(config) => {
-            let (table, _) = portcullis::routes::build(&config.model(), None);
+            let (table, _) = portcullis::api::routes::build(&config.model(), None);
             let _ = table.lookup("a.example.com", 443, "/");
         }
         Err(e) => {

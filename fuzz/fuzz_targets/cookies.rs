@@ -13,7 +13,7 @@
 
 use http::header::{COOKIE, HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::cookies::{
+use portcullis::api::auth::cookies::{
     SessionCookie, in_family, read_chunked, set_cookie_name, strip_cookies, strip_family,
 };
 

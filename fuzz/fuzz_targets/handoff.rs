@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::seal::{Purpose, Sealer};
-use portcullis::auth::{
+use portcullis::api::auth::seal::{Purpose, Sealer};
+use portcullis::api::auth::{
     CookieSecret, HANDOFF_TTL, HandoffCodec, HandoffError, Ticket, is_safe_path,
 };
 

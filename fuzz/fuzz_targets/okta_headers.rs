@@ -14,7 +14,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use jiff::Timestamp;
 use libfuzzer_sys::fuzz_target;
-use portcullis::directory::okta::{
+use portcullis::api::directory::okta::{
     RateInfo, next_link, parse_links, server_date, wait_after_429, wait_before_next,
 };
 

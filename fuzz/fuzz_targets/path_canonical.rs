@@ -19,9 +19,9 @@
 use std::sync::{Arc, LazyLock};
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::policy::Policy;
-use portcullis::routes::path::{canonical, interpreted, lenient};
-use portcullis::routes::{
+use portcullis::api::policy::Policy;
+use portcullis::api::routes::path::{canonical, interpreted, lenient};
+use portcullis::api::routes::{
     BackendSpec, Balance, EndpointSpec, HostMatch, Model, PathMatch, RouteOptions, RouteSpec,
     RoutingTable, UpstreamScheme, build,
 };

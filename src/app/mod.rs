@@ -18,7 +18,7 @@ mod controller;
 mod error;
 mod run;
 
-pub use controller::{ControllerArgs, DataPlaneSink, start_controller};
+pub use controller::ControllerArgs;
 pub use error::{AppError, Result};
 pub(crate) use run::limits;
 pub use run::{run, runtime};

@@ -51,7 +51,7 @@ impl Binding<'_> {
         }
     }
 
-    pub fn to_owned(&self) -> OwnedBinding {
+    pub fn owned(&self) -> OwnedBinding {
         match *self {
             Binding::Host { host, port } => OwnedBinding::Host {
                 host: host.into(),
@@ -283,12 +283,12 @@ mod tests {
         };
         assert_eq!(host.aad(), b"host:app.example.com:8443");
         assert_eq!(Binding::Domain("example.com").aad(), b"domain:example.com");
-        assert!(host.to_owned().is(&host));
-        assert!(!host.to_owned().is(&Binding::Host {
+        assert!(host.owned().is(&host));
+        assert!(!host.owned().is(&Binding::Host {
             host: "app.example.com",
             port: 443
         }));
-        assert!(!host.to_owned().is(&Binding::Domain("app.example.com")));
+        assert!(!host.owned().is(&Binding::Domain("app.example.com")));
     }
 
     #[test]

@@ -32,10 +32,8 @@ pub mod session;
 pub mod settings;
 pub mod store;
 
-pub use cookies::{CookieError, SameSite, SessionCookie, read_chunked, strip_cookies};
-pub use csrf::{Csrf, random_state};
-pub use handoff::{HANDOFF_TTL, Handoff, HandoffCodec, HandoffError, ReplayGuard, Ticket};
-pub use jwt::{ASSERTION_LIFETIME, Assertion, SigningKey, SigningKeyError};
-pub use keys::{CookieSecret, KeyError, Keys, SubKey};
-pub use redirect::{is_safe_path, validate_return_url};
-pub use seal::{OpenError, Purpose, Sealer};
+pub use cookies::CookieError;
+pub use handoff::{HANDOFF_TTL, HandoffCodec, HandoffError, Ticket};
+pub use jwt::{SigningKey, SigningKeyError};
+pub use keys::{CookieSecret, KeyError};
+pub use redirect::is_safe_path;

@@ -18,7 +18,7 @@ use super::provider::Tokens;
 use super::seal::Purpose;
 use crate::policy::Identity;
 
-pub use super::store::{REFRESH_LIMIT, REFRESH_LOCK, RefreshLock, RouteLoaded, Store, StoreError};
+pub use super::store::{REFRESH_LIMIT, RouteLoaded, Store, StoreError};
 
 /// Refresh this long before the tokens expire.
 pub const REFRESH_BEFORE: i64 = 60;

@@ -33,16 +33,15 @@ use http::HeaderName;
 use crate::routes::{HostPort, Model};
 
 pub use crate::telemetry::LogFormat;
-pub use check::{Warning, check};
-pub use error::{ConfigError, Problem};
+pub use check::check;
+pub use error::ConfigError;
 pub use route::RouteConfig;
 pub use secret::Secret;
 pub use settings::{
     BearerSettings, CertificateFiles, ConnectionSettings, CookieSettings, DirectoryProvider,
-    DirectorySettings, IdpProvider, IdpSettings, RedisSettings, SameSite, SessionStore,
-    SigningSettings,
+    DirectorySettings, IdpProvider, IdpSettings, SameSite, SessionStore, SigningSettings,
 };
-pub use store_url::{StoreUrl, Topology, host_port};
+pub use store_url::{StoreUrl, Topology};
 
 use error::Problems;
 use fields::Fields;

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::SigningKey;
-pub use config::{DEFAULT_TOKEN_LIFETIME, DevClient, DevIdpConfig, DevIdpError, DevUser};
+pub use config::{DevClient, DevIdpConfig, DevIdpError, DevUser};
 use store::Store;
 
 /// How long a request may wait on the login page.

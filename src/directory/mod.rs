@@ -27,7 +27,7 @@ use serde::Serialize;
 
 pub use self::metrics::{DirectoryMetrics, SyncKind};
 pub use self::okta::{Client, PageSizes};
-pub use self::snapshot::{Snapshot, UserStatus, UserView, Verdict};
+pub use self::snapshot::{Snapshot, UserStatus, Verdict};
 use self::sync::Watermarks;
 use crate::config::DirectorySettings;
 use crate::policy::Identity;

@@ -10,12 +10,6 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// API group of Portcullis' custom resources.
-pub const GROUP: &str = "portcullis.dev";
-/// The one served and stored version of `IdentityPolicy`.
-pub const VERSION: &str = "v1alpha1";
-/// Kind of the custom resource.
-pub const KIND: &str = "IdentityPolicy";
 /// Name of the CRD object (`<plural>.<group>`).
 pub const CRD_NAME: &str = "identitypolicies.portcullis.dev";
 

@@ -24,9 +24,6 @@ pub const V1_MAX: usize = 107;
 /// The v2 signature (12 bytes), then version/command, family/transport and length.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 const V1_PREFIX: &[u8; 6] = b"PROXY ";
-/// Bytes of a v2 header that the parser looks at: the fixed 16, then at most the 216 of
-/// a pair of Unix socket paths. TLVs after the addresses are skipped unread.
-pub const V2_PARSED_MAX: usize = 16 + 216;
 
 /// A PROXY header, read whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +57,9 @@ pub enum ProxyError {
 }
 
 /// Parses the PROXY header at the start of `buf` (v1 text or v2 binary). Never reads
-/// past [`V1_MAX`] bytes for v1 or [`V2_PARSED_MAX`] for v2; refuses anything that is
-/// not a prefix of a valid header as soon as it can tell.
+/// past [`V1_MAX`] bytes for v1, or for v2 past the fixed 16 and at most the 216 of a
+/// pair of Unix socket paths (TLVs after the addresses are skipped unread); refuses
+/// anything that is not a prefix of a valid header as soon as it can tell.
 pub fn parse_proxy_header(buf: &[u8]) -> Result<Parsed, ProxyError> {
     if buf.is_empty() {
         return Ok(Parsed::Incomplete);

@@ -152,6 +152,7 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 }
 
 /// Removes every identity header a client may have sent.
+#[cfg(test)]
 pub fn strip_identity_headers(headers: &mut HeaderMap) {
     strip_identity_headers_and(headers, &[]);
 }

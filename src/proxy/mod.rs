@@ -21,14 +21,14 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 pub use request::{ConnInfo, GatewayConn, LogFields};
-pub use server::{Limits, ServeError, serve_https, serve_redirect};
+pub use server::{Limits, ServeError, serve_redirect};
 
 use crate::routes::LiveTable;
 use crate::telemetry::Metrics;
 use tls::CertStore;
 use upstream::Upstreams;
 
-pub use crate::reply::{Body, BoxError, empty, full, pages};
+pub use crate::reply::{Body, BoxError, empty, pages};
 
 pub fn boxed_incoming(body: Incoming) -> Body {
     body.map_err(BoxError::from).boxed()

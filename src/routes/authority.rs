@@ -25,13 +25,6 @@ impl Canonical<'_> {
             format!("{}:{}", self.host, self.port)
         }
     }
-
-    pub fn into_owned(self) -> Canonical<'static> {
-        Canonical {
-            host: Cow::Owned(self.host.into_owned()),
-            port: self.port,
-        }
-    }
 }
 
 /// Splits `authority` (`host`, `host:port`, `[v6]`, `[v6]:port`) into its canonical

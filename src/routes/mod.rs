@@ -13,12 +13,11 @@ pub mod reach;
 pub mod reserved;
 mod table;
 
-pub use live::{Applied, LiveTable, Snapshot};
+pub use live::{Applied, LiveTable};
 
 pub use model::*;
 pub use reach::{AddressPolicy, Reach};
 pub use table::{
-    Backend, Diagnostic, EJECT_AFTER_FAILURES, EJECT_FOR_MS, Endpoint, InflightGuard, Match,
-    PATH_REGEX_CACHE_LIMIT, PATH_REGEX_MAX_LEN, PATH_REGEX_SIZE_LIMIT, RegexStats, Route,
-    RoutingTable, build, compile_path_regex, path_regex_memory, shared_path_regex,
+    Backend, Diagnostic, Endpoint, Match, RegexStats, Route, RoutingTable, build,
+    path_regex_memory, shared_path_regex,
 };

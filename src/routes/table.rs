@@ -24,11 +24,8 @@ mod regex;
 
 use gateways::GatewayHosts;
 
-pub use backend::{Backend, EJECT_AFTER_FAILURES, EJECT_FOR_MS, Endpoint, InflightGuard};
-pub use regex::{
-    PATH_REGEX_CACHE_LIMIT, PATH_REGEX_MAX_LEN, PATH_REGEX_SIZE_LIMIT, compile_path_regex,
-    path_regex_memory, shared_path_regex,
-};
+pub use backend::{Backend, Endpoint};
+pub use regex::{compile_path_regex, path_regex_memory, shared_path_regex};
 
 /// Longest host name a lookup considers (DNS caps names at 253).
 const MAX_HOST_LEN: usize = 255;

@@ -8,7 +8,7 @@ mod text;
 mod writer;
 
 pub use admin::{AdminState, bind as bind_admin, serve_admin};
-pub use metrics::{Metrics, RouteLabel};
+pub use metrics::Metrics;
 pub use writer::flush as flush_logs;
 
 use tracing_subscriber::EnvFilter;

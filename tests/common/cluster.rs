@@ -15,8 +15,8 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Api, ListParams, PostParams};
-use portcullis::kube::crd::IdentityPolicy;
-use portcullis::proxy::tls::PemPair;
+use portcullis::api::kube::crd::IdentityPolicy;
+use portcullis::api::proxy::tls::PemPair;
 use serde_json::{Value, json};
 
 use super::{H1, TestPki, free_port};

@@ -17,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use portcullis::proxy::tls::PemPair;
+use portcullis::api::proxy::tls::PemPair;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -74,7 +74,7 @@ pub fn pki(names: &[&str]) -> TestPki {
 pub async fn echo_upstream(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(portcullis::dev::serve_echo(listener, name));
+    tokio::spawn(portcullis::api::dev::serve_echo(listener, name));
     addr
 }
 

@@ -319,7 +319,7 @@ pub async fn start_general(
             .env("METRICS_ADDRESS", format!("127.0.0.1:{admin}"))
             .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
             .env("LOG_LEVEL", "info")
-            .env("RUST_LOG", "info,portcullis::auth=debug")
+            .env("RUST_LOG", "info,portcullis::api::auth=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

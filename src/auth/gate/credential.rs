@@ -149,7 +149,7 @@ impl Auth {
             key,
             Remembered {
                 value: value.into(),
-                binding: binding.to_owned(),
+                binding: binding.owned(),
                 known: known.clone(),
                 at: now,
             },

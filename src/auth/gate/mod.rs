@@ -31,7 +31,6 @@ mod upstream;
 use bearer::{BearerRefused, bearer, identity_from_claims};
 use credential::Remembered;
 use refresh::Flight;
-pub use upstream::ASSERTION_HEADER;
 use upstream::Signed;
 
 /// The flow cookie (PKCE verifier, nonce, state, return URL) lives this long.

@@ -195,10 +195,6 @@ impl Provider {
             down_since: std::sync::atomic::AtomicI64::new(0),
         })
     }
-
-    pub fn issuer(&self) -> &str {
-        &self.settings.issuer
-    }
 }
 
 /// The JSON claims of a compact JWS (only after its signature is verified, or to read

@@ -18,7 +18,7 @@
 pub mod redis;
 
 use self::redis::Redis;
-pub use self::redis::{COMMAND_WAIT, StoreSettings};
+pub use self::redis::StoreSettings;
 use super::seal::{Purpose, Sealer};
 use super::session::{ROUTE, ROUTE_REF, RouteCredential, SESSION_REF, Session};
 

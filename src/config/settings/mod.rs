@@ -27,8 +27,8 @@ pub use self::identity::{
 pub(super) use self::identity::{
     read_claim_headers, read_cookie, read_idp, read_return_domains, read_signing_key, secret_bytes,
 };
+pub use self::store::SessionStore;
 pub(super) use self::store::read_session_store_settings;
-pub use self::store::{RedisSettings, SessionStore};
 
 /// One `certificates` entry: a PEM certificate chain and its key.
 #[derive(Debug, Clone, PartialEq, Eq)]

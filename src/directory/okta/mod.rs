@@ -13,7 +13,7 @@ mod links;
 mod rate;
 
 pub use self::client::{Client, Listing, REQUEST_TIMEOUT};
-pub use self::dto::{GroupProfile, OktaGroup, OktaUser, UserProfile};
+pub use self::dto::{OktaGroup, OktaUser};
 pub use self::links::{next_link, parse_links, server_date};
 pub use self::rate::{RateInfo, wait_after_429, wait_before_next};
 

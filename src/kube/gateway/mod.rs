@@ -12,15 +12,12 @@ pub const GROUP: &str = "gateway.networking.k8s.io";
 pub const BUNDLE_VERSION: &str = "v1.6.3";
 /// `GatewayClass.spec.controllerName` of the classes Portcullis serves.
 pub const CONTROLLER_NAME: &str = "portcullis.dev/gateway-controller";
-/// The GatewayClass the Helm chart installs.
-pub const DEFAULT_GATEWAY_CLASS: &str = "portcullis";
 
 /// Kinds, as references and `supportedKinds` spell them.
 pub const KIND_GATEWAY: &str = "Gateway";
 pub const KIND_HTTP_ROUTE: &str = "HTTPRoute";
 pub const KIND_SERVICE: &str = "Service";
 pub const KIND_SECRET: &str = "Secret";
-pub const KIND_GATEWAY_CLASS: &str = "GatewayClass";
 
 /// Condition types.
 pub mod conditions {
@@ -28,7 +25,6 @@ pub mod conditions {
     pub const PROGRAMMED: &str = "Programmed";
     pub const RESOLVED_REFS: &str = "ResolvedRefs";
     pub const CONFLICTED: &str = "Conflicted";
-    pub const SUPPORTED_VERSION: &str = "SupportedVersion";
 }
 
 /// Condition reasons, as the spec names them (and a few of Portcullis's own, for the
@@ -44,18 +40,13 @@ pub mod reasons {
     pub const REF_NOT_PERMITTED: &str = "RefNotPermitted";
     pub const UNSUPPORTED_VALUE: &str = "UnsupportedValue";
 
-    // GatewayClass.
-    pub const SUPPORTED_VERSION: &str = "SupportedVersion";
-
     // Gateway.
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     pub const LISTENERS_NOT_RESOLVED: &str = "ListenersNotResolved";
     pub const UNSUPPORTED_ADDRESS: &str = "UnsupportedAddress";
     pub const ADDRESS_NOT_ASSIGNED: &str = "AddressNotAssigned";
-    pub const NO_RESOURCES: &str = "NoResources";
 
     // Listener.
-    pub const PORT_UNAVAILABLE: &str = "PortUnavailable";
     pub const UNSUPPORTED_PROTOCOL: &str = "UnsupportedProtocol";
     pub const HOSTNAME_CONFLICT: &str = "HostnameConflict";
     pub const PROTOCOL_CONFLICT: &str = "ProtocolConflict";

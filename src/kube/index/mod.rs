@@ -44,10 +44,8 @@ use crate::routes::AddressPolicy;
 
 pub use kinds::Indexed;
 pub use ownership::{HostGrant, HostOwnership, Reserved};
-pub use relist::{Handled, Relist};
-pub use report::{
-    ConditionState, IdentityPolicyReport, IngressReport, Note, NoteType, Translation, reasons,
-};
+pub use relist::Relist;
+pub use report::{ConditionState, IdentityPolicyReport, NoteType, Translation, reasons};
 
 use store::{IngressEntry, PolicyEntry, Store};
 
@@ -239,10 +237,6 @@ impl Index {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Adds or replaces an object (what is kept of it is the kind's business; see
     /// [`kinds`]). `Ok(true)` when what translation reads changed.
     pub fn apply<K: Indexed>(&mut self, obj: K) -> Result<bool, Malformed> {
@@ -258,6 +252,7 @@ impl Index {
     }
 
     /// Replaces every object of a kind with a fresh list (a cluster-wide re-list).
+    #[cfg(test)]
     pub fn reset<K: Indexed>(&mut self, objs: Vec<K>) -> Reset {
         self.reset_scoped(objs, None)
     }

@@ -162,7 +162,6 @@ pub mod reasons {
     pub const NO_READY_ENDPOINTS: &str = "NoReadyEndpoints";
     pub const DEFAULT_BACKEND_CONFLICT: &str = "DefaultBackendConflict";
     pub const ROUTE_CONFLICT: &str = "RouteConflict";
-    pub const RULE_WITHOUT_PATHS: &str = "RuleWithoutPaths";
     /// A `spec.tls[].hosts` name the namespace does not own: its Secret is not served
     /// for it.
     pub const TLS_HOST_NOT_OWNED: &str = "TLSHostNotOwned";

@@ -23,8 +23,8 @@ use super::Body;
 mod requests;
 mod socket;
 
-pub use self::requests::{ConnState, InFlight, Tracked};
-pub use self::socket::{ClientIo, ProxyReadError};
+pub use self::requests::{ConnState, Tracked};
+pub use self::socket::ClientIo;
 
 /// Time a connection gets to finish after it was asked to close gracefully because it
 /// sat idle (an HTTP/2 client that never acknowledges the GOAWAY's PING).

@@ -20,7 +20,6 @@ mod log;
 mod lookup;
 mod respond;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,7 +40,6 @@ type Answered = Box<Response<Body>>;
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    pub peer: SocketAddr,
     /// The port assumed when the client's `Host` names none.
     pub default_port: u16,
     /// The connection's client: the source in the load balancer's PROXY header with

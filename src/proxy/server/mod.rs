@@ -10,7 +10,7 @@ mod serve;
 mod slots;
 
 pub use crate::server::{Limits, accept, bind, stopped};
-pub use https::{ServeError, Worker, serve_https, spawn_workers};
+pub use https::{ServeError, Worker, spawn_workers};
 pub use redirect::serve_redirect;
 pub use serve::{serve_plain, serve_tls};
 

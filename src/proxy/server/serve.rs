@@ -133,7 +133,6 @@ pub async fn serve_tls(
                 .map(|n| n.to_ascii_lowercase().into());
             proxy.metrics.connection_opened();
             let conn = ConnInfo {
-                peer,
                 default_port,
                 client: crate::proxy::client_addr::canonical(client),
                 xff_trusted_hops: limits.xff_num_trusted_hops,
@@ -234,7 +233,6 @@ pub async fn serve_plain(
                 metrics.clone(),
             ));
             let conn = ConnInfo {
-                peer,
                 default_port: socket.default_port,
                 client: crate::proxy::client_addr::canonical(client),
                 xff_trusted_hops: limits.xff_num_trusted_hops,

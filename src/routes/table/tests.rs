@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use super::backend::{EJECT_AFTER_FAILURES, EJECT_FOR_MS};
+use super::regex::PATH_REGEX_MAX_LEN;
 use super::*;
 use crate::routes::Reach;
 

@@ -107,9 +107,6 @@ pub struct GatewayTranslation {
     pub ports: Vec<GatewayPortSpec>,
     /// IdentityPolicies attached to HTTPRoutes or Gateways: policy → what it reached.
     pub policies: BTreeMap<ObjectKey, PolicyAttachment>,
-    /// Claims on hosts made by HTTPRoute and listener hostnames, oldest first (for the
-    /// one ownership decision with Ingresses).
-    pub claims: Vec<OwnedClaim>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use serde_json::{Value, json};
 
-use super::{Index, IngressReport, NoteType, Settings, Tenancy, Translation};
+use super::report::IngressReport;
+use super::{Index, NoteType, Settings, Tenancy, Translation};
 use crate::kube::crd::IdentityPolicy;
 use crate::routes::RouteSpec;
 

@@ -322,9 +322,9 @@ impl Owners {
         };
         for (parent, name) in names {
             let host = if parent {
-                HostMatch::Wildcard(name)
+                HostMatch::Wildcard(name.clone())
             } else {
-                HostMatch::Exact(name)
+                HostMatch::Exact(name.clone())
             };
             let reserved = self.reserved.covers(&host);
             if self.mode == Mode::Shared && !reserved {
@@ -336,10 +336,7 @@ impl Owners {
                 owners: boxed(&mut owners.into_iter().flatten()),
                 delegates: boxed(&mut self.delegations_of(&host, owners).map(|(_, d)| d)),
             };
-            let (HostMatch::Exact(name) | HostMatch::Wildcard(name)) = &host else {
-                continue;
-            };
-            out.insert(name, parent, standing);
+            out.insert(&name, parent, standing);
         }
         out
     }

@@ -156,18 +156,26 @@ fn check_path_regexes(ingress: &Ingress, path_regex: bool) -> PathRegexes {
         }
     }
     let total: usize = sizes.values().filter_map(|s| s.as_ref().ok()).sum();
+    out.over_budget = regex_budget("path regexes", "an Ingress", count, total);
+    out
+}
+
+/// Why `count` regexes (`kind`: "path regexes") compiling to `total` bytes are more
+/// than one object (`what`: "an Ingress") may have, if they are.
+pub(super) fn regex_budget(kind: &str, what: &str, count: usize, total: usize) -> Option<String> {
     if count > MAX_PATH_REGEXES {
-        out.over_budget = Some(format!(
-            "{count} path regexes; an Ingress may have {MAX_PATH_REGEXES}"
-        ));
+        Some(format!(
+            "{count} {kind}; {what} may have {MAX_PATH_REGEXES}"
+        ))
     } else if total > MAX_PATH_REGEX_BYTES {
-        out.over_budget = Some(format!(
-            "its path regexes compile to {} KiB together; an Ingress may use {} KiB (prefer ASCII classes such as [a-z0-9_] to \\w and \\d)",
+        Some(format!(
+            "its {kind} compile to {} KiB together; {what} may use {} KiB (prefer ASCII classes such as [a-z0-9_] to \\w and \\d)",
             total / 1024,
             MAX_PATH_REGEX_BYTES / 1024
-        ));
+        ))
+    } else {
+        None
     }
-    out
 }
 
 /// An IdentityPolicy with its rules compiled and its selector checked, once per change.

@@ -109,12 +109,10 @@ impl HostStandings {
         })
     }
 
+    /// How many names have a standing.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.exact.len() + self.parents.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

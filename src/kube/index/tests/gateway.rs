@@ -411,3 +411,39 @@ fn standings_are_one_map_whatever_the_number_of_gateways() {
         );
     }
 }
+
+/// An HTTPRoute's regexes (path, header and query matches together) have the budget an
+/// Ingress's path regexes have: past it the route is not accepted and answers nothing.
+#[test]
+fn an_httproute_cannot_hold_more_regexes_than_an_ingress() {
+    let mut ix = gateway_index(HostOwnership::FirstCome);
+    let route = |name: &str, n: usize| -> HTTPRoute {
+        let matches: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                json!({"path": {"type": "PathPrefix", "value": "/"},
+                       "headers": [{"type": "RegularExpression", "name": "x-n",
+                                    "value": format!("v{i}[0-9]+")}]})
+            })
+            .collect();
+        from(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": "b", "generation": 1,
+                         "creationTimestamp": "2024-01-03T00:00:00Z"},
+            "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
+                     "hostnames": [format!("{name}.other.test")],
+                     "rules": [{"matches": matches,
+                                "backendRefs": [{"name": "web", "port": 80}]}]}}))
+    };
+    ix.apply(route("many", 33)).unwrap();
+    ix.apply(route("some", 32)).unwrap();
+    let report = ix.translate().gateway.routes;
+    let accepted = |name: &str| {
+        let r = report.iter().find(|r| r.key.name == name).unwrap();
+        let (_, c) = &r.parents[0].conditions[0];
+        (c.status, c.reason, c.message.clone())
+    };
+    let (status, reason, message) = accepted("many");
+    assert_eq!((status, reason), (false, "UnsupportedValue"), "{message}");
+    assert!(message.contains("33 regexes"), "{message}");
+    assert!(accepted("some").0);
+}

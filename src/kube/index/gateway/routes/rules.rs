@@ -144,6 +144,9 @@ pub(super) fn build_route(
             }
         }
     }
+    if let Some(why) = regex_budget(&out) {
+        problems.unsupported(reasons::UNSUPPORTED_VALUE, why);
+    }
     let resolved = match &problems.unresolved {
         Some((reason, message)) => ConditionState {
             status: false,
@@ -210,6 +213,38 @@ fn request_match(m: &HTTPRouteMatch) -> Result<RequestMatch, String> {
         headers,
         query,
     })
+}
+
+/// The budget an Ingress has for its path regexes, for all of a route's regexes (path,
+/// header and query matches alike): a route author cannot make the table hold more.
+fn regex_budget(rules: &[BuiltRule]) -> Option<String> {
+    let mut patterns: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let mut count = 0;
+    for r in rules {
+        let m = &r.matches;
+        let path = match &m.path {
+            PathMatch::Regex(p) => Some(p.as_str()),
+            _ => None,
+        };
+        let values = m
+            .headers
+            .iter()
+            .map(|(_, v)| v)
+            .chain(m.query.iter().map(|(_, v)| v));
+        for p in path.into_iter().chain(values.filter_map(|v| match v {
+            ValueMatch::Regex(p) => Some(p.as_str()),
+            ValueMatch::Exact(_) => None,
+        })) {
+            count += 1;
+            patterns.insert(p);
+        }
+    }
+    let total = patterns
+        .into_iter()
+        .filter_map(|p| crate::routes::shared_path_regex(p).ok())
+        .map(|(re, _)| crate::routes::path_regex_memory(&re))
+        .sum();
+    crate::kube::index::store::regex_budget("regexes", "an HTTPRoute", count, total)
 }
 
 /// Regexes compile with the table's limits (and are kept for the build to reuse).

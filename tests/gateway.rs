@@ -124,7 +124,13 @@ async fn setup(tag: &str) -> Setup {
             Some(INFRA),
             json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
             "metadata": {"name": "gw"},
-            "spec": {"gatewayClassName": "portcullis", "listeners": [{
+            // Its author would point another namespace's host at this Gateway through
+            // external-dns: such words are not copied onto the provisioned Service.
+            "spec": {"gatewayClassName": "portcullis",
+                     "infrastructure": {
+                         "annotations": {"external-dns.alpha.kubernetes.io/hostname": "grafana.example.test"},
+                         "labels": {"app.kubernetes.io/managed-by": "someone-else"}},
+                     "listeners": [{
                 "name": "https", "protocol": "HTTPS", "port": 443,
                 "hostname": "*.example.test",
                 "tls": {"mode": "Terminate", "certificateRefs": [{"name": "gw-cert"}]},
@@ -187,6 +193,16 @@ async fn setup(tag: &str) -> Setup {
     .await;
     let local = targets().await.unwrap();
     eprintln!("Gateway infra/gw: local ports {local:?} (Gateway port: local port)");
+    let meta = services.get(&name).await.unwrap().metadata;
+    let annotations = meta.annotations.unwrap_or_default();
+    assert!(
+        !annotations.contains_key("external-dns.alpha.kubernetes.io/hostname"),
+        "{annotations:?}"
+    );
+    assert_eq!(
+        meta.labels.unwrap_or_default()["app.kubernetes.io/managed-by"],
+        "portcullis-gateway"
+    );
     let (gw_port, http_port) = (local[&443], local[&80]);
     Setup {
         cluster,

@@ -81,10 +81,14 @@ impl GatewayWriter {
         let mut wanted: BTreeSet<String> = BTreeSet::new();
         for s in &t.services {
             wanted.insert(s.name.clone());
-            let mut labels = s.labels.clone();
-            labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
-            let mut annotations = s.annotations.clone();
-            annotations.insert(GATEWAY_ANNOTATION.to_string(), s.gateway.to_string());
+            let labels = std::collections::BTreeMap::from([(
+                MANAGED_BY_LABEL.to_string(),
+                MANAGED_BY.to_string(),
+            )]);
+            let annotations = std::collections::BTreeMap::from([(
+                GATEWAY_ANNOTATION.to_string(),
+                s.gateway.to_string(),
+            )]);
             let ports: Vec<Value> = s
                 .ports
                 .iter()

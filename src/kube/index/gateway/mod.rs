@@ -166,9 +166,6 @@ pub struct GatewayService {
     pub gateway: ObjectKey,
     /// `(Gateway port, local port)`.
     pub ports: Vec<(u16, u16)>,
-    /// From `spec.infrastructure`.
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
 }
 
 /// The certificates of one TLS socket: `(listener hostname, pair)`; a listener

@@ -244,15 +244,13 @@ pub(in crate::kube::index::gateway) fn finish(
             }
         }
         if !service_ports.is_empty() {
-            let infra = g.gateway.spec.infrastructure.as_ref();
+            // `spec.infrastructure` labels and annotations are not copied: the Service
+            // lives in the controller's namespace, where other controllers (external-dns,
+            // load balancers) would take a Gateway author's word for another's host.
             out.services.push(GatewayService {
                 name: name.clone(),
                 gateway: g.key.clone(),
                 ports: service_ports,
-                labels: infra.and_then(|i| i.labels.clone()).unwrap_or_default(),
-                annotations: infra
-                    .and_then(|i| i.annotations.clone())
-                    .unwrap_or_default(),
             });
         }
         out.gateways.push(GatewayReport {

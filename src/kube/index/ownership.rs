@@ -80,16 +80,7 @@ pub struct Reserved {
 impl Reserved {
     /// Whether no route may name `host` ([`Reserved::why`] without the words).
     fn covers(&self, host: &HostMatch) -> bool {
-        let operator = |m: &HostMatch| self.operator.contains(m);
-        match host {
-            HostMatch::Exact(h) => {
-                self.sign_in.contains(h)
-                    || operator(host)
-                    || parent(h).is_some_and(|p| operator(&HostMatch::Wildcard(p.into())))
-            }
-            HostMatch::Wildcard(_) => operator(host),
-            HostMatch::Any => false,
-        }
+        self.why(host).is_some()
     }
 
     /// Why no Ingress may name `host`, if so.

@@ -34,14 +34,6 @@ impl Proxy {
             ))
         };
         if let Some(gateway) = &ctx.conn.gateway {
-            // The local port may have gone to another Gateway since this connection
-            // was accepted: its rules are not this connection's.
-            if table
-                .gateway(gateway.local_port)
-                .is_none_or(|t| *t.id != *gateway.id)
-            {
-                return Err(not_found(ctx));
-            }
             // Gateway API rules take the strict canonical path only.
             if let Some(e) = ctx.path_error {
                 return Err(Box::new(early::ambiguous(ctx, e)));
@@ -54,7 +46,7 @@ impl Proxy {
                 headers: req.headers(),
             };
             let m = table
-                .lookup_gateway(gateway.local_port, &greq)
+                .lookup_gateway(gateway.local_port, &gateway.id, &greq)
                 .ok_or_else(|| not_found(ctx))?;
             return Ok(Found {
                 route: m.route.clone(),

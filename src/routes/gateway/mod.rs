@@ -116,16 +116,39 @@ impl HostStandings {
     }
 }
 
+/// Whose wildcard and host-less rules may answer a name on one listener.
+#[derive(Debug, Clone, Copy)]
+pub enum Answerers<'a> {
+    /// Every namespace the listener admitted.
+    Any,
+    /// No one (a reserved name).
+    Nobody,
+    /// Only namespaces the standing lists ([`NameStanding::lists`]).
+    Listed(&'a NameStanding),
+}
+
 impl NameStanding {
-    /// Whether a wildcard or host-less rule of `namespace`'s, on a listener of a
-    /// Gateway in `gateway_namespace` (that `shares` its owned names), may answer.
-    pub fn admits(&self, namespace: &str, gateway_namespace: &str, shares: bool) -> bool {
-        let listed = |list: &[Box<str>], ns: &str| list.iter().any(|n| **n == *ns);
-        !self.reserved
-            && (listed(&self.owners, namespace)
-                || listed(&self.delegates, namespace)
-                || (shares && (self.owners.is_empty() || listed(&self.owners, gateway_namespace))))
+    /// On a listener of a Gateway in `gateway_namespace` (that `shares` its owned
+    /// names): the part of the decision that does not depend on the rule, made once
+    /// per request.
+    pub fn answerers(&self, gateway_namespace: &str, shares: bool) -> Answerers<'_> {
+        if self.reserved {
+            Answerers::Nobody
+        } else if shares && (self.owners.is_empty() || listed(&self.owners, gateway_namespace)) {
+            Answerers::Any
+        } else {
+            Answerers::Listed(self)
+        }
     }
+
+    /// `namespace` owns the name or was delegated it.
+    pub fn lists(&self, namespace: &str) -> bool {
+        listed(&self.owners, namespace) || listed(&self.delegates, namespace)
+    }
+}
+
+fn listed(list: &[Box<str>], namespace: &str) -> bool {
+    list.iter().any(|n| **n == *namespace)
 }
 
 /// A hostname as Gateway API writes it.

@@ -139,7 +139,8 @@ fn lookup_method(
         query,
         headers: &map,
     };
-    t.lookup_gateway(PORT, &req).map(|m| m.route.id.to_string())
+    t.lookup_gateway(PORT, "infra/gw:80", &req)
+        .map(|m| m.route.id.to_string())
 }
 
 fn check(t: &RoutingTable, cases: &[(&str, &str, Headers<'_>, Option<&str>)]) {
@@ -614,7 +615,10 @@ fn unknown_sockets_and_the_sign_in_host_answer_nothing() {
         query: None,
         headers: &HeaderMap::new(),
     };
-    assert!(t.lookup_gateway(PORT + 1, &req).is_none());
+    assert!(t.lookup_gateway(PORT + 1, "infra/gw:80", &req).is_none());
+    // A connection of a socket whose local port has since gone to another Gateway.
+    assert!(t.lookup_gateway(PORT, "other/gw:80", &req).is_none());
+    assert!(t.lookup_gateway(PORT, "infra/gw:80", &req).is_some());
     // Two specs for one socket: the second is refused, the first still serves.
     let second = model.gateways[0].clone();
     model.gateways.push(GatewayPortSpec {
@@ -908,7 +912,7 @@ fn path_rewrites() {
             query: None,
             headers: &HeaderMap::new(),
         };
-        let m = t.lookup_gateway(PORT, &req).expect(path);
+        let m = t.lookup_gateway(PORT, "infra/gw:80", &req).expect(path);
         assert_eq!(
             m.rewritten_path(path).as_deref(),
             Some(*want),

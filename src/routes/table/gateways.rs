@@ -52,10 +52,18 @@ impl GatewayHosts {
 // === impl RoutingTable ===
 
 impl RoutingTable {
-    /// Finds the Gateway API rule for a request that came in on `local_port` (one
-    /// Gateway's socket). `None`: no such socket, or no rule matches. Nothing answers
-    /// on the authenticate host here either.
-    pub fn lookup_gateway(&self, local_port: u16, req: &GatewayRequest<'_>) -> Option<Match<'_>> {
+    /// Finds the Gateway API rule for a request that came in on `local_port`, a socket
+    /// bound for Gateway port `id` (`namespace/name:port`). `None`: no such socket, the
+    /// local port now another Gateway's (a connection accepted before it changed
+    /// hands never sees that Gateway's rules), or no rule matches. Nothing answers on
+    /// the authenticate host here either.
+    pub fn lookup_gateway(
+        &self,
+        local_port: u16,
+        id: &str,
+        req: &GatewayRequest<'_>,
+    ) -> Option<Match<'_>> {
+        let socket = self.gateways.get(&local_port).filter(|t| *t.id == *id)?;
         let mut buf = [0u8; MAX_HOST_LEN];
         let host = normalize_host(req.host, &mut buf)?;
         if self
@@ -66,7 +74,7 @@ impl RoutingTable {
             return None;
         }
         let req = GatewayRequest { host, ..*req };
-        self.gateways.get(&local_port)?.lookup(&req)
+        socket.lookup(&req)
     }
 
     /// The Gateway API socket for `local_port`, if the table has one.

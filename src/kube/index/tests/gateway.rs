@@ -95,6 +95,7 @@ fn table(ix: &Index) -> (RoutingTable, Vec<(u16, u16)>) {
 /// The route (`ns/name`) a GET reaches on Gateway port `port`; `-`: none.
 fn reached(t: &(RoutingTable, Vec<(u16, u16)>), port: u16, host: &str, path: &str) -> String {
     let local = t.1.iter().find(|(p, _)| *p == port).expect("port served").1;
+    let id = t.0.gateway(local).expect("socket").id.clone();
     let headers = HeaderMap::new();
     let req = GatewayRequest {
         host,
@@ -103,7 +104,7 @@ fn reached(t: &(RoutingTable, Vec<(u16, u16)>), port: u16, host: &str, path: &st
         query: None,
         headers: &headers,
     };
-    t.0.lookup_gateway(local, &req)
+    t.0.lookup_gateway(local, &id, &req)
         .map(|m| {
             let id = m.route.id.to_string();
             id.split("/rules").next().unwrap_or_default().to_string()

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use super::super::{GatewayHost, NameStanding};
-use super::{GatewayRequest, GatewayTable, Listener, Path, Rule, Value};
+use super::super::{Answerers, GatewayHost, NameStanding};
+use super::{GatewayRequest, GatewayTable, Path, Rule, Value};
 use crate::routes::table::{Match, Route};
 
 // === impl GatewayTable ===
@@ -29,7 +29,15 @@ impl GatewayTable {
         }
         // Onto wildcard and host-less rules: for a name with a standing, only the
         // rules of namespaces that could name it.
-        let limit = self.standings.of(host).map(|s| (s, listener));
+        let answerers = self
+            .standings
+            .of(host)
+            .map(|s| s.answerers(&listener.gateway_namespace, listener.shares));
+        let limit = match answerers {
+            None | Some(Answerers::Any) => None,
+            Some(Answerers::Nobody) => return None,
+            Some(Answerers::Listed(s)) => Some(s),
+        };
         for (suffix, rules) in &listener.wildcard {
             if suffix_matches(suffix, host)
                 && let Some(m) = first_match(rules, req, &mut query, limit)
@@ -61,12 +69,10 @@ fn first_match<'t>(
     rules: &'t [Arc<Rule>],
     req: &GatewayRequest<'_>,
     query: &mut Option<Vec<(String, String)>>,
-    limit: Option<(&NameStanding, &Listener)>,
+    limit: Option<&NameStanding>,
 ) -> Option<Match<'t>> {
     rules.iter().find_map(|r| {
-        if let Some((standing, l)) = limit
-            && !standing.admits(&r.namespace, &l.gateway_namespace, l.shares)
-        {
+        if limit.is_some_and(|s| !s.lists(&r.namespace)) {
             return None;
         }
         r.matches(req, query).map(|matched_len| Match {

@@ -448,3 +448,61 @@ fn an_httproute_cannot_hold_more_regexes_than_an_ingress() {
     assert!(message.contains("33 regexes"), "{message}");
     assert!(accepted("some").0);
 }
+
+/// A route author cannot forge identity or forwarding headers, nor Portcullis's
+/// cookies, through filters (route-level or on a backendRef): the route is not
+/// accepted and answers nothing.
+#[test]
+fn header_filters_cannot_forge_identity_or_cookies() {
+    let mut ix = gateway_index(HostOwnership::FirstCome);
+    let route = |name: &str, rule: serde_json::Value| -> HTTPRoute {
+        from(json!({
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": "b", "generation": 1,
+                         "creationTimestamp": "2024-01-03T00:00:00Z"},
+            "spec": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
+                     "hostnames": [format!("{name}.other.test")],
+                     "rules": [rule]}}))
+    };
+    let request = |header: &str| {
+        json!({"filters": [{"type": "RequestHeaderModifier",
+                            "requestHeaderModifier": {"set": [{"name": header, "value": "ceo"}]}}],
+               "backendRefs": [{"name": "web", "port": 80}]})
+    };
+    let cases = [
+        ("claim", request("X-Pomerium-Claim-Email")),
+        ("underscored", request("X_Forwarded_Email")),
+        ("assertion", request("X-Pomerium-Jwt-Assertion")),
+        (
+            "on-backend",
+            json!({"backendRefs": [{"name": "web", "port": 80, "filters": [
+                {"type": "RequestHeaderModifier",
+                 "requestHeaderModifier": {"add": [{"name": "X-Forwarded-Email", "value": "ceo"}]}}]}]}),
+        ),
+        (
+            "cookie",
+            json!({"filters": [{"type": "ResponseHeaderModifier",
+                                "responseHeaderModifier": {"add": [{"name": "Set-Cookie",
+                                    "value": "_portcullis=x"}]}}],
+                   "backendRefs": [{"name": "web", "port": 80}]}),
+        ),
+        ("plain", request("X-Team")),
+    ];
+    for (name, rule) in &cases {
+        ix.apply(route(name, rule.clone())).unwrap();
+    }
+    let t = table(&ix);
+    let report = ix.translate().gateway.routes;
+    for (name, _) in &cases {
+        let r = report.iter().find(|r| r.key.name == *name).unwrap();
+        let (_, c) = &r.parents[0].conditions[0];
+        let host = format!("{name}.other.test");
+        if *name == "plain" {
+            assert!(c.status, "{name}: {}", c.message);
+            assert_eq!(reached(&t, 80, &host, "/"), "b/plain");
+        } else {
+            assert!(!c.status, "{name} was accepted");
+            assert_eq!(reached(&t, 80, &host, "/"), "-", "{name}");
+        }
+    }
+}

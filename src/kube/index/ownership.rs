@@ -394,14 +394,14 @@ fn join(set: &BTreeSet<String>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn h(s: &str) -> HostMatch {
+    pub(crate) fn h(s: &str) -> HostMatch {
         HostMatch::parse(s).unwrap()
     }
 
-    fn claim<'a>(ns: &'a str, hosts: &[&str], delegates: &'a [String]) -> Claim<'a> {
+    pub(crate) fn claim<'a>(ns: &'a str, hosts: &[&str], delegates: &'a [String]) -> Claim<'a> {
         Claim {
             namespace: ns,
             hosts: hosts.iter().map(|s| h(s)).collect(),

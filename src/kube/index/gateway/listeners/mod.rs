@@ -23,7 +23,7 @@ use crate::routes::gateway::{GatewayHost, RuleSpec};
 use certificates::certificates;
 
 pub(super) use finish::finish;
-pub(super) use tenancy::route_may_use;
+pub(super) use tenancy::{route_may_use, shares_owned_names};
 
 /// A Gateway of one of our classes, judged.
 pub(super) struct GatewayState<'a> {

@@ -6,7 +6,9 @@
 use super::hostnames::intersect;
 use crate::kube::gateway::api::ParentReference;
 use crate::kube::gateway::{GROUP, KIND_GATEWAY, reasons};
-use crate::kube::index::gateway::listeners::{GatewayState, ListenerState, route_may_use};
+use crate::kube::index::gateway::listeners::{
+    GatewayState, ListenerState, route_may_use, shares_owned_names,
+};
 use crate::kube::index::gateway::ownership_host;
 use crate::kube::index::ownership::Owners;
 use crate::kube::index::report::ConditionState;
@@ -101,12 +103,13 @@ pub(super) fn attach_parent(
             continue;
         };
         let mut kept = Vec::new();
+        let shares = shares_owned_names(l, &g.key.namespace, owners);
         for h in hosts {
             match route_may_use(
                 owners,
                 &key.namespace,
                 &g.key.namespace,
-                l,
+                shares,
                 &ownership_host(&h),
             ) {
                 Ok(()) => kept.push(h),

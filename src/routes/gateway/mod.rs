@@ -160,6 +160,24 @@ pub enum GatewayHost {
     Wildcard(String),
 }
 
+impl GatewayHost {
+    /// `host` (an exact, lower-case name) is one this hostname covers.
+    pub fn covers(&self, host: &str) -> bool {
+        match self {
+            GatewayHost::Exact(h) => h == host,
+            GatewayHost::Wildcard(s) => suffix_covers(s, host),
+        }
+    }
+}
+
+/// `host` is one or more labels followed by `.suffix` (a Gateway wildcard's reach,
+/// unlike Ingress' one label).
+pub fn suffix_covers(suffix: &str, host: &str) -> bool {
+    host.len() > suffix.len() + 1
+        && host.ends_with(suffix)
+        && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+}
+
 /// One rule's match of one HTTPRoute, and what happens to the requests it takes.
 #[derive(Debug, Clone)]
 pub struct RuleSpec {

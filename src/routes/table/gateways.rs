@@ -41,11 +41,10 @@ impl GatewayHosts {
     /// Whether a rule names `host` (normalized), exactly or under a wildcard.
     pub(super) fn knows(&self, host: &str) -> bool {
         self.exact.contains(host)
-            || self.suffixes.iter().any(|s| {
-                host.len() > s.len() + 1
-                    && host.ends_with(&**s)
-                    && host.as_bytes()[host.len() - s.len() - 1] == b'.'
-            })
+            || self
+                .suffixes
+                .iter()
+                .any(|s| crate::routes::gateway::suffix_covers(s, host))
     }
 }
 

@@ -3,9 +3,10 @@
 //! of namespaces that could name the host), and the first rule whose path, method,
 //! headers and query parameters match.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::super::{Answerers, GatewayHost, NameStanding};
+use super::super::{Answerers, NameStanding, suffix_covers};
 use super::{GatewayRequest, GatewayTable, Path, Rule, Value};
 use crate::routes::table::{Match, Route};
 
@@ -13,13 +14,13 @@ use crate::routes::table::{Match, Route};
 
 impl GatewayTable {
     /// The rule for a request, and how much of its path the rule's prefix matched.
-    pub fn lookup(&self, req: &GatewayRequest<'_>) -> Option<Match<'_>> {
+    pub fn lookup<'r>(&self, req: &GatewayRequest<'r>) -> Option<Match<'_>> {
         let host = req.host;
         let listener = self
             .listeners
             .iter()
-            .find(|l| l.hostname.as_ref().is_none_or(|h| host_matches(h, host)))?;
-        let mut query: Option<Vec<(String, String)>> = None;
+            .find(|l| l.hostname.as_ref().is_none_or(|h| h.covers(host)))?;
+        let mut query: Option<Query<'r>> = None;
         if let Some(m) = listener
             .exact
             .get(host)
@@ -39,7 +40,7 @@ impl GatewayTable {
             Some(Answerers::Listed(s)) => Some(s),
         };
         for (suffix, rules) in &listener.wildcard {
-            if suffix_matches(suffix, host)
+            if suffix_covers(suffix, host)
                 && let Some(m) = first_match(rules, req, &mut query, limit)
             {
                 return Some(m);
@@ -65,10 +66,14 @@ impl GatewayTable {
     }
 }
 
-fn first_match<'t>(
+/// A request's query parameters, decoded once for the rules that match on them
+/// (borrowed unless percent-encoded).
+type Query<'r> = Vec<(Cow<'r, str>, Cow<'r, str>)>;
+
+fn first_match<'t, 'r>(
     rules: &'t [Arc<Rule>],
-    req: &GatewayRequest<'_>,
-    query: &mut Option<Vec<(String, String)>>,
+    req: &GatewayRequest<'r>,
+    query: &mut Option<Query<'r>>,
     limit: Option<&NameStanding>,
 ) -> Option<Match<'t>> {
     rules.iter().find_map(|r| {
@@ -82,26 +87,12 @@ fn first_match<'t>(
     })
 }
 
-fn host_matches(pattern: &GatewayHost, host: &str) -> bool {
-    match pattern {
-        GatewayHost::Exact(h) => h == host,
-        GatewayHost::Wildcard(s) => suffix_matches(s, host),
-    }
-}
-
-/// `host` is one or more labels followed by `.suffix`.
-fn suffix_matches(suffix: &str, host: &str) -> bool {
-    host.len() > suffix.len() + 1
-        && host.ends_with(suffix)
-        && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-}
-
 impl Rule {
     /// The matched prefix length when the request matches.
-    fn matches(
+    fn matches<'r>(
         &self,
-        req: &GatewayRequest<'_>,
-        query: &mut Option<Vec<(String, String)>>,
+        req: &GatewayRequest<'r>,
+        query: &mut Option<Query<'r>>,
     ) -> Option<usize> {
         let path = req.path;
         let matched = match &self.path {
@@ -118,19 +109,14 @@ impl Rule {
             let mut values = req.headers.get_all(name).iter();
             let first = values.next()?;
             // Repeated headers are read as one comma-joined value (RFC 9110 §5.3).
-            let joined;
-            let value = match values.next() {
-                None => first.to_str().ok()?,
-                Some(second) => {
-                    let mut all = vec![first.to_str().ok()?, second.to_str().ok()?];
-                    for v in values {
-                        all.push(v.to_str().ok()?);
-                    }
-                    joined = all.join(",");
-                    joined.as_str()
-                }
-            };
-            if !want.matches(value) {
+            let mut value = Cow::Borrowed(first.to_str().ok()?);
+            for v in values {
+                let v = v.to_str().ok()?;
+                let joined = value.to_mut();
+                joined.push(',');
+                joined.push_str(v);
+            }
+            if !want.matches(&value) {
                 return None;
             }
         }
@@ -138,7 +124,7 @@ impl Rule {
             let pairs = query.get_or_insert_with(|| parse_query(req.query.unwrap_or("")));
             for (name, want) in &self.query {
                 // A repeated parameter: its first value counts.
-                let value = pairs.iter().find(|(n, _)| n == &**name).map(|(_, v)| v)?;
+                let value = pairs.iter().find(|(n, _)| **n == **name).map(|(_, v)| v)?;
                 if !want.matches(value) {
                     return None;
                 }
@@ -158,7 +144,7 @@ impl Value {
 }
 
 /// `a=1&b=%20` as decoded pairs; a name without `=` has an empty value.
-fn parse_query(query: &str) -> Vec<(String, String)> {
+fn parse_query(query: &str) -> Query<'_> {
     query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -169,9 +155,9 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains('%') {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -189,5 +175,5 @@ fn percent_decode(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }

@@ -30,18 +30,6 @@ pub(in crate::kube::index::gateway) fn parse_hostname(h: &str) -> Result<Gateway
     })
 }
 
-/// `host` (an exact name) is one `pattern` covers.
-pub(super) fn host_covers(pattern: &GatewayHost, host: &str) -> bool {
-    match pattern {
-        GatewayHost::Exact(h) => h == host,
-        GatewayHost::Wildcard(s) => {
-            host.len() > s.len() + 1
-                && host.ends_with(s.as_str())
-                && host.as_bytes()[host.len() - s.len() - 1] == b'.'
-        }
-    }
-}
-
 /// The hostnames a listener and a route have in common: `None` when they have none.
 pub(super) fn intersect(
     listener: Option<&GatewayHost>,
@@ -61,12 +49,12 @@ fn intersect_one(l: &GatewayHost, r: &GatewayHost) -> Option<GatewayHost> {
     use GatewayHost::{Exact, Wildcard};
     match (l, r) {
         (Exact(a), Exact(b)) => (a == b).then(|| r.clone()),
-        (Wildcard(_), Exact(h)) => host_covers(l, h).then(|| r.clone()),
-        (Exact(h), Wildcard(_)) => host_covers(r, h).then(|| l.clone()),
+        (Wildcard(_), Exact(h)) => l.covers(h).then(|| r.clone()),
+        (Exact(h), Wildcard(_)) => r.covers(h).then(|| l.clone()),
         (Wildcard(a), Wildcard(b)) => {
-            if a == b || host_covers(l, b) {
+            if a == b || l.covers(b) {
                 Some(r.clone())
-            } else if host_covers(r, a) {
+            } else if r.covers(a) {
                 Some(l.clone())
             } else {
                 None

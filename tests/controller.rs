@@ -47,7 +47,7 @@ async fn ingress_and_policy_lifecycle() {
         )
         .await;
     within(
-        Duration::from_secs(1),
+        Duration::from_secs(15),
         "the new route answers 200",
         || async { status_of(&replica, &tls, "app.example.test", "GET").await == Some(200) },
     )
@@ -105,7 +105,7 @@ async fn ingress_and_policy_lifecycle() {
         .await
         .unwrap();
     within(
-        Duration::from_secs(2),
+        Duration::from_secs(15),
         "GET is denied after the edit",
         || async { status_of(&replica, &tls, "app.example.test", "GET").await == Some(403) },
     )
@@ -126,7 +126,7 @@ async fn ingress_and_policy_lifecycle() {
         .await
         .unwrap();
     within(
-        Duration::from_secs(1),
+        Duration::from_secs(15),
         "the deleted route answers 404",
         || async { status_of(&replica, &tls, "app.example.test", "GET").await == Some(404) },
     )
@@ -213,7 +213,7 @@ async fn mistakes_fail_closed_and_say_why() {
         .await;
 
     within(
-        Duration::from_secs(2),
+        Duration::from_secs(15),
         "every host has its route",
         || async { replica.route_count().await >= 5 },
     )
@@ -235,7 +235,7 @@ async fn mistakes_fail_closed_and_say_why() {
     );
     // The Secret's certificate (signed by the same test CA, for tls.example.test only).
     within(
-        Duration::from_secs(2),
+        Duration::from_secs(15),
         "the Secret's certificate is served",
         || async { status_of(&replica, &tls, "tls.example.test", "GET").await == Some(200) },
     )
@@ -463,7 +463,7 @@ async fn an_unreachable_api_server_keeps_the_last_good_table() {
         )
         .await;
     let replica = Replica::start(&cluster, "replica-a", &pki).await;
-    within(Duration::from_secs(2), "the route answers", || async {
+    within(Duration::from_secs(15), "the route answers", || async {
         status_of(&replica, &tls, "app.example.test", "GET").await == Some(200)
     })
     .await;

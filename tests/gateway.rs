@@ -220,14 +220,9 @@ async fn setup(tag: &str) -> Setup {
     }
 }
 
-/// A port that was free a moment ago, whose successor is free too.
+/// A free port whose successor is free too.
 fn free_pair() -> u16 {
-    loop {
-        let p = free_port();
-        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
+    common::free_port_where(|p| std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok())
 }
 
 fn base64_std(bytes: &[u8]) -> String {
@@ -411,7 +406,7 @@ async fn status_of_class_gateway_and_routes() {
         json!([{"allow": {"and": [{"http_method": {"is": "GET"}}]}}]),
     )
     .await;
-    within(Duration::from_secs(5), "the route answers", || async {
+    within(Duration::from_secs(20), "the route answers", || async {
         s.ask("GET", "site", "/").await.0 == 200
     })
     .await;
@@ -559,7 +554,7 @@ async fn status_of_class_gateway_and_routes() {
     )
     .await;
     within(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "the ungranted backend answers 500",
         || async { s.ask("GET", "broken", "/").await.0 == 500 },
     )
@@ -616,7 +611,7 @@ async fn routes_sign_in_and_decide_by_group() {
     s.route_condition(NS, "admin", "Accepted", "True", None)
         .await;
     // Anonymous: a browser is sent to sign in.
-    within(Duration::from_secs(5), "sign-in is asked for", || async {
+    within(Duration::from_secs(20), "sign-in is asked for", || async {
         let r = s
             .browser()
             .get(s.url("admin", "/"))
@@ -669,7 +664,7 @@ async fn routes_sign_in_and_decide_by_group() {
     )
     .await;
     within(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "the baseline applies to one",
         || async {
             follow(&alice, &s.url("one", "/"), Some(ALICE_LOGIN))
@@ -767,7 +762,7 @@ async fn routes_sign_in_and_decide_by_group() {
     )
     .await;
     within(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "the public prefix answers",
         || async { s.ask("GET", "admin", "/public/x").await.0 == 200 },
     )
@@ -804,7 +799,7 @@ async fn policy_edit_under_load_drops_nothing() {
         json!([{"allow": {"and": [{"http_method": {"is": "GET"}}]}}]),
     )
     .await;
-    within(Duration::from_secs(5), "the route answers", || async {
+    within(Duration::from_secs(20), "the route answers", || async {
         s.ask("GET", "load", "/").await.0 == 200
     })
     .await;
@@ -823,7 +818,7 @@ async fn policy_edit_under_load_drops_nothing() {
         .await
         .unwrap();
     within(
-        Duration::from_secs(3),
+        Duration::from_secs(20),
         "GET is denied after the edit",
         || async { s.ask("GET", "load", "/").await.0 == 403 },
     )
@@ -887,14 +882,23 @@ async fn two_replicas_serve_one_gateway_and_a_new_leader_finishes_status() {
         },
     )
     .await;
-    assert_eq!(
-        holder().await,
-        leader,
-        "the Lease is still the dead leader's"
-    );
-    for r in &routes {
-        let route = api.get(r).await.unwrap();
-        assert!(route.status.is_none(), "{r}: status before anyone leads");
+    // The survivor may take over 13 s after the kill at the earliest (the 15 s Lease
+    // from the last renewal it saw); past 11 s a slow machine may have let it.
+    if died.elapsed() < Duration::from_secs(11) {
+        assert_eq!(
+            holder().await,
+            leader,
+            "the Lease is still the dead leader's"
+        );
+        for r in &routes {
+            let route = api.get(r).await.unwrap();
+            assert!(route.status.is_none(), "{r}: status before anyone leads");
+        }
+    } else {
+        eprintln!(
+            "the routes took {} ms to be served: too late to check that nobody leads yet",
+            died.elapsed().as_millis()
+        );
     }
     within(
         Duration::from_secs(30),

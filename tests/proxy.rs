@@ -356,7 +356,12 @@ async fn admin_endpoints() {
 async fn table_swaps_under_load_drop_nothing() {
     let f = fixture().await;
     let ok = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(3);
+    // Until both counts are reached (at least 3 s), or 30 s on a slow machine.
+    let (at_least, deadline) = (
+        Instant::now() + Duration::from_secs(3),
+        Instant::now() + Duration::from_secs(30),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     for i in 0..8 {
         let mut c = f
@@ -366,10 +371,10 @@ async fn table_swaps_under_load_drop_nothing() {
                 "lb.example.test"
             })
             .await;
-        let ok = ok.clone();
+        let (ok, stop) = (ok.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut failures = Vec::new();
-            while Instant::now() < deadline {
+            while !stop.load(Ordering::Relaxed) {
                 match c.get("/steady").await {
                     Ok(a) if a.status == 200 => {
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -393,7 +398,9 @@ async fn table_swaps_under_load_drop_nothing() {
         ));
     }
     let mut swaps = 0u64;
-    while Instant::now() < deadline {
+    while Instant::now() < deadline
+        && (Instant::now() < at_least || swaps <= 100 || ok.load(Ordering::Relaxed) <= 500)
+    {
         f.running.apply(if swaps.is_multiple_of(2) {
             &bigger
         } else {
@@ -402,6 +409,7 @@ async fn table_swaps_under_load_drop_nothing() {
         swaps += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    stop.store(true, Ordering::Relaxed);
     let mut failures = Vec::new();
     for w in workers {
         failures.extend(w.await.unwrap());

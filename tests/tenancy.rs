@@ -245,14 +245,18 @@ async fn tenants_cannot_reach_into_another_namespace() {
     .await;
     // Grafana's own certificate, signed by the test CA, is what its clients verify.
     let grafana_tls = client_tls(&pki.ca_der, &[b"http/1.1"]);
-    within(Duration::from_secs(5), "ops' Grafana is served", || async {
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            ask(&replica, &grafana_tls, "GET", GRAFANA, "/"),
-        )
-        .await
-        .is_ok_and(|a| a == (200, "ops".into()))
-    })
+    within(
+        Duration::from_secs(20),
+        "ops' Grafana is served",
+        || async {
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                ask(&replica, &grafana_tls, "GET", GRAFANA, "/"),
+            )
+            .await
+            .is_ok_and(|a| a == (200, "ops".into()))
+        },
+    )
     .await;
 
     // RBAC is on: b's token cannot write into ops.
@@ -458,7 +462,7 @@ async fn tenants_cannot_reach_into_another_namespace() {
 
     // The victim is unchanged: route, policy, certificate.
     within(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "aaa's certificates are served for aaa's names",
         || async {
             served_leaf(replica.https, Some("aaa.corp.example")).await == leaf_of(&squat_cert)
@@ -554,7 +558,7 @@ async fn tenants_cannot_reach_into_another_namespace() {
     )
     .await;
     within(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "b's delegated path answers",
         || async { ask(&replica, &tls, "GET", GRAFANA, "/b").await == (200, "b".into()) },
     )
@@ -582,38 +586,54 @@ async fn tenants_cannot_reach_into_another_namespace() {
     );
 }
 
-/// Adds `names` for `ip` to /etc/hosts for the life of the value.
+/// Adds `names` for `ip` to /etc/hosts for the life of the value. The file is never
+/// truncated while it is edited: the replicas of the tests running alongside resolve
+/// `localhost` through it.
 struct HostsEntry {
     line: String,
 }
 
 impl HostsEntry {
     fn add(ip: &str, names: &[&str]) -> HostsEntry {
+        use std::io::Write;
         let line = format!(
             "{ip} {} # portcullis tenancy test {}",
             names.join(" "),
             std::process::id()
         );
-        let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap();
-        if !hosts.ends_with('\n') {
-            hosts.push('\n');
-        }
-        hosts.push_str(&line);
-        hosts.push('\n');
-        std::fs::write("/etc/hosts", hosts).expect("the test may edit /etc/hosts");
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+        let lead = if hosts.ends_with('\n') || hosts.is_empty() {
+            ""
+        } else {
+            "\n"
+        };
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open("/etc/hosts")
+            .and_then(|mut f| f.write_all(format!("{lead}{line}\n").as_bytes()))
+            .expect("the test may edit /etc/hosts");
         HostsEntry { line }
     }
 }
 
 impl Drop for HostsEntry {
     fn drop(&mut self) {
+        use std::io::{Seek, Write};
         if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
             let kept: String = hosts
                 .lines()
                 .filter(|l| *l != self.line)
                 .map(|l| format!("{l}\n"))
                 .collect();
-            let _ = std::fs::write("/etc/hosts", kept);
+            // In place, then cut: every line before ours stays readable throughout.
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/etc/hosts")
+                .and_then(|mut f| {
+                    f.seek(std::io::SeekFrom::Start(0))?;
+                    f.write_all(kept.as_bytes())?;
+                    f.set_len(kept.len() as u64)
+                });
         }
     }
 }
@@ -708,7 +728,7 @@ async fn external_names_to_loopback_and_metadata_are_refused() {
         .await;
         let host = format!("{name}.example.test");
         within(
-            Duration::from_secs(5),
+            Duration::from_secs(20),
             &format!("{alias} is refused at connect time"),
             || async { ask(&replica, &tls, "GET", &host, "/").await.0 == 502 },
         )

@@ -147,11 +147,13 @@ pub async fn plain_get(addr: SocketAddr, host: &str, path: &str) -> Answer {
     }
 }
 
-/// A loopback address that refuses connections (bound, then closed).
+/// A loopback address that refuses connections: a socket bound and never listening,
+/// kept for the rest of the process so nothing else takes the port meanwhile.
 pub async fn dead_address() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = s.local_addr().unwrap();
+    std::mem::forget(s);
     addr
 }
 
@@ -268,13 +270,34 @@ impl Drop for Proc {
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port nobody listens on, never handed out twice in one test process.
+/// Drawn from 12000–19999: below the kernel's ephemeral range (32768 and up), so no
+/// `bind(:0)` and no outgoing connection takes it between this check and the bind of
+/// whoever it is for (a port from `bind(:0)` could be), and outside e2e/cluster's
+/// 20000–31999.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port_where(|_| true)
+}
+
+/// [`free_port`], for which `also` holds too (e.g. a second port it implies is free).
+pub fn free_port_where(also: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 12000;
+    const COUNT: u32 = 8000;
+    // Each call takes the next candidate of a walk that starts at a point of its own
+    // per process (test binaries run one after another, but a killed one's children
+    // may linger) and visits every port of the range once (7919 is prime to 8000).
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % COUNT;
+    let _ = NEXT.compare_exchange(u32::MAX, 0, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..COUNT {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + i.wrapping_mul(7919)) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && also(port) {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}-{}", FIRST + COUNT - 1)
 }
 
 /// Waits (up to 20 s) until the admin listener on `admin` answers `/readyz` with 200.

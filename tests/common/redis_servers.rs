@@ -265,7 +265,10 @@ impl Cluster {
     pub fn start(dir: &Dir) -> Cluster {
         let nodes: Vec<Server> = (0..3)
             .map(|_| {
-                let port = free_port();
+                // A cluster node binds its bus port, port + 10000, too.
+                let port = super::free_port_where(|p| {
+                    std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok()
+                });
                 let mut args = base_args(port, dir);
                 args.extend([
                     "--cluster-enabled".into(),

@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod fields;
+mod json;
 mod metrics;
 mod text;
 mod writer;
@@ -38,7 +39,12 @@ pub fn init_logging(level: &str, format: LogFormat) -> Result<(), LogError> {
         .with_writer(writer::Sink);
     let result = match format {
         LogFormat::Text => builder.fmt_fields(text::TextFields).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json::JsonLines::new(
+                tracing_subscriber::fmt::time::SystemTime,
+            ))
+            .try_init(),
     };
     result.map_err(|e| LogError::Install(e.to_string()))?;
     // A panic's message comes after the lines logged before it.
@@ -83,6 +89,88 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// What the formatters' tests share: a buffer to log into, an error to log.
+#[cfg(test)]
+mod test_support {
+    use std::fmt;
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    pub(super) struct Buf(pub(super) Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            crate::sync::lock(&self.0).extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    #[derive(Debug)]
+    pub(super) struct Failed;
+    impl fmt::Display for Failed {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("it \"failed\"\nbadly")
+        }
+    }
+    impl std::error::Error for Failed {}
+
+    /// A request's log line with every kind of field and value (on the access log's
+    /// target or the decision log's), then a line of fields only.
+    pub(super) fn request_line(target_is_access: bool) {
+        let ip: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+        let none: Option<&str> = None;
+        macro_rules! line {
+            ($target:literal) => {
+                tracing::info!(
+                    target: $target,
+                    request_id = "065f36cfa274c8b9e5ece8364f63e6e6",
+                    method = Some("GET"),
+                    host = "app.example.com",
+                    path = "/a b/ü/\"q\"\\",
+                    ip = Some(tracing::field::display(ip)),
+                    user = none,
+                    email = "",
+                    policy = "line\nbreak\ttab \u{1b}[31mred \u{8}\u{c}\r\u{7f}\u{0}",
+                    status = Some(302u16),
+                    duration_ms = 55.914888000000005,
+                    whole = 2.0f64,
+                    nan = f64::NAN,
+                    big = u64::MAX,
+                    small = i64::MIN,
+                    minus = -7i64,
+                    zero = 0u64,
+                    yes = true,
+                    no = false,
+                    r#type = "raw",
+                    wide = 1u128 << 100,
+                    error = &Failed as &(dyn std::error::Error + 'static),
+                    dbg = ?vec!["x\"y"],
+                    "a message {}", "with \"quotes\"",
+                )
+            };
+        }
+        if target_is_access {
+            line!("portcullis::access");
+        } else {
+            line!("portcullis::decision");
+        }
+        tracing::warn!(target: "portcullis::decision", only = "fields");
+    }
 }
 
 #[cfg(test)]

@@ -143,72 +143,17 @@ impl VisitFmt for TextVisitor<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::fmt::MakeWriter;
     use tracing_subscriber::fmt::format::DefaultFields;
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            crate::sync::lock(&self.0).extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buf {
-        type Writer = Buf;
-        fn make_writer(&'a self) -> Buf {
-            self.clone()
-        }
-    }
-
-    #[derive(Debug)]
-    struct Failed;
-    impl fmt::Display for Failed {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("it \"failed\"\nbadly")
-        }
-    }
-    impl std::error::Error for Failed {}
+    use crate::telemetry::test_support::{Buf, Failed};
 
     /// Every kind of field and value, in and out of spans.
     fn events() {
         let ip: std::net::IpAddr = "10.1.2.3".parse().unwrap();
-        let none: Option<&str> = None;
         let span = tracing::info_span!("conn", peer = %ip, id = 7u64, name = "a \"b\"");
         let _in = span.enter();
-        tracing::info!(
-            target: "portcullis::decision",
-            request_id = "065f36cfa274c8b9e5ece8364f63e6e6",
-            method = Some("GET"),
-            host = "app.example.com",
-            path = "/a b/ü/\"q\"\\",
-            ip = Some(tracing::field::display(ip)),
-            user = none,
-            email = "",
-            policy = "line\nbreak\ttab \u{1b}[31mred",
-            status = Some(302u16),
-            duration_ms = 55.914888000000005,
-            whole = 2.0f64,
-            big = u64::MAX,
-            small = i64::MIN,
-            minus = -7i64,
-            zero = 0u64,
-            yes = true,
-            no = false,
-            r#type = "raw",
-            wide = 1u128 << 100,
-            "authorization",
-        );
+        crate::telemetry::test_support::request_line(false);
         tracing::warn!(
             error = &Failed as &(dyn std::error::Error + 'static),
             "went \"wrong\""

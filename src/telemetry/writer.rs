@@ -23,7 +23,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 pub const MAX_PENDING: usize = 256 * 1024;
 
 /// The targets with one line per request.
-fn batched(target: &str) -> bool {
+pub(super) fn batched(target: &str) -> bool {
     target == "portcullis::decision" || target == "portcullis::access"
 }
 

@@ -50,6 +50,7 @@ fn bare(env: &Env) -> reqwest::Client {
         "docs",
         "svc",
         "cookies",
+        "own",
     ] {
         b = b.resolve(&format!("{host}.example.test"), addr);
     }
@@ -458,20 +459,20 @@ async fn bearer_tokens_from_other_clients_and_services() {
     );
 }
 
-/// A small upstream that answers with the `Set-Cookie` headers it is given.
-async fn cookie_upstream(cookies: Vec<String>) -> SocketAddr {
+/// A small upstream that answers with the headers it is given, in order.
+async fn cookie_upstream(headers: Vec<(&'static str, String)>) -> SocketAddr {
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let cookies = cookies.clone();
+            let headers = headers.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |_req| {
                     let mut resp = http::Response::builder().status(200);
-                    for c in &cookies {
-                        resp = resp.header("set-cookie", c.as_str());
+                    for (name, value) in &headers {
+                        resp = resp.header(*name, value.as_str());
                     }
                     async move {
                         Ok::<_, std::convert::Infallible>(
@@ -505,28 +506,46 @@ async fn upstreams_cannot_set_portcullis_cookies() {
     ));
     planted.push("=_portcullis=nameless; Domain=.example.test".to_string());
     planted.push("theme=dark; Path=/".to_string());
-    let upstream = cookie_upstream(planted).await;
+    let mut headers: Vec<(&str, String)> = planted.into_iter().map(|c| ("set-cookie", c)).collect();
+    // A browser reads every Clear-Site-Data value: the second one would sign users out
+    // of every host sharing the session.
+    headers.push(("clear-site-data", "\"cache\"".into()));
+    headers.push(("clear-site-data", "\"cookies\"".into()));
+    let upstream = cookie_upstream(headers).await;
+    // The route's own response headers (an Ingress annotation, an HTTPRoute filter: a
+    // tenant's words) are held to the same rule.
     let route = format!(
         "\x20 - from: https://cookies.example.test\n    to: http://{upstream}\n    \
-         allow_public_unauthenticated_access: true\n"
+         allow_public_unauthenticated_access: true\n\
+         \x20 - from: https://own.example.test\n    to: http://{upstream}\n    \
+         allow_public_unauthenticated_access: true\n    \
+         set_response_headers:\n      \
+         Set-Cookie: \"_portcullis=route; Domain=.example.test; Path=/\"\n      \
+         Clear-Site-Data: '\"Cookies\"'\n"
     );
     let env = start_full("default", false, "", &LONG_TOKENS, &route).await;
+    let values = |r: &reqwest::Response, name: &str| -> Vec<String> {
+        r.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
     let r = get(&bare(&env), &env.url("cookies", "/"), "text/html").await;
     assert_eq!(r.status(), 200);
-    let set: Vec<String> = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
     assert_eq!(
-        set,
+        values(&r, "set-cookie"),
         ["theme=dark; Path=/"],
         "only the app's own cookie passes"
     );
+    assert_eq!(values(&r, "clear-site-data"), ["\"cache\""]);
+    let r = get(&bare(&env), &env.url("own", "/"), "text/html").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(values(&r, "set-cookie"), Vec::<String>::new());
+    assert_eq!(values(&r, "clear-site-data"), Vec::<String>::new());
     let metrics = env.metrics().await;
     assert!(
-        metrics.contains("portcullis_upstream_cookies_dropped_total 6"),
+        metrics.contains("portcullis_upstream_cookies_dropped_total 7"),
         "{metrics}"
     );
 }

@@ -79,19 +79,37 @@ pub fn drop_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
 const CLEAR_SITE_DATA: HeaderName = HeaderName::from_static("clear-site-data");
 
 fn strip_clear_site_cookies(headers: &mut HeaderMap) {
-    let Some(value) = headers.get(&CLEAR_SITE_DATA).and_then(|v| v.to_str().ok()) else {
-        return;
-    };
-    let kept: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && *t != "\"cookies\"" && *t != "\"*\"")
-        .collect();
-    if kept.len() == value.split(',').count() {
+    let values = headers.get_all(&CLEAR_SITE_DATA);
+    if values.iter().next().is_none() {
         return;
     }
-    match HeaderValue::from_str(&kept.join(", ")) {
-        Ok(v) if !kept.is_empty() => {
+    // Every value (a browser reads them as one list); one that is not text is dropped
+    // whole, as are the types that clear cookies, whatever their case.
+    let clears = |t: &str| {
+        let t = t.trim();
+        t.eq_ignore_ascii_case("\"cookies\"") || t == "\"*\""
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    let mut changed = false;
+    for v in values.iter() {
+        let Ok(text) = v.to_str() else {
+            changed = true;
+            continue;
+        };
+        for t in text.split(',') {
+            if clears(t) {
+                changed = true;
+            } else if !t.trim().is_empty() {
+                kept.push(t.trim());
+            }
+        }
+    }
+    if !changed {
+        return;
+    }
+    let (joined, empty) = (kept.join(", "), kept.is_empty());
+    match HeaderValue::from_str(&joined) {
+        Ok(v) if !empty => {
             headers.insert(CLEAR_SITE_DATA, v);
         }
         _ => {
@@ -319,6 +337,37 @@ mod tests {
         wipe.insert("clear-site-data", HeaderValue::from_static("\"*\""));
         drop_set_cookies(&mut wipe, "_portcullis");
         assert!(wipe.get("clear-site-data").is_none());
+        // Every value counts (a browser joins them), in any case; one that is not text
+        // is dropped whole.
+        for (values, want) in [
+            (&["\"cache\"", "\"cookies\""][..], Some("\"cache\"")),
+            (
+                &["\"cache\"", " \"Cookies\" ,\"storage\""],
+                Some("\"cache\", \"storage\""),
+            ),
+            (&["\"cache\"", "\"storage\""], None),
+            (&["\"COOKIES\""], Some("")),
+        ] {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("clear-site-data", HeaderValue::from_str(v).unwrap());
+            }
+            drop_set_cookies(&mut h, "_portcullis");
+            let got: Vec<_> = h.get_all("clear-site-data").iter().collect();
+            match want {
+                None => assert_eq!(got.len(), values.len(), "{values:?}: untouched"),
+                Some("") => assert!(got.is_empty(), "{values:?}: {got:?}"),
+                Some(w) => assert_eq!(got, [w], "{values:?}"),
+            }
+        }
+        let mut opaque = HeaderMap::new();
+        opaque.append("clear-site-data", HeaderValue::from_static("\"cache\""));
+        opaque.append(
+            "clear-site-data",
+            HeaderValue::from_bytes(b"\"cookies\", \"\xff\"").unwrap(),
+        );
+        drop_set_cookies(&mut opaque, "_portcullis");
+        assert_eq!(opaque["clear-site-data"], "\"cache\"");
         let left: Vec<_> = h
             .get_all(header::SET_COOKIE)
             .iter()

@@ -26,20 +26,23 @@ impl Proxy {
         }
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(resp.headers_mut(), switching);
+        for (name, value) in &route.options.set_response_headers {
+            resp.headers_mut().insert(name.clone(), value.clone());
+        }
+        if let Some(modifier) = super::gateway::response_headers(route) {
+            modifier.apply(resp.headers_mut());
+        }
+        // Last, so that neither the upstream nor the route's own response headers (an
+        // Ingress annotation, an HTTPRoute filter: a tenant's words) can set or clear
+        // Portcullis's cookies, which other hosts' sessions may share.
         if let Some(auth) = &self.auth {
             let dropped = headers::drop_set_cookies(resp.headers_mut(), auth.cookie_base());
             if dropped > 0 {
                 self.metrics.upstream_cookies_dropped(dropped);
                 tracing::warn!(route = %route.id, dropped,
                     request_id = ctx.request_id.to_str().unwrap_or(""),
-                    "the upstream tried to set Portcullis cookies; dropped");
+                    "the upstream or the route's response headers tried to set Portcullis cookies; dropped");
             }
-        }
-        for (name, value) in &route.options.set_response_headers {
-            resp.headers_mut().insert(name.clone(), value.clone());
-        }
-        if let Some(modifier) = super::gateway::response_headers(route) {
-            modifier.apply(resp.headers_mut());
         }
         resp
     }

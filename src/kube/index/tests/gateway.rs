@@ -486,6 +486,13 @@ fn header_filters_cannot_forge_identity_or_cookies() {
                                     "value": "_portcullis=x"}]}}],
                    "backendRefs": [{"name": "web", "port": 80}]}),
         ),
+        (
+            "signout",
+            json!({"filters": [{"type": "ResponseHeaderModifier",
+                                "responseHeaderModifier": {"set": [{"name": "Clear-Site-Data",
+                                    "value": "\"cookies\""}]}}],
+                   "backendRefs": [{"name": "web", "port": 80}]}),
+        ),
         ("plain", request("X-Team")),
     ];
     for (name, rule) in &cases {

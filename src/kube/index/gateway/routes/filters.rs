@@ -133,8 +133,12 @@ pub(super) fn header_modifier(
     let pair =
         |h: &crate::kube::gateway::api::HTTPHeader| -> Result<(HeaderName, HeaderValue), String> {
             let n = name(&h.name)?;
-            if direction == Direction::Response && n == http::header::SET_COOKIE {
-                return Err("Set-Cookie may not be set or added by a filter".to_string());
+            // Portcullis's cookies may be shared by other hosts' sessions; what a filter
+            // sets is also stripped of them on the way out (proxy::request::respond).
+            if direction == Direction::Response
+                && (n == http::header::SET_COOKIE || n.as_str() == "clear-site-data")
+            {
+                return Err(format!("{} may not be set or added by a filter", h.name));
             }
             let v = HeaderValue::from_str(&h.value)
                 .map_err(|_| format!("the value of `{}` is not a header value", h.name))?;

@@ -148,6 +148,7 @@ pub async fn run(opts: DevOptions) -> Result<(), DevError> {
         directory: None,
         ready_on_start: true,
         upstream_policy: Default::default(),
+        gateway_ports: None,
         workers: 0,
         logs: crate::proxy::LogFields {
             decision: defaults.authorize_log_fields,

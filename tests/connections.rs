@@ -92,6 +92,7 @@ async fn start(limits: Limits, upstream: SocketAddr) -> Env {
         directory: None,
         ready_on_start: true,
         upstream_policy: Default::default(),
+        gateway_ports: None,
         workers: 1,
         logs: portcullis::api::proxy::LogFields::default(),
         claim_headers: Vec::new(),

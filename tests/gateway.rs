@@ -593,6 +593,34 @@ async fn status_of_class_gateway_and_routes() {
             );
         }
     }
+
+    // The Gateway sockets are Portcullis's own listeners: a backend naming one (here
+    // through a loopback ExternalName, which this test run allows; a Pod IP works the
+    // same) is refused when connecting, as the HTTPS and admin listeners are — or a
+    // ClusterIP-only Gateway could be published through another route, or loop.
+    s.cluster
+        .create::<Service>(
+            Some(NS),
+            json!({"metadata": {"name": "sneak"},
+                   "spec": {"type": "ExternalName", "externalName": "localhost",
+                            "ports": [{"name": "http", "port": s.http_port}]}}),
+        )
+        .await;
+    s.open_route(
+        NS,
+        "sneak",
+        "sneak.example.test",
+        Some(json!([{"backendRefs": [{"name": "sneak", "port": s.http_port}]}])),
+    )
+    .await;
+    s.route_condition(NS, "sneak", "Accepted", "True", None)
+        .await;
+    within(
+        Duration::from_secs(20),
+        "the route to a Gateway socket is refused",
+        || async { s.ask("GET", "sneak", "/").await.0 == 502 },
+    )
+    .await;
 }
 
 /// Sign-in through the Okta-shaped provider on a Gateway's HTTPS listener, and

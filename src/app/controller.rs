@@ -82,7 +82,7 @@ pub struct ControllerArgs {
     gateway_port_range: String,
     /// The address Gateway sockets listen on.
     #[arg(long, default_value = "0.0.0.0")]
-    gateway_bind_address: std::net::IpAddr,
+    pub(super) gateway_bind_address: std::net::IpAddr,
     /// Labels of this controller's Pods (KEY=VALUE, repeat or comma list): the selector
     /// of the Service each Gateway gets.
     #[arg(long, value_delimiter = ',', value_name = "KEY=VALUE")]
@@ -119,7 +119,7 @@ impl ControllerArgs {
     }
 
     /// Gateway API settings, when `--gateway-api` is on.
-    fn gateway(&self) -> Result<Option<kube_index::gateway::GatewaySettings>> {
+    pub(super) fn gateway(&self) -> Result<Option<kube_index::gateway::GatewaySettings>> {
         if !self.gateway_api {
             return Ok(None);
         }

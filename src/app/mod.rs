@@ -51,6 +51,9 @@ pub struct Settings {
     /// What endpoints chosen by Ingress authors may not reach (checked at connect
     /// time; Portcullis's own listeners are refused for every endpoint).
     pub upstream_policy: crate::routes::AddressPolicy,
+    /// The Gateway sockets' bind address and local port range, when Gateway API is on:
+    /// refused for every endpoint as the other listeners are.
+    pub gateway_ports: Option<(std::net::IpAddr, (u16, u16))>,
 }
 
 /// A started data plane.
@@ -133,10 +136,16 @@ pub async fn start(settings: Settings, model: &Model) -> Result<Running> {
         settings.auth.clone(),
         directory,
     )
-    .with_upstream_guard(crate::proxy::reach::UpstreamGuard::new(
-        settings.upstream_policy.clone(),
-        own_listeners,
-    ));
+    .with_upstream_guard({
+        let guard = crate::proxy::reach::UpstreamGuard::new(
+            settings.upstream_policy.clone(),
+            own_listeners,
+        );
+        match settings.gateway_ports {
+            Some((ip, (first, last))) => guard.with_own_ports(ip, first, last),
+            None => guard,
+        }
+    });
     proxy.logs = settings.logs;
     proxy.claim_headers = settings.claim_headers.clone();
     let proxy = Arc::new(proxy);

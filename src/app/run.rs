@@ -84,6 +84,12 @@ pub fn run(config: Option<PathBuf>, workers: usize, kube: Box<ControllerArgs>) -
                 .map(|(n, _)| n.clone())
                 .collect(),
             upstream_policy: kube.upstream_policy()?,
+            gateway_ports: match kube.kubernetes {
+                true => kube
+                    .gateway()?
+                    .map(|g| (kube.gateway_bind_address, g.local_ports)),
+                false => None,
+            },
         };
         let mut running = super::start(settings, &model).await?;
         if kube.kubernetes {

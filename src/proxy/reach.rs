@@ -26,13 +26,21 @@ pub struct UpstreamGuard {
     /// What tenant endpoints may not reach.
     policy: AddressPolicy,
     /// Portcullis's own listeners (as bound: an unspecified address means every local
-    /// address on that port).
-    own: Vec<SocketAddr>,
+    /// address on that port), as an address and an inclusive range of ports.
+    own: Vec<(IpAddr, u16, u16)>,
 }
 
 impl UpstreamGuard {
     pub fn new(policy: AddressPolicy, own: Vec<SocketAddr>) -> Self {
+        let own = own.iter().map(|a| (a.ip(), a.port(), a.port())).collect();
         UpstreamGuard { policy, own }
+    }
+
+    /// Also refuses `ip`'s ports `first..=last` (the Gateway sockets' range: which of
+    /// them are bound changes with the Gateways, and none is ever an upstream).
+    pub fn with_own_ports(mut self, ip: IpAddr, first: u16, last: u16) -> Self {
+        self.own.push((ip, first, last));
+        self
     }
 
     /// Why an endpoint of `reach` may not connect to `addr`, or `None` when it may.
@@ -50,9 +58,9 @@ impl UpstreamGuard {
     }
 
     fn is_own(&self, ip: IpAddr, port: u16) -> bool {
-        self.own.iter().any(|l| {
-            let listener = canonical(l.ip());
-            l.port() == port
+        self.own.iter().any(|&(l, first, last)| {
+            let listener = canonical(l);
+            (first..=last).contains(&port)
                 && (listener == ip
                     || (listener.is_unspecified() && is_local(ip))
                     || (ip.is_unspecified() && is_local(listener)))
@@ -198,6 +206,26 @@ mod tests {
             }
             // Another loopback port is someone else's.
             assert_eq!(guard.refuses(reach, addr("127.0.0.1:8080")), None);
+        }
+        // The Gateway sockets' whole range, bound or not yet.
+        let gateways = guard
+            .clone()
+            .with_own_ports("0.0.0.0".parse().unwrap(), 20000, 20009);
+        for reach in [Reach::Operator, Reach::Tenant] {
+            for target in [
+                "127.0.0.1:20000",
+                "127.0.0.1:20005",
+                "[::1]:20009",
+                "127.0.0.1:8443",
+            ] {
+                assert!(
+                    gateways.refuses(reach, addr(target)).is_some(),
+                    "{reach:?} {target}"
+                );
+            }
+            for target in ["127.0.0.1:19999", "127.0.0.1:20010"] {
+                assert_eq!(gateways.refuses(reach, addr(target)), None, "{target}");
+            }
             // 127.0.0.2 does not reach a listener bound to 127.0.0.1 alone.
             assert_eq!(guard.refuses(reach, addr("127.0.0.2:8443")), None);
         }

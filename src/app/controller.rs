@@ -18,9 +18,16 @@ pub struct ControllerArgs {
     /// credentials, or KUBECONFIG).
     #[arg(long)]
     pub kubernetes: bool,
-    /// The IngressClass name this controller serves.
+    /// This controller's IngressClass name: what the legacy `kubernetes.io/ingress.class`
+    /// annotation must say. Which Ingresses are served is decided by their class's
+    /// `spec.controller` (`--ingress-controller-name`).
     #[arg(long, default_value = kube_index::DEFAULT_CLASS_NAME)]
     ingress_class: String,
+    /// `spec.controller` of the IngressClasses this controller serves: Ingresses whose
+    /// class names another controller are untouched. Two releases on one cluster each
+    /// take their own (and their own `--lease-name`).
+    #[arg(long, default_value = kube_index::CONTROLLER_NAME)]
+    ingress_controller_name: String,
     /// Watch only these namespaces (repeat the flag or give a comma list; default: all).
     #[arg(long, value_delimiter = ',')]
     watch_namespace: Vec<String>,
@@ -207,6 +214,7 @@ pub async fn start_controller(
     });
     let index = kube_index::Settings {
         class_name: args.ingress_class.clone(),
+        controller_name: args.ingress_controller_name.clone(),
         // Blanks are dropped, so only `""` (as a chart may pass) means every namespace.
         namespaces: args
             .watch_namespace
@@ -251,7 +259,6 @@ pub async fn start_controller(
             controller_namespace: args.controller_namespace.clone(),
         },
         gateway: args.gateway()?,
-        ..kube_index::Settings::default()
     };
     let index_gateway = index.gateway.clone();
     let gateway_sockets = index

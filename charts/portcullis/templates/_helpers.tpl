@@ -65,7 +65,7 @@ app.kubernetes.io/component: controller
 
 {{/* The Lease the replicas elect a leader with (fixed by the controller). */}}
 {{- define "portcullis.leaseName" -}}
-portcullis-leader
+{{ .Values.controller.leaseName | default "portcullis-leader" }}
 {{- end }}
 
 {{/* Fails early, with the value to set, on an install that cannot work. */}}

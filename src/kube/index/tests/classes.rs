@@ -59,6 +59,51 @@ fn another_class_named_for_our_controller_counts() {
     assert_eq!(ix.translate().ingresses.len(), 1);
 }
 
+/// Two releases on one cluster (docs/operations.md): each names its own controller
+/// (`--ingress-controller-name`) and serves only the classes that name it, the legacy
+/// annotation by its own class name, the default class only if it is its own.
+#[test]
+fn two_releases_serve_only_their_own_classes() {
+    const EXTERNAL: &str = "portcullis.dev/ingress-controller-external";
+    let release = |controller: &str, class_name: &str| {
+        Index::new(Settings {
+            controller_name: controller.to_string(),
+            class_name: class_name.to_string(),
+            ..Settings::default()
+        })
+    };
+    let mut internal = release(CONTROLLER_NAME, "portcullis");
+    let mut external = release(EXTERNAL, "portcullis-external");
+    for ix in [&mut internal, &mut external] {
+        ix.apply(class("portcullis", CONTROLLER_NAME, false))
+            .unwrap();
+        ix.apply(class("portcullis-external", EXTERNAL, true))
+            .unwrap();
+        ix.apply(with_class("in", Some("portcullis"), None))
+            .unwrap();
+        ix.apply(with_class("out", Some("portcullis-external"), None))
+            .unwrap();
+        ix.apply(with_class("legacy-in", None, Some("portcullis")))
+            .unwrap();
+        ix.apply(with_class("legacy-out", None, Some("portcullis-external")))
+            .unwrap();
+        ix.apply(with_class("unnamed", None, None)).unwrap();
+    }
+    let served = |ix: &Index| {
+        let mut names: Vec<String> = ix
+            .translate()
+            .ingresses
+            .iter()
+            .map(|r| r.key.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(served(&internal), ["in", "legacy-in"]);
+    // The default class is the external release's: Ingresses naming no class are its.
+    assert_eq!(served(&external), ["legacy-out", "out", "unnamed"]);
+}
+
 #[test]
 fn default_class_of_another_controller_does_not_claim() {
     let mut ix = index();

@@ -88,6 +88,9 @@ fn base_model(a: SocketAddr, b: SocketAddr, ws: SocketAddr) -> Model {
     )];
     let mut websocket = route("ws", "ws.example.test", PathMatch::Any, &[ws]);
     websocket.options.allow_websockets = true;
+    let mut quiet_ws = route("ws-idle", "ws-idle.example.test", PathMatch::Any, &[ws]);
+    quiet_ws.options.allow_websockets = true;
+    quiet_ws.options.idle_timeout = Duration::from_secs(1);
     let mut private = route("private", "private.example.test", PathMatch::Any, &[a]);
     private.policy =
         Arc::new(Policy::from_yaml("allow:\n  and:\n    - groups: {has: admin}\n").unwrap());
@@ -100,6 +103,7 @@ fn base_model(a: SocketAddr, b: SocketAddr, ws: SocketAddr) -> Model {
             route("wild", "*.wild.example.test", PathMatch::Any, &[b]),
             shaped,
             websocket,
+            quiet_ws,
             private,
             broken,
         ],
@@ -269,6 +273,48 @@ async fn upgrades_websockets() {
         tokio_tungstenite::client_async("wss://a.example.test/socket", tls)
             .await
             .is_err()
+    );
+    let _ = f.ws;
+}
+
+/// `idle_timeout` closes a quiet WebSocket, never one in use: messages every 400 ms
+/// for 3 s pass a 1 s limit, then a second of silence closes the tunnel.
+#[tokio::test]
+async fn websockets_close_when_idle_not_when_old() {
+    let f = fixture().await;
+    let tls = tls_connect(f.running.https_addr, "ws-idle.example.test", f.tls.clone()).await;
+    let (mut ws, resp) = tokio_tungstenite::client_async("wss://ws-idle.example.test/s", tls)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    let opened = Instant::now();
+    let mut i = 0;
+    while opened.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        ws.send(format!("ping {i}").into()).await.unwrap();
+        let msg = ws.next().await.expect("open").expect("a message");
+        assert_eq!(msg.into_text().unwrap().as_str(), format!("echo: ping {i}"));
+        i += 1;
+    }
+    let quiet = Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("closed within 10 s");
+    assert!(
+        !matches!(
+            end,
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_)))
+        ),
+        "{end:?}"
+    );
+    let after = quiet.elapsed();
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed after {after:?}"
+    );
+    eprintln!(
+        "{i} messages over 3 s, then closed {} ms after the last",
+        after.as_millis()
     );
     let _ = f.ws;
 }

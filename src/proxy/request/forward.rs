@@ -276,15 +276,16 @@ impl Proxy {
                             return;
                         }
                     };
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-                    match tokio::time::timeout(idle_or_forever(idle), copy).await {
-                        Ok(Ok((up, down))) => {
+                    let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                    // idle_timeout is for a quiet connection, not a long one.
+                    match crate::proxy::idle::tunnel(client, upstream, idle).await {
+                        Ok(crate::proxy::idle::TunnelEnd::Closed(up, down)) => {
                             tracing::debug!(up, down, "upgraded connection closed")
                         }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "upgraded connection failed"),
-                        Err(_) => tracing::debug!("upgraded connection reached its time limit"),
+                        Ok(crate::proxy::idle::TunnelEnd::Idle) => {
+                            tracing::debug!(?idle, "upgraded connection idle; closed")
+                        }
+                        Err(e) => tracing::debug!(error = %e, "upgraded connection failed"),
                     }
                 }
                 .instrument(span),

@@ -461,6 +461,13 @@ async fn status_of_class_gateway_and_routes() {
     let http = SocketAddr::from(([127, 0, 0, 1], s.http_port));
     let a = plain_get(http, "site.example.test", "/").await;
     assert_eq!(a.status, 200, "{}", a.body);
+    // The app is told the scheme the client used (it builds its links from it).
+    let echo: Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "http", "{echo}");
+    let (status, body) = s.ask("GET", "site", "/").await;
+    assert_eq!(status, 200);
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "https", "{echo}");
 
     // Route status: Accepted and ResolvedRefs.
     s.route_condition(NS, "site", "Accepted", "True", None)

@@ -266,8 +266,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     HeaderValue::from_bytes(&hex).expect("hex is a valid header value")
 }
 
-/// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: std::net::IpAddr, host: &str) {
+/// Sets `X-Forwarded-For` (appending the peer), `-Proto` (`https` on a TLS connection,
+/// else `http`) and `-Host`.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: std::net::IpAddr, host: &str, tls: bool) {
     let prior = headers
         .get(&X_FORWARDED_FOR)
         .map(|v| v.as_bytes())
@@ -281,7 +282,8 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: std::net::IpAddr, host: &str
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    let proto = if tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     // The client's own `Host` value when it says the same (no copy).
     let same = headers
         .get(header::HOST)
@@ -501,10 +503,24 @@ mod tests {
             ("x-forwarded-for", "203.0.113.9"),
             ("x-forwarded-proto", "http"),
         ]);
-        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "app.example.com");
+        set_forwarded(
+            &mut h,
+            "127.0.0.1".parse().unwrap(),
+            "app.example.com",
+            true,
+        );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "203.0.113.9, 127.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "app.example.com");
+        // A plain-HTTP listener (a Gateway's, ACME) says so, whatever the client wrote.
+        let mut plain = map(&[("x-forwarded-proto", "https")]);
+        set_forwarded(
+            &mut plain,
+            "127.0.0.1".parse().unwrap(),
+            "app.example.com",
+            false,
+        );
+        assert_eq!(plain.get("x-forwarded-proto").unwrap(), "http");
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl Proxy {
         let client_host = client_authority(ctx, &parts.headers);
         // X-Forwarded-For gets the connection's client appended, as Envoy does;
         // X-Real-IP is the request's client.
-        headers::set_forwarded(&mut parts.headers, ctx.conn.client, &ctx.host);
+        headers::set_forwarded(&mut parts.headers, ctx.conn.client, &ctx.host, ctx.conn.tls);
         headers::set_forwarded_port_and_ip(&mut parts.headers, ctx.port, ctx.client);
         parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
         for name in &route.options.remove_request_headers {

@@ -54,6 +54,9 @@ pub struct ConnInfo {
     pub sni: Option<Arc<str>>,
     /// Set on a Gateway's socket: requests are looked up in that Gateway's rules.
     pub gateway: Option<GatewayConn>,
+    /// The connection is TLS (`X-Forwarded-Proto: https`); plain HTTP on a Gateway's
+    /// HTTP listener and for ACME challenges.
+    pub tls: bool,
 }
 
 /// The Gateway socket a connection came in on.

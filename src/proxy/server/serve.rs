@@ -138,6 +138,7 @@ pub async fn serve_tls(
                 xff_trusted_hops: limits.xff_num_trusted_hops,
                 sni,
                 gateway,
+                tls: true,
             };
             let state = Arc::new(ConnState::new(
                 limits.max_concurrent_requests_per_connection,
@@ -238,6 +239,7 @@ pub async fn serve_plain(
                 xff_trusted_hops: limits.xff_num_trusted_hops,
                 sni: None,
                 gateway: socket.gateway,
+                tls: false,
             };
             let service = {
                 let state = state.clone();

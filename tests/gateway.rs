@@ -468,6 +468,31 @@ async fn status_of_class_gateway_and_routes() {
     assert_eq!(status, 200);
     let echo: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(echo["headers"]["x-forwarded-proto"], "https", "{echo}");
+    // The live table shows each Gateway socket and its routes.
+    let (code, dump) = s
+        .replica
+        .as_ref()
+        .unwrap()
+        .admin_get("/debug/routes")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let dump: Value = serde_json::from_str(&dump).unwrap();
+    let sockets = dump["gateways"].as_array().expect("gateways");
+    let https = sockets
+        .iter()
+        .find(|g| g["local_port"] == s.gw_port)
+        .unwrap_or_else(|| panic!("{dump}"));
+    assert_eq!(https["gateway"], "infra/gw:443");
+    assert_eq!(https["tls"], true);
+    assert!(
+        https["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"].as_str().unwrap().contains("/site/")),
+        "{https}"
+    );
 
     // Route status: Accepted and ResolvedRefs.
     s.route_condition(NS, "site", "Accepted", "True", None)

@@ -189,6 +189,7 @@ pub async fn start(settings: Settings, model: &Model) -> Result<Running> {
                 serde_json::json!({
                     "generation": snapshot.generation,
                     "routes": snapshot.table.describe(debug_proxy.now_ms()),
+                    "gateways": snapshot.table.describe_gateways(debug_proxy.now_ms()),
                     "diagnostics": snapshot.diagnostics.iter().map(|d| serde_json::json!({
                         "route": d.route_id, "message": d.message,
                     })).collect::<Vec<_>>(),

@@ -10,6 +10,28 @@ impl RoutingTable {
     pub fn describe(&self, now_ms: u64) -> Value {
         Value::Array(self.routes().map(|r| describe_route(r, now_ms)).collect())
     }
+
+    /// Every Gateway socket by local port: the Gateway port it serves, whether it is
+    /// HTTPS, and its routes (rendered as [`RoutingTable::describe`]'s, by id).
+    pub fn describe_gateways(&self, now_ms: u64) -> Value {
+        let mut ports: Vec<_> = self.gateways.iter().collect();
+        ports.sort_by_key(|(port, _)| **port);
+        Value::Array(
+            ports
+                .into_iter()
+                .map(|(port, t)| {
+                    let mut routes: Vec<_> = t.routes().collect();
+                    routes.sort_by(|a, b| a.id.cmp(&b.id));
+                    json!({
+                        "local_port": port,
+                        "gateway": &*t.id,
+                        "tls": t.tls,
+                        "routes": routes.into_iter().map(|r| describe_route(r, now_ms)).collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        )
+    }
 }
 
 fn describe_route(route: &Route, now_ms: u64) -> Value {

@@ -49,7 +49,7 @@ pub struct RoutingTable {
     /// Path regexes this build compiled, and those it took from the previous table.
     regex_stats: RegexStats,
     /// Gateway API sockets by local port.
-    gateways: HashMap<u16, GatewayTable>,
+    pub(super) gateways: HashMap<u16, GatewayTable>,
     /// Exact hosts and wildcard suffixes of Gateway API rules, for [`Self::knows_host`].
     gateway_hosts: GatewayHosts,
 }

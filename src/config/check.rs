@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::routes::{Balance, HostMatch, PathMatch, UpstreamScheme};
 
-use super::{Config, ConfigError, IdpProvider, SessionStore};
+use super::{Config, ConfigError, IdpProvider};
 
 /// Something valid but suspicious, tied to a route when it is about one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +129,9 @@ impl Config {
                     join_keys(&missing)
                 )));
             }
-            if self.cookie.secret.is_none() && self.session_store == SessionStore::Cookie {
+            // Whatever the session store: the secret keys the sign-in state, the
+            // handoff and the route credentials too, and `run` refuses without it.
+            if self.cookie.secret.is_none() {
                 out.push(file(format!(
                     "{who} sign-in, but cookie_secret is not set: `portcullis run` refuses \
                      to start sign-in without one (head -c32 /dev/urandom | base64)"

@@ -682,6 +682,14 @@ fn check_warnings() {
     );
     assert!(has("cookie_secret is not set"), "{w:#?}");
 
+    // With Redis sessions too: `run` refuses to start sign-in without the secret.
+    let c = parse_ok(&format!("{SEED}session_store: redis://127.0.0.1:6379\n"));
+    let w: Vec<String> = c.warnings().iter().map(ToString::to_string).collect();
+    assert!(
+        w.iter().any(|x| x.contains("cookie_secret is not set")),
+        "{w:#?}"
+    );
+
     // A complete sign-in setup: no sign-in warnings.
     let c = parse_ok(&format!("{SEED}cookie_secret: {KEY32}\n"));
     assert!(c.warnings().is_empty(), "{:?}", c.warnings());

@@ -490,6 +490,7 @@ fn bad_input_is_refused_with_a_location() {
         (route("set_request_headers:\n  X-Forwarded-Email: admin@corp.example"), "config.yaml:5:7: routes[0].set_request_headers: ", "`x-forwarded-email` is an identity header"),
         (route("set_request_headers: {x_portcullis_jwt_assertion: forged}"), "config.yaml:4:26: routes[0].set_request_headers: ", "identity header"),
         (route("remove_request_headers: [Content-Length]"), "config.yaml:4:29: routes[0].remove_request_headers: ", "framing header"),
+        (route("set_response_headers: {Content-Length: '0'}"), "config.yaml:4:27: routes[0].set_response_headers: ", "framing header"),
         (format!("jwt_claims_headers: {{X-Email: email}}\n{}", route("set_request_headers: {x-email: a}")), "config.yaml:5:26: routes[0].set_request_headers: ", "identity header"),
         // Portcullis's own listeners are never an upstream.
         ("metrics_address: 127.0.0.1:9090\nroutes:\n  - from: https://a.example.com\n    to: http://localhost:9090".into(), "config.yaml:4:9: routes[0].to: ", "own listener 127.0.0.1:9090"),

@@ -42,11 +42,20 @@ pub const IDENTITY_REASON: &str = "an identity header: upstreams trust it to nam
 pub const FRAMING_REASON: &str =
     "a framing header: it decides how the request is delimited, which only the proxy may decide";
 
+/// Why a route may not set, add or remove a framing header on a response.
+pub const RESPONSE_FRAMING_REASON: &str = "a framing header: it decides how the response is delimited (a wrong Content-Length would let the upstream's bytes be read as a second response on the connection), which only the proxy may decide";
+
+/// Whether `name` is a framing header (`Content-Length`, `Transfer-Encoding`,
+/// `Connection` and the other hop-by-hop names), in any case and spelling.
+pub fn framing_header(name: &str) -> bool {
+    FRAMING_HEADERS.iter().any(|h| same_name(name, h))
+}
+
 /// Why a route may not set or remove the request header `name`, or `None` when it may.
 /// Covers the fixed lists above; configured claim headers need
 /// [`reserved_request_header_with`].
 pub fn reserved_request_header(name: &str) -> Option<&'static str> {
-    if FRAMING_HEADERS.iter().any(|h| same_name(name, h)) {
+    if framing_header(name) {
         return Some(FRAMING_REASON);
     }
     if identity_header(name) {

@@ -487,6 +487,13 @@ fn header_filters_cannot_forge_identity_or_cookies() {
                    "backendRefs": [{"name": "web", "port": 80}]}),
         ),
         (
+            "framing",
+            json!({"filters": [{"type": "ResponseHeaderModifier",
+                                "responseHeaderModifier": {"set": [{"name": "Content-Length",
+                                    "value": "0"}]}}],
+                   "backendRefs": [{"name": "web", "port": 80}]}),
+        ),
+        (
             "signout",
             json!({"filters": [{"type": "ResponseHeaderModifier",
                                 "responseHeaderModifier": {"set": [{"name": "Clear-Site-Data",

@@ -447,6 +447,11 @@ fn identity_and_framing_headers_cannot_be_set_or_removed() {
         json!({"portcullis.dev/set-request-headers": "{Transfer-Encoding: chunked}"}),
         json!({"portcullis.dev/remove-request-headers": "X-Portcullis-Jwt-Assertion"}),
         json!({"ingress.pomerium.io/remove_request_headers": "[Content-Length]"}),
+        // A response's framing too: a wrong Content-Length would let the upstream's
+        // bytes be read as the next response on the client's connection.
+        json!({"portcullis.dev/set-response-headers": "{Content-Length: '0'}"}),
+        json!({"portcullis.dev/set-response-headers": "{transfer_encoding: chunked}"}),
+        json!({"portcullis.dev/set-response-headers": "{Connection: close}"}),
     ];
     for ann in cases {
         let mut ix = tenants(Tenancy {

@@ -204,6 +204,17 @@ impl<'a> Translator<'a> {
                 );
             }
         }
+        for (name, _) in &ann.options.set_response_headers {
+            if crate::routes::reserved::framing_header(name.as_str()) {
+                found.reject(
+                    reasons::RESERVED_HEADER,
+                    format!(
+                        "annotation set-response-headers: `{name}` is {}",
+                        crate::routes::reserved::RESPONSE_FRAMING_REASON
+                    ),
+                );
+            }
+        }
         if let Some(why) = &entry.regexes.over_budget {
             found.reject(reasons::PATH_REGEX_LIMIT, format!("spec.rules: {why}"));
         }

@@ -110,8 +110,8 @@ pub(super) enum Direction {
 }
 
 /// A header modifier with names and values checked: requests may not be given
-/// identity or framing headers (`routes::reserved`), responses no `Set-Cookie`
-/// (Portcullis's cookies are its own).
+/// identity or framing headers (`routes::reserved`), responses no framing headers and
+/// no `Set-Cookie` or `Clear-Site-Data` (Portcullis's cookies are its own).
 pub(super) fn header_modifier(
     spec: &HTTPHeaderFilter,
     direction: Direction,
@@ -126,7 +126,14 @@ pub(super) fn header_modifier(
                     return Err(format!("`{n}` is {why}"));
                 }
             }
-            Direction::Response => {}
+            Direction::Response => {
+                if crate::routes::reserved::framing_header(n) {
+                    return Err(format!(
+                        "`{n}` is {}",
+                        crate::routes::reserved::RESPONSE_FRAMING_REASON
+                    ));
+                }
+            }
         }
         Ok(parsed)
     };

@@ -64,7 +64,7 @@ pub mod kube {
     }
 
     pub mod gateway {
-        pub use crate::kube::gateway::BUNDLE_VERSION;
+        pub use crate::kube::gateway::{BUNDLE_VERSION, CONTROLLER_NAME};
 
         pub mod api {
             pub use crate::kube::gateway::api::{Gateway, GatewayClass, HTTPRoute, ReferenceGrant};

@@ -912,6 +912,26 @@ async fn two_replicas_serve_one_gateway_and_a_new_leader_finishes_status() {
     })
     .await;
 
+    // Provisioned-looking Services in the controller's namespace: another release's
+    // (its own controllerName) and an orphan of ours. A new leader sweeps only ours.
+    for (name, controller) in [
+        (
+            "other-release-gw",
+            "portcullis.dev/gateway-controller-other",
+        ),
+        ("orphan-gw", portcullis::api::kube::gateway::CONTROLLER_NAME),
+    ] {
+        s.cluster
+            .create::<Service>(
+                Some(CONTROLLER_NS),
+                json!({"metadata": {"name": name,
+                        "labels": {"app.kubernetes.io/managed-by": "portcullis-gateway"},
+                        "annotations": {"gateway.portcullis.dev/gateway": "infra/gone",
+                                        "gateway.portcullis.dev/controller": controller}},
+                       "spec": {"ports": [{"name": "p80", "port": 80, "targetPort": 20999}]}}),
+            )
+            .await;
+    }
     let holder = || s.cluster.lease_holder();
     let leader = holder().await;
     assert!(["gw-a", "gw-b"].contains(&leader.as_str()), "{leader:?}");
@@ -1007,4 +1027,17 @@ async fn two_replicas_serve_one_gateway_and_a_new_leader_finishes_status() {
         || async { attached().await == [want.clone(), want.clone()] },
     )
     .await;
+    let services: Api<Service> = Api::namespaced(s.cluster.client.clone(), CONTROLLER_NS);
+    within(Duration::from_secs(20), "our orphan swept", || async {
+        services.get_opt("orphan-gw").await.unwrap().is_none()
+    })
+    .await;
+    assert!(
+        services
+            .get_opt("other-release-gw")
+            .await
+            .unwrap()
+            .is_some(),
+        "another release's Service was swept"
+    );
 }

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 
 use super::api::{Gateway, GatewayClass, HTTPRoute};
 use super::{GROUP, conditions};
-use crate::kube::index::gateway::ports::{GATEWAY_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::kube::index::gateway::ports::{
+    CONTROLLER_ANNOTATION, GATEWAY_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
+};
 use crate::kube::index::gateway::{GatewaySettings, GatewayTranslation};
 use crate::kube::index::{NoteType, ObjectKey};
 use crate::kube::status::{Recorder, Transitions, object_reference};
@@ -85,10 +87,13 @@ impl GatewayWriter {
                 MANAGED_BY_LABEL.to_string(),
                 MANAGED_BY.to_string(),
             )]);
-            let annotations = std::collections::BTreeMap::from([(
-                GATEWAY_ANNOTATION.to_string(),
-                s.gateway.to_string(),
-            )]);
+            let annotations = std::collections::BTreeMap::from([
+                (GATEWAY_ANNOTATION.to_string(), s.gateway.to_string()),
+                (
+                    CONTROLLER_ANNOTATION.to_string(),
+                    self.settings.controller_name.clone(),
+                ),
+            ]);
             let ports: Vec<Value> = s
                 .ports
                 .iter()
@@ -119,7 +124,9 @@ impl GatewayWriter {
             }
         }
         // Services of Gateways gone: those this writer made, and on a new leadership
-        // every labelled one the cluster has.
+        // every labelled one the cluster has that this controller made (another
+        // release's, in the same namespace, are its own to keep; one made before the
+        // annotation existed is left alone too).
         let mut gone: Vec<String> = self
             .services
             .keys()
@@ -131,9 +138,17 @@ impl GatewayWriter {
             match api.list(&ListParams::default().labels(&selector)).await {
                 Ok(list) => {
                     self.swept = true;
+                    let ours = |s: &Service| {
+                        s.metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(CONTROLLER_ANNOTATION))
+                            .is_some_and(|c| *c == self.settings.controller_name)
+                    };
                     gone.extend(
                         list.items
                             .into_iter()
+                            .filter(ours)
                             .filter_map(|s| s.metadata.name)
                             .filter(|n| !wanted.contains(n)),
                     );

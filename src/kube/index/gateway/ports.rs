@@ -15,6 +15,9 @@ use super::super::{Index, ObjectKey};
 
 /// Annotation on provisioned Services: the Gateway they serve, `namespace/name`.
 pub const GATEWAY_ANNOTATION: &str = "gateway.portcullis.dev/gateway";
+/// Annotation on provisioned Services: the `controllerName` of the release that made
+/// them. Two releases in one namespace each sweep only their own.
+pub const CONTROLLER_ANNOTATION: &str = "gateway.portcullis.dev/controller";
 /// Marks a Service as Portcullis's provisioned one (the writer deletes only these).
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "portcullis-gateway";

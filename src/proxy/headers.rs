@@ -49,8 +49,17 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub fn drop_set_cookies(headers: &mut HeaderMap, base: &str) -> usize {
     strip_clear_site_cookies(headers);
     let ours = |v: &HeaderValue| {
-        let name = crate::auth::cookies::set_cookie_name(v.as_bytes());
-        name.is_empty() || crate::auth::cookies::in_family(name, base.as_bytes())
+        use crate::auth::cookies::{in_family, set_cookie_name};
+        let name = set_cookie_name(v.as_bytes());
+        // A comma cannot be in a cookie (RFC 6265 §4.1.1), only in an `Expires` date;
+        // a client that splits a value on commas as folded headers (some have) would
+        // read what follows one as another cookie: one of ours there counts too.
+        name.is_empty()
+            || in_family(name, base.as_bytes())
+            || v.as_bytes().split(|b| *b == b',').skip(1).any(|piece| {
+                let n = set_cookie_name(piece);
+                !n.is_empty() && in_family(n, base.as_bytes())
+            })
     };
     let total = headers.get_all(header::SET_COOKIE).iter().count();
     if total == 0 {
@@ -326,6 +335,8 @@ mod tests {
             "=_portcullis=nameless; Domain=.example.com",
             " =__Host-_portcullis_nonce=x",
             "_portcullis",
+            "theme=x, __Host-_portcullis_nonce=planted; Path=/",
+            "late=1; Expires=Wed, 21 Oct 2099 07:28:00 GMT",
         ] {
             h.append(header::SET_COOKIE, HeaderValue::from_static(v));
         }
@@ -333,7 +344,7 @@ mod tests {
             "clear-site-data",
             HeaderValue::from_static("\"cache\", \"cookies\""),
         );
-        assert_eq!(drop_set_cookies(&mut h, "_portcullis"), 10);
+        assert_eq!(drop_set_cookies(&mut h, "_portcullis"), 11);
         assert_eq!(h["clear-site-data"], "\"cache\"");
         let mut wipe = HeaderMap::new();
         wipe.insert("clear-site-data", HeaderValue::from_static("\"*\""));
@@ -377,7 +388,12 @@ mod tests {
             .collect();
         assert_eq!(
             left,
-            ["theme=dark; Path=/", "_portcullisx=1", "portcullis=1"]
+            [
+                "theme=dark; Path=/",
+                "_portcullisx=1",
+                "portcullis=1",
+                "late=1; Expires=Wed, 21 Oct 2099 07:28:00 GMT"
+            ]
         );
         let mut none = HeaderMap::new();
         assert_eq!(drop_set_cookies(&mut none, "_portcullis"), 0);

@@ -289,8 +289,17 @@ function esc(s) {
 }
 
 function makeSigningKey() {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwk = privateKey.export({ format: 'jwk' });
+  // The key comes out of the generator as PEM and is read back as a key of its own
+  // before its JWK is taken: exporting the generator's own KeyObject can deadlock Node 20
+  // (a garbage collection during the export finalizes the finished key-generation job,
+  // whose destructor waits for the lock the export holds; seen in CI, the process hung
+  // before printing its ready line).
+  const { privateKey: pem } = crypto.generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  const jwk = crypto.createPrivateKey(pem).export({ format: 'jwk' });
   return {
     ...jwk, kid: crypto.randomBytes(16).toString('base64url'), alg: 'RS256', use: 'sig',
   };

@@ -107,21 +107,41 @@ pub async fn websocket_upstream() -> SocketAddr {
 
 /// Spawns a helper server that prints one JSON "ready" line on stdout when it listens
 /// (the test provider, the Okta API emulator); returns it with that line. Its stdin is
-/// a pipe, so servers told to exit on stdin EOF die with the test process.
+/// a pipe, so servers told to exit on stdin EOF die with the test process. A helper
+/// that has not said it is ready within 30 s is killed and started once more (a hung
+/// start must fail the test, not the CI run's time limit).
 pub fn spawn_ready(cmd: &mut std::process::Command) -> (std::process::Child, serde_json::Value) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node is installed");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    (child, ready)
+    const READY_WITHIN: Duration = Duration::from_secs(30);
+    for attempt in 1..=2 {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node is installed");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(READY_WITHIN) {
+            Ok(line) => {
+                let ready = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                return (child, ready);
+            }
+            Err(_) => {
+                eprintln!(
+                    "{cmd:?} did not say it was ready within {READY_WITHIN:?} (attempt {attempt}); killed"
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    panic!("{cmd:?} never said it was ready")
 }
 
 /// A plain-HTTP GET over a fresh connection (admin port, redirect listener).

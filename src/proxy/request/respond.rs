@@ -26,11 +26,10 @@ impl Proxy {
         }
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(resp.headers_mut(), switching);
+        // Framing headers never get here: the config reader, the Ingress index and
+        // the HTTPRoute filters refuse them (routes::reserved::framing_header).
         for (name, value) in &route.options.set_response_headers {
-            // Framing is the proxy's (the index and the config reader refuse these).
-            if !crate::routes::reserved::framing_header(name.as_str()) {
-                resp.headers_mut().insert(name.clone(), value.clone());
-            }
+            resp.headers_mut().insert(name.clone(), value.clone());
         }
         if let Some(modifier) = super::gateway::response_headers(route) {
             modifier.apply(resp.headers_mut());

@@ -109,10 +109,14 @@ impl Visit for Fields<'_, '_> {
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // serde_json's own rendering (shortest round-trip form; `null` if not finite).
+        // serde_json's own rendering (shortest round-trip form; `null` if not finite),
+        // on the stack: every request line has one (`duration_ms`).
         self.entry(field, |w| {
-            let text = serde_json::to_string(&value).map_err(|_| fmt::Error)?;
-            w.write_str(&text)
+            let mut buf = [0u8; 32];
+            let mut out = std::io::Cursor::new(&mut buf[..]);
+            serde_json::to_writer(&mut out, &value).map_err(|_| fmt::Error)?;
+            let len = out.position() as usize;
+            w.write_str(std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?)
         });
     }
 

@@ -352,6 +352,26 @@ async fn tenants_cannot_reach_into_another_namespace() {
         &["x-forwarded-email", "identity header"],
     )
     .await;
+    //    And a response's framing: a short Content-Length would let b's upstream put a
+    //    second response (cookies, Clear-Site-Data) on the client's connection.
+    create_as::<Ingress>(
+        &b,
+        "b",
+        ingress(
+            "smuggle",
+            json!({PUBLIC: "true", "portcullis.dev/set-response-headers": "{Content-Length: '0'}"}),
+            json!({"rules": [rule(Some("smuggle.b.example"), "/", "web", b_port)]}),
+        ),
+    )
+    .await;
+    warning(
+        &cluster,
+        "b",
+        "smuggle",
+        "ReservedHeader",
+        &["content-length", "framing header"],
+    )
+    .await;
     // 5. Portcullis's own admin listener, through an ExternalName to localhost (even
     //    with loopback upstreams allowed for the tests).
     create_as::<Service>(&b, "b", external_name("admin", "localhost", replica.admin)).await;

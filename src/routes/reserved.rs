@@ -51,6 +51,13 @@ pub fn framing_header(name: &str) -> bool {
     FRAMING_HEADERS.iter().any(|h| same_name(name, h))
 }
 
+/// Why a route may not set or remove the response header `name`, or `None` when it
+/// may: the framing headers. (Portcullis's cookies are stripped from every response
+/// after the route's headers; HTTPRoute filters refuse setting them too.)
+pub fn reserved_response_header(name: &str) -> Option<&'static str> {
+    framing_header(name).then_some(RESPONSE_FRAMING_REASON)
+}
+
 /// Why a route may not set or remove the request header `name`, or `None` when it may.
 /// Covers the fixed lists above; configured claim headers need
 /// [`reserved_request_header_with`].

@@ -59,17 +59,14 @@ pub(super) fn read_options(
         }
     }
     for (name, _) in &o.set_response_headers {
-        if crate::routes::reserved::framing_header(name.as_str()) {
+        if let Some(why) = crate::routes::reserved::reserved_response_header(name.as_str()) {
             let n = f
                 .get("set_response_headers")
                 .expect("present when it names headers");
             p.push(
                 &n.origin,
                 &f.key_path("set_response_headers"),
-                format!(
-                    "`{name}` is {}",
-                    crate::routes::reserved::RESPONSE_FRAMING_REASON
-                ),
+                format!("`{name}` is {why}"),
             );
         }
     }

@@ -27,7 +27,7 @@ impl Proxy {
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         headers::strip_hop_by_hop(resp.headers_mut(), switching);
         // Framing headers never get here: the config reader, the Ingress index and
-        // the HTTPRoute filters refuse them (routes::reserved::framing_header).
+        // the HTTPRoute filters refuse them (routes::reserved::reserved_response_header).
         for (name, value) in &route.options.set_response_headers {
             resp.headers_mut().insert(name.clone(), value.clone());
         }

@@ -205,13 +205,10 @@ impl<'a> Translator<'a> {
             }
         }
         for (name, _) in &ann.options.set_response_headers {
-            if crate::routes::reserved::framing_header(name.as_str()) {
+            if let Some(why) = crate::routes::reserved::reserved_response_header(name.as_str()) {
                 found.reject(
                     reasons::RESERVED_HEADER,
-                    format!(
-                        "annotation set-response-headers: `{name}` is {}",
-                        crate::routes::reserved::RESPONSE_FRAMING_REASON
-                    ),
+                    format!("annotation set-response-headers: `{name}` is {why}"),
                 );
             }
         }

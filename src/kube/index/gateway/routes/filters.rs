@@ -127,11 +127,8 @@ pub(super) fn header_modifier(
                 }
             }
             Direction::Response => {
-                if crate::routes::reserved::framing_header(n) {
-                    return Err(format!(
-                        "`{n}` is {}",
-                        crate::routes::reserved::RESPONSE_FRAMING_REASON
-                    ));
+                if let Some(why) = crate::routes::reserved::reserved_response_header(n) {
+                    return Err(format!("`{n}` is {why}"));
                 }
             }
         }
